@@ -1,0 +1,56 @@
+"""Shared fixtures: a hermetic cache, the materialised conformance checkpoint, a live built-in provider."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Hermetic: every derived file (vocabulary, tokenizer.json, checkpoint) is rebuilt for the session,
+# as on a clean clone. Subprocesses (CLI tests) inherit it.
+os.environ.setdefault("GPT_OSS_VERIFY_CACHE", tempfile.mkdtemp(prefix="gpt-oss-verify-cache-"))
+os.environ.pop("TIKTOKEN_ENCODINGS_BASE", None)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def checkpoint() -> Path:
+    from verifier.testmodel.compact import default_checkpoint
+
+    return default_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def engine(checkpoint):
+    from verifier.reference.engine import Engine
+
+    return Engine(checkpoint, "fp32")
+
+
+@pytest.fixture(scope="session")
+def server(checkpoint):
+    from verifier.serve import start_background
+
+    with start_background(checkpoint, "gpt-oss-conformance") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def provider(server):
+    from verifier.providers import Provider
+
+    p = Provider(server.url, "gpt-oss-conformance")
+    yield p
+    p.close()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 900):
+    """Run the CLI in a subprocess; returns CompletedProcess with text output."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "verifier.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)

@@ -1,0 +1,131 @@
+"""End to end through the CLI: the honest built-in provider passes, every fault fails exactly its checks,
+and bad input gets one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from conftest import run_cli
+
+from verifier.serve.faults import FAULTS
+
+
+def _result(stdout: str) -> tuple[dict, Path]:
+    report = Path(next(line.split(": ", 1)[1] for line in stdout.splitlines() if line.startswith("report: ")))
+    return json.loads((report.parent / "result.json").read_text()), report.parent
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    out = tmp_path_factory.mktemp("honest")
+    proc = run_cli("run", "--out", str(out))
+    return proc, *_result(proc.stdout)
+
+
+def test_honest_builtin_provider_passes_every_check(honest):
+    proc, result, run_dir = honest
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["verdict"] == "pass"
+    families = {c["family"] for c in result["checks"]}
+    assert families == {"rendering", "parsing", "tools", "effort", "drift"}
+    assert all(c["verdict"] == "pass" for c in result["checks"]), [c["id"] for c in result["checks"] if c["verdict"] != "pass"]
+    assert set(result["apis"]) >= {"chat", "chat-stream", "responses", "responses-stream", "completions", "score"}
+
+
+def test_run_writes_journal_report_and_junit(honest):
+    _, result, run_dir = honest
+    journal = (run_dir / "journal.jsonl").read_text().splitlines()
+    assert len(journal) == result["cost"]["requests"] > 100
+    html = (run_dir / "report.html").read_text()
+    assert "<script" not in html and 'class="banner pass"' in html
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert int(suite.get("tests")) == len(result["checks"]) and suite.get("failures") == "0"
+
+
+def test_report_rerenders_from_result_json(honest, tmp_path):
+    _, _, run_dir = honest
+    proc = run_cli("report", str(run_dir / "result.json"), "--out", str(tmp_path))
+    assert proc.returncode == 0
+    assert (tmp_path / "report.html").read_text() == (run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_fault_fails_exactly_its_checks(fault, tmp_path):
+    proc = run_cli("run", "--out", str(tmp_path), "--fault", fault)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    result, _ = _result(proc.stdout)
+    failed = {c["id"] for c in result["checks"] if c["verdict"] == "fail"}
+    assert failed == set(FAULTS[fault].targets)
+    assert all(c["verdict"] in ("pass", "fail") for c in result["checks"])
+    for check_id in FAULTS[fault].targets:
+        assert f"FAIL  {check_id}" in proc.stdout
+
+
+def _one_line_exit_2(proc) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpt-oss-verify: error: ")
+    return lines[0]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--suite", "nope"], "unknown suite 'nope'"),
+    (["run", "--base-url", "http://127.0.0.1:{port}/v1"], "--model is required"),
+    (["run", "--base-url", "http://127.0.0.1:{port}/v1", "--model", "m"], "ConnectError"),
+    (["run", "--fault", "no-such-fault"], "unknown fault"),
+    (["run", "--api", "carrier-pigeon"], "unknown API variants"),
+    (["run", "--api-key-env", "SURELY_UNSET_VARIABLE_X"], "is not set"),
+    (["report", "/nonexistent/result.json"], "no result file"),
+])
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, needle):
+    port = _closed_port()
+    proc = run_cli(*[a.format(port=port) for a in args], "--out", str(tmp_path)) if args[0] == "run" else run_cli(*args)
+    assert needle in _one_line_exit_2(proc)
+
+
+def test_corrupt_golden_is_refused(tmp_path):
+    bad = tmp_path / "golden"
+    bad.mkdir()
+    (bad / "harmony.json").write_text("{broken")
+    proc = run_cli("run", "--suite", "harmony", "--golden", str(bad), "--out", str(tmp_path))
+    assert "not a readable golden file" in _one_line_exit_2(proc)
+
+
+def test_an_endpoint_that_is_not_openai_compatible_is_refused(tmp_path):
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>a blog</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run_cli("run", "--base-url", f"http://127.0.0.1:{server.server_port}/v1", "--model", "m",
+                       "--out", str(tmp_path))
+    finally:
+        server.shutdown()
+    assert "did not answer with JSON" in _one_line_exit_2(proc)
+
+
+def test_listings():
+    for command, needle in (("faults", "tool-call-in-content"), ("checks", "tools.finish_reason"), ("suites", "harmony")):
+        proc = run_cli(command)
+        assert proc.returncode == 0 and needle in proc.stdout

@@ -1,0 +1,132 @@
+"""The built-in reference provider on loopback: every API, streamed or not, and the OpenAI SDK."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from verifier import harmony
+from verifier.golden import load
+from verifier.paths import golden_dir
+from verifier.suites import load_suite
+
+TOOLS = load_suite("tools")
+WEATHER_CASE = TOOLS.cases[0].request
+
+
+def _fields(obs):
+    return (obs.content, obs.reasoning, [(c.name, c.arguments) for c in obs.tool_calls], obs.finish_reason,
+            obs.usage.prompt_tokens, obs.usage.completion_tokens)
+
+
+def test_models_lists_the_served_model(provider):
+    assert provider.models() == ["gpt-oss-conformance"]
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_stream_and_non_stream_agree(provider, api):
+    send = provider.chat if api == "chat" else provider.responses
+    body = WEATHER_CASE if api == "chat" else harmony.chat_to_responses(WEATHER_CASE) | {"temperature": 0}
+    plain, streamed = send(body), send(body, stream=True)
+    assert plain.ok and streamed.ok
+    assert _fields(plain) == _fields(streamed)
+    assert plain.finish_reason == "tool_calls" and plain.tool_calls[0].name == "get_weather"
+
+
+def test_chat_reports_reasoning_in_both_fields_and_usage(provider):
+    obs = provider.chat(WEATHER_CASE)
+    assert obs.reasoning_fields == ["reasoning_content", "reasoning"]
+    assert obs.usage.reasoning_tokens == len(harmony.encode(obs.reasoning))
+
+
+def test_chat_answer_matches_golden_greedy(provider):
+    golden = load(golden_dir() / "gpt-oss-conformance" / "fp32" / "harmony.json")
+    case = load_suite("harmony").cases[0]
+    obs = provider.chat(case.request)
+    turn = golden.record(case.id).turns[0]
+    assert obs.content == turn.final and obs.reasoning == turn.reasoning
+    assert obs.usage.completion_tokens == len(turn.completion_token_ids)
+
+
+def test_completions_prompt_logprobs_equal_reference_scores(provider, engine):
+    golden = load(golden_dir() / "gpt-oss-conformance" / "fp32" / "drift.json")
+    turn = golden.records[0].turns[0]
+    tokens = turn.prompt_token_ids + turn.completion_token_ids
+    start = len(turn.prompt_token_ids)
+    result = provider.score(tokens, start, 20, {})
+    assert result.mode == "prompt_logprobs"
+    for ref, got in zip(turn.scores, result.positions):
+        assert got.token_logprob == pytest.approx(ref.logprob, abs=1e-4)
+        assert set(got.top) >= set(ref.top_ids[:5])
+
+
+def test_completions_echo_logprobs_legacy_format(server):
+    golden = load(golden_dir() / "gpt-oss-conformance" / "fp32" / "drift.json")
+    turn = golden.records[0].turns[0]
+    tokens = turn.prompt_token_ids + turn.completion_token_ids
+    r = httpx.post(f"{server.url}/completions", json={"model": "gpt-oss-conformance", "prompt": tokens,
+                                                     "max_tokens": 0, "echo": True, "logprobs": 5}, timeout=60)
+    lp = r.json()["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == len(tokens) and lp["token_logprobs"][0] is None
+    assert lp["token_logprobs"][-1] == pytest.approx(turn.scores[-1].logprob, abs=1e-4)
+    assert len(lp["top_logprobs"][-1]) == 5
+
+
+def test_completions_harmony_round_trip(provider):
+    prompt = harmony.render_chat(WEATHER_CASE)
+    plain, streamed = provider.completions_harmony(prompt, 200), provider.completions_harmony(prompt, 200, stream=True)
+    assert plain.token_ids[-1] == harmony.CALL and plain.finish_reason == "tool_calls"
+    assert _fields(plain)[:4] == _fields(streamed)[:4]
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"model": "gpt-oss-conformance", "messages": []}, 400, "messages"),
+    ({"model": "gpt-oss-conformance", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}, 400,
+     "reasoning_effort"),
+    ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, 404, "does not exist"),
+    ({"model": "gpt-oss-conformance", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
+])
+def test_bad_requests_get_openai_errors(server, body, status, needle):
+    r = httpx.post(f"{server.url}/chat/completions", json=body, timeout=30)
+    assert r.status_code == status and needle in r.json()["error"]["message"]
+
+
+def test_non_json_body_is_a_400(server):
+    r = httpx.post(f"{server.url}/chat/completions", content=b"{oops", timeout=30)
+    assert r.status_code == 400
+
+
+def test_openai_sdk_understands_every_api(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    chat = client.chat.completions.create(model="gpt-oss-conformance", **WEATHER_CASE)
+    assert chat.choices[0].finish_reason == "tool_calls"
+    assert chat.choices[0].message.tool_calls[0].function.name == "get_weather"
+    stream = client.chat.completions.create(model="gpt-oss-conformance", stream=True, **WEATHER_CASE)
+    names = [tc.function.name for chunk in stream for c in chunk.choices for tc in (c.delta.tool_calls or [])
+             if tc.function and tc.function.name]
+    assert names == ["get_weather"]
+    resp = client.responses.create(model="gpt-oss-conformance", temperature=0, **harmony.chat_to_responses(WEATHER_CASE))
+    assert [item.type for item in resp.output] == ["reasoning", "function_call"]
+    done = [e for e in client.responses.create(model="gpt-oss-conformance", stream=True, temperature=0,
+                                               **harmony.chat_to_responses(WEATHER_CASE))
+            if e.type == "response.completed"]
+    assert done[0].response.output[1].name == "get_weather"
+    comp = client.completions.create(model="gpt-oss-conformance", prompt=harmony.render_chat(WEATHER_CASE),
+                                     max_tokens=200, temperature=0)
+    assert comp.choices[0].finish_reason == "stop"
+
+
+def test_sampling_is_seeded(provider):
+    body = {**load_suite("harmony").cases[2].request, "temperature": 1.0, "seed": 7}
+    assert provider.chat(body).reasoning == provider.chat(body).reasoning
+
+
+def test_tokenize_renders_like_the_reference(server):
+    r = httpx.post(f"{server.url.removesuffix('/v1')}/tokenize", json={"model": "gpt-oss-conformance", **WEATHER_CASE},
+                   timeout=30)
+    import datetime
+
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert r.json()["tokens"] == harmony.render_chat(WEATHER_CASE, today)

@@ -1,0 +1,59 @@
+"""Suites: loading, validation with file:line errors, the tool-loop follow-up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from verifier.errors import SuiteError
+from verifier.suites import ToolCall, available, load_suite
+
+
+def test_shipped_suites_load():
+    names = available()
+    assert {"harmony", "tools", "effort", "drift"} <= set(names)
+    for name in names:
+        suite = load_suite(name)
+        assert suite.cases and len(suite.sha256) == 64
+        for case in suite.cases:
+            assert "model" not in case.request
+
+
+def _write(tmp_path, cases: str, meta: str = "name: x\nversion: 1\nfamilies: [parsing]\n"):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "suite.yaml").write_text(meta)
+    (folder / "cases.jsonl").write_text(cases)
+    return folder
+
+
+@pytest.mark.parametrize("cases,message", [
+    ('{"id": "a", "request": {"messages": [{"role": "user", "content": "hi"}]}}\n{not json\n', "cases.jsonl:2: not valid JSON"),
+    ('{"id": "a", "request": {"messages": []}}\n', "request.messages must be a non-empty list"),
+    ('{"id": "A b", "request": {"messages": [1]}}\n', "cases.jsonl:1: id"),
+    ('{"id": "a", "request": {"messages": [1]}}\n{"id": "a", "request": {"messages": [1]}}\n', "duplicate case id"),
+    ("", "no cases"),
+])
+def test_malformed_cases_name_file_and_line(tmp_path, cases, message):
+    with pytest.raises(SuiteError, match=message):
+        load_suite(_write(tmp_path, cases))
+
+
+def test_unknown_family_and_unknown_suite(tmp_path):
+    with pytest.raises(SuiteError, match="unknown families"):
+        load_suite(_write(tmp_path, '{"id":"a","request":{"messages":[1]}}\n', "name: x\nversion: 1\nfamilies: [vibes]\n"))
+    with pytest.raises(SuiteError, match="unknown suite 'nope'"):
+        load_suite("nope")
+
+
+def test_follow_up_appends_calls_results_and_reasoning():
+    case = load_suite("tools").cases[0]
+    calls = [ToolCall(id="x1", name="get_weather", arguments='{"city":"Paris"}')]
+    follow = case.follow_up(case.request, "Thinking.", calls)
+    assistant, tool = follow["messages"][-2:]
+    assert assistant["reasoning"] == "Thinking." and assistant["tool_calls"][0]["id"] == "x1"
+    assert tool == {"role": "tool", "tool_call_id": "x1", "content": case.tool_results["get_weather"]}
+    assert case.follow_up(case.request, None, [ToolCall(id="y", name="unknown", arguments="{}")]) is None
+    assert case.follow_up(case.request, None, []) is None
+    assert json.loads(json.dumps(follow)) == follow

@@ -1,0 +1,140 @@
+"""Check framework: verdicts, outcomes, the registry, and what a check gets to look at.
+
+A check is a pure function registered under a stable id. Exchange checks see one request and
+response at a time (`ExchangeView`) and return an `Outcome`, or None where they do not apply;
+suite checks see every exchange of a suite at once (`SuiteView`) and return outcomes of their own.
+No check does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from verifier import harmony
+from verifier.golden import GoldenFile, GoldenRecord, GoldenTurn
+from verifier.observation import Api, Observation
+from verifier.providers import ScoreResult
+from verifier.suites import Case, Suite
+from verifier.verdict import Outcome, Verdict
+
+
+class Exchange(BaseModel):
+    """One request sent to the provider and what came back."""
+
+    suite: str
+    case_id: str
+    variant: str
+    turn: int
+    request: dict
+    """The body sent (without `model`), in the API's own shape."""
+    chat_request: dict
+    """The same request as a Chat body: what golden rendering and follow-ups are computed from."""
+    observation: Observation | None = None
+    score: ScoreResult | None = None
+    """Teacher-forced scores, for scoring exchanges."""
+    score_error: str | None = None
+    elapsed_s: float = 0.0
+
+
+class Variant(BaseModel):
+    name: str
+    api: Api
+    stream: bool
+
+
+VARIANTS = {
+    v.name: v
+    for v in [
+        Variant(name="chat", api="chat", stream=False),
+        Variant(name="chat-stream", api="chat", stream=True),
+        Variant(name="responses", api="responses", stream=False),
+        Variant(name="responses-stream", api="responses", stream=True),
+        Variant(name="completions", api="completions", stream=False),
+        Variant(name="completions-stream", api="completions", stream=True),
+    ]
+}
+
+
+@dataclass
+class ExchangeView:
+    """What an exchange check sees."""
+
+    case: Case
+    exchange: Exchange
+    golden: GoldenTurn | None
+    """The golden turn at the same position of the tool loop (None if the reference had no such turn)."""
+    record: GoldenRecord
+    golden_date: str
+    """The conversation date golden prompts were rendered with."""
+
+    @cached_property
+    def same_prompt(self) -> bool:
+        """Whether this request renders to exactly the golden prompt (so golden text is the right yardstick)."""
+        if self.golden is None:
+            return False
+        return harmony.render_chat(self.exchange.chat_request, self.golden_date) == self.golden.prompt_token_ids
+
+    @property
+    def obs(self) -> Observation:
+        assert self.exchange.observation is not None
+        return self.exchange.observation
+
+    @property
+    def api(self) -> str:
+        return self.obs.api
+
+    def outcome(self, verdict: Verdict, message: str, expected: Any = None, observed: Any = None) -> Outcome:
+        ex = self.exchange
+        return Outcome(verdict=verdict, message=message, case_id=ex.case_id, variant=ex.variant, turn=ex.turn,
+                       expected=expected, observed=observed)
+
+
+@dataclass
+class SuiteView:
+    """What a suite check sees."""
+
+    suite: Suite
+    golden: GoldenFile
+    exchanges: list[Exchange]
+    thresholds: dict = field(default_factory=dict)
+
+
+class CheckSpec(BaseModel):
+    """A registered check."""
+
+    id: str
+    family: str
+    title: str
+    """What it checks, in one line."""
+    why: str
+    """Why it matters, in one line."""
+    source: str
+    """Where the failure mode was seen."""
+    compares: str
+    """How strictly it compares: `structure`, `text where margins are wide`, `statistics`."""
+    apis: tuple[str, ...] = ("chat", "responses", "completions")
+    scope: str = "exchange"
+    """`exchange` (one response at a time) or `suite` (all responses of a suite)."""
+    fn: Callable = Field(exclude=True)
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(id: str, family: str, title: str, why: str, source: str, compares: str,
+          apis: tuple[str, ...] = ("chat", "responses", "completions"), scope: str = "exchange"):
+    """Register a check function under a stable id."""
+
+    def register(fn: Callable) -> Callable:
+        if id in REGISTRY:
+            raise ValueError(f"check {id} registered twice")
+        REGISTRY[id] = CheckSpec(id=id, family=family, title=title, why=why, source=source, compares=compares,
+                                 apis=apis, scope=scope, fn=fn)
+        return fn
+
+    return register

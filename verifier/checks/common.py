@@ -1,0 +1,78 @@
+"""Helpers shared by checks: golden margins, token counts, thresholds."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from verifier import harmony
+from verifier.golden import GoldenTurn
+
+THRESHOLDS_FILE = Path(__file__).parent / "thresholds.json"
+
+
+@cache
+def thresholds() -> dict:
+    """Calibrated thresholds (see the file's `provenance` for the data behind each)."""
+    return json.loads(THRESHOLDS_FILE.read_text())
+
+
+def wide_margin() -> float:
+    """Golden top-1/top-2 log-probability gap above which honest engines never flip the argmax."""
+    return float(thresholds()["wide_margin_nats"])
+
+
+def min_margin(turn: GoldenTurn, end: int | None = None) -> float:
+    """Smallest golden margin over completion positions [0, end)."""
+    scores = turn.scores[:end] if end is not None else turn.scores
+    return min((s.margin for s in scores), default=float("inf"))
+
+
+def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | None:
+    """End position of the first message on `channel` (with a recipient if asked) in the golden completion."""
+    for span in harmony.content_spans(turn.completion_token_ids):
+        if span.channel == channel and (not recipient or " to=" in span.header or "to=" in span.header):
+            return span.end + 1  # include the token that closes it
+    return None
+
+
+def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False) -> tuple[bool, float]:
+    """Whether golden text on `channel` is stable enough to compare exactly, and the margin that decided it.
+
+    Exact comparison is fair only where every golden token up to the end of that message had a wide
+    margin: after a near-tie an honest engine may take the other branch.
+    """
+    end = span_end(turn, channel, recipient)
+    if end is None:
+        return False, float("nan")
+    margin = min_margin(turn, end)
+    return margin >= wide_margin(), margin
+
+
+def reasoning_length(text: str | None) -> int:
+    """Reasoning length in o200k tokens (independent of how a provider counts usage)."""
+    return len(harmony.encode(text)) if text else 0
+
+
+def canonical_completion(reasoning: str | None, content: str | None, calls: list) -> list[int]:
+    """The tokens a Harmony model emits for this reply: analysis, then a call or a final answer.
+
+    Provider text is encoded as plain text, so control-token text inside it cannot pose as a token.
+    """
+    tokens: list[int] = []
+
+    def message(header: str, text: str, stop: str) -> None:
+        if tokens:
+            tokens.extend(harmony.encode_with_specials("<|start|>assistant"))
+        tokens.extend(harmony.encode_with_specials(header + "<|message|>"))
+        tokens.extend(harmony.encode(text))
+        tokens.extend(harmony.encode_with_specials(stop))
+
+    if reasoning:
+        message("<|channel|>analysis", reasoning, "<|end|>")
+    for call in calls:
+        message(f"<|channel|>commentary to=functions.{call.name} <|constrain|>json", call.arguments, "<|call|>")
+    if not calls:
+        message("<|channel|>final", content or "", "<|return|>")
+    return tokens

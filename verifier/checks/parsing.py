@@ -1,0 +1,90 @@
+"""Harmony parsing: reasoning apart from content, no control-token text, no silently empty answers."""
+
+from __future__ import annotations
+
+from verifier import harmony
+from verifier.checks.base import ExchangeView, Verdict, check
+from verifier.checks.common import text_is_comparable
+
+
+def _visible_fields(view: ExchangeView) -> dict[str, str]:
+    obs = view.obs
+    fields = {"content": obs.content or "", "reasoning": obs.reasoning or ""}
+    for i, call in enumerate(obs.tool_calls):
+        fields[f"tool_calls[{i}].name"] = call.name
+        fields[f"tool_calls[{i}].arguments"] = call.arguments
+    return fields
+
+
+@check(
+    "parsing.no_control_tokens", "parsing",
+    title="no Harmony control-token text (<|channel|>, <|message|>, assistantfinal …) in any visible field",
+    why="leaked headers mean the server did not parse the model's output; clients show garbage or miss tool calls",
+    source="sglang #9244, #10638; ollama #11704 (tool name `assistant<|channel|>analysis`)",
+    compares="structure", apis=("chat", "responses"),
+)
+def no_control_tokens(view: ExchangeView):
+    leaks = {name: found for name, text in _visible_fields(view).items() if (found := harmony.leaked_markers(text))}
+    if leaks:
+        where = "; ".join(f"{name}: {', '.join(found)}" for name, found in leaks.items())
+        return view.outcome(Verdict.FAIL, f"control-token text in {where}", [], leaks)
+    return view.outcome(Verdict.PASS, "no control-token text in visible fields")
+
+
+@check(
+    "parsing.reasoning_separated", "parsing",
+    title="reasoning is returned in a reasoning field, apart from the answer",
+    why="reasoning shown as the answer, or dropped, breaks clients and chain-of-thought round trips",
+    source="field-name drift: Chat `reasoning` vs `reasoning_content`, Responses `reasoning_text`",
+    compares="structure", apis=("chat", "responses"),
+)
+def reasoning_separated(view: ExchangeView):
+    golden = view.golden
+    if golden is None or not golden.reasoning:
+        return None
+    obs = view.obs
+    if not obs.reasoning:
+        return view.outcome(Verdict.FAIL, "the reference reasons on the analysis channel; the provider returned "
+                            "no reasoning", "reasoning", None)
+    probe = obs.reasoning.strip()[:40]
+    if obs.content and len(probe) >= 16 and probe in obs.content:
+        return view.outcome(Verdict.FAIL, "reasoning text also appears in content", None, obs.content[:200])
+    return view.outcome(Verdict.PASS, f"reasoning in {', '.join(obs.reasoning_fields) or 'a reasoning field'}",
+                        None, obs.reasoning_fields)
+
+
+@check(
+    "parsing.no_empty_answer", "parsing",
+    title="a finished turn carries an answer or a tool call, never nothing",
+    why="HTTP 200 with content null and no tool call after tokens were generated silently loses the answer",
+    source="vLLM #41902",
+    compares="structure",
+)
+def no_empty_answer(view: ExchangeView):
+    obs = view.obs
+    if obs.tool_calls or (obs.content or "").strip():
+        return view.outcome(Verdict.PASS, "the turn carries an answer or a tool call")
+    spent = obs.usage.completion_tokens
+    return view.outcome(Verdict.FAIL, f"no content and no tool call (finish_reason {obs.finish_reason!r}, "
+                        f"{spent if spent is not None else 'unreported'} completion tokens spent)",
+                        "content or tool call", None)
+
+
+@check(
+    "parsing.final_text", "parsing",
+    title="the final answer equals the reference's greedy answer where the reference is decisive",
+    why="a different answer under greedy decoding means a different computation, unless the reference "
+        "itself was near a tie",
+    source="temperature-0 comparisons; transformers' own gpt-oss fixtures differ across kernels after near-ties",
+    compares="text, only where every golden token had a wide margin",
+)
+def final_text(view: ExchangeView):
+    golden = view.golden
+    if golden is None or golden.final is None:
+        return None
+    comparable, margin = text_is_comparable(golden, "final")
+    if not comparable:
+        return view.outcome(Verdict.SKIP, f"golden has a near-tie (margin {margin:.2f} nats): text not compared")
+    if (view.obs.content or "") == golden.final:
+        return view.outcome(Verdict.PASS, "final answer equals the reference's", golden.final, view.obs.content)
+    return view.outcome(Verdict.FAIL, "final answer differs from the reference's", golden.final, view.obs.content)

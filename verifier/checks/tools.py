@@ -1,0 +1,135 @@
+"""Tool-call stops: `<|call|>` ends the turn as `tool_calls`, with the golden call, and the loop goes on."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import jsonschema
+
+from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
+from verifier.checks.common import canonical_completion, text_is_comparable
+
+
+@check(
+    "tools.finish_reason", "tools",
+    title="finish_reason is tool_calls when the model calls a tool and stop when it answers",
+    why="agents loop on finish_reason; `stop` after a call (or `tool_calls` after an answer) breaks them",
+    source="sglang #9244, #10576 (a call ended with <|return|>)",
+    compares="structure",
+)
+def finish_reason(view: ExchangeView):
+    golden = view.golden
+    if golden is None or golden.finish_reason == "length":
+        return None
+    want = golden.finish_reason
+    got = view.obs.finish_reason
+    if got == want:
+        return view.outcome(Verdict.PASS, f"finish_reason {got}", want, got)
+    return view.outcome(Verdict.FAIL, f"finish_reason {got!r}, the reference ends this turn with {want!r}", want, got)
+
+
+def _schema(view: ExchangeView, name: str) -> dict | None:
+    for tool in view.exchange.chat_request.get("tools") or []:
+        fn = tool.get("function") or {}
+        if fn.get("name") == name:
+            return fn.get("parameters")
+    return None
+
+
+@check(
+    "tools.call_match", "tools",
+    title="the tool call has the golden name and valid JSON arguments (equal to golden where decisive)",
+    why="a garbled name or malformed arguments cannot be executed; different arguments mean a different model",
+    source="ollama #11704 (garbled names); vLLM #22337 (calls not extracted)",
+    compares="structure (names, count, schema validity); arguments exactly where golden margins are wide",
+)
+def call_match(view: ExchangeView):
+    golden = view.golden
+    if golden is None or not golden.tool_calls:
+        return None
+    want = [m.recipient.removeprefix("functions.") for m in golden.tool_calls]
+    calls = view.obs.tool_calls
+    got = [c.name for c in calls]
+    if got != want:
+        return view.outcome(Verdict.FAIL, f"tool calls {got}, the reference calls {want}", want, got)
+    for call, ref in zip(calls, golden.tool_calls):
+        try:
+            arguments = json.loads(call.arguments)
+        except json.JSONDecodeError:
+            return view.outcome(Verdict.FAIL, f"arguments of {call.name} are not JSON", ref.text, call.arguments)
+        schema = _schema(view, call.name)
+        if schema:
+            try:
+                jsonschema.validate(arguments, schema)
+            except jsonschema.ValidationError as exc:
+                return view.outcome(Verdict.FAIL, f"arguments of {call.name} violate its schema: {exc.message}",
+                                    schema, arguments)
+            except jsonschema.SchemaError:
+                pass
+        comparable, margin = text_is_comparable(golden, "commentary", recipient=True)
+        if comparable and view.same_prompt and arguments != json.loads(ref.text):
+            return view.outcome(Verdict.FAIL, f"arguments of {call.name} differ from the reference's",
+                                json.loads(ref.text), arguments)
+    return view.outcome(Verdict.PASS, f"calls {want} with valid arguments", [m.text for m in golden.tool_calls],
+                        [c.arguments for c in calls])
+
+
+@check(
+    "tools.no_tokens_after_call", "tools",
+    title="nothing is generated after <|call|> or <|return|>",
+    why="tokens after a stop are billed, can carry a second invented turn, and mean the stop set is wrong",
+    source="sglang #10576; servers that omit <|call|> from the stop tokens",
+    compares="structure: completion token count against the reply's own Harmony tokens",
+)
+def no_tokens_after_call(view: ExchangeView):
+    obs = view.obs
+    if obs.api == "completions":
+        if obs.token_ids is None:
+            return view.outcome(Verdict.SKIP, "no completion token ids reported")
+        from verifier import harmony
+
+        trailing = harmony.parse_completion(obs.token_ids).trailing_tokens
+        if trailing:
+            return view.outcome(Verdict.FAIL, f"{trailing} tokens generated after the stop token", 0, trailing)
+        return view.outcome(Verdict.PASS, "generation ended at the stop token", 0, 0)
+    spent = obs.usage.completion_tokens
+    if spent is None:
+        return view.outcome(Verdict.SKIP, "the provider reports no completion token count")
+    expected = len(canonical_completion(obs.reasoning, obs.content, obs.tool_calls))
+    if spent > expected + 2:
+        return view.outcome(Verdict.FAIL, f"{spent} completion tokens for a reply that is {expected} Harmony tokens "
+                            "long: tokens were generated past the stop", expected, spent)
+    return view.outcome(Verdict.PASS, f"{spent} completion tokens, consistent with the reply ({expected})",
+                        expected, spent)
+
+
+@check(
+    "tools.loop", "tools",
+    title="after the tool result is sent back the conversation continues to the golden kind of answer",
+    why="multi-turn tool loops are how agents use gpt-oss; a loop that stalls or calls again is broken",
+    source="vLLM #27653 (CoT lost in tool loops); llama.cpp #19701 (HTTP 500 when reasoning is sent back)",
+    compares="structure: number of turns and how the last one ends", scope="suite",
+)
+def loop(view: SuiteView):
+    turns: dict[tuple[str, str], list] = defaultdict(list)
+    for ex in view.exchanges:
+        if ex.observation is not None:
+            turns[(ex.case_id, ex.variant)].append(ex)
+    out = []
+    for (case_id, variant), exchanges in sorted(turns.items()):
+        record = view.golden.record(case_id)
+        if record is None or len(record.turns) < 2:
+            continue
+        exchanges.sort(key=lambda e: e.turn)
+        last = exchanges[-1].observation
+        want = [t.finish_reason for t in record.turns]
+        got = [e.observation.finish_reason for e in exchanges]
+        base = dict(case_id=case_id, variant=variant, turn=len(exchanges), expected=want, observed=got)
+        if last.error:
+            out.append(Outcome(verdict=Verdict.ERROR, message=f"turn {len(exchanges)} failed: {last.error}", **base))
+        elif got == want:
+            out.append(Outcome(verdict=Verdict.PASS, message=f"{len(want)} turns ending {want[-1]}", **base))
+        else:
+            out.append(Outcome(verdict=Verdict.FAIL, message=f"turns ended {got}; the reference's loop ends {want}", **base))
+    return out

@@ -1,0 +1,190 @@
+"""Golden records: what the reference computed for each case of a suite, with provenance.
+
+Layout: `golden/<checkpoint>/<dtype>/<suite>.json`, one `GoldenFile` per (checkpoint, dtype,
+suite). Format version 1. A file names the suite content (`suite_sha256`) and checkpoint
+(`checkpoint_sha256`) it was built from and carries `content_sha256`, the hash of its records, so a
+corrupt or stale file is refused with a clear cause instead of producing wrong verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from verifier.errors import GoldenError
+from verifier.suites import Suite
+
+FORMAT_VERSION = 1
+
+
+class TokenScore(BaseModel):
+    """The reference's distribution at one completion position (teacher-forced)."""
+
+    token: int
+    """The golden token at this position."""
+    logprob: float
+    """Its log-probability under the reference."""
+    top_ids: list[int]
+    """The K most likely token ids, best first."""
+    top_logprobs: list[float]
+    """Their log-probabilities."""
+
+    @property
+    def margin(self) -> float:
+        """Log-probability gap between the best and second-best token: small means a near-tie."""
+        return self.top_logprobs[0] - self.top_logprobs[1]
+
+
+class GoldenMessage(BaseModel):
+    """One Harmony message of the golden completion."""
+
+    channel: str | None
+    recipient: str | None
+    content_type: str | None
+    text: str
+
+
+class GoldenTurn(BaseModel):
+    """One request of a case (a tool loop has several) and the reference's greedy answer."""
+
+    request: dict
+    """The Chat Completions body of this turn; later turns carry the golden tool calls and results."""
+    prompt_token_ids: list[int]
+    """The request rendered by openai-harmony with the pinned date."""
+    completion_token_ids: list[int]
+    """The greedy continuation, its stop token included."""
+    scores: list[TokenScore]
+    """Teacher-forced top-K log-probabilities, one per completion token."""
+    messages: list[GoldenMessage]
+    """The completion parsed into Harmony messages."""
+    finish_reason: Literal["stop", "tool_calls", "length"]
+    reasoning_tokens: int
+    """Completion tokens inside `analysis` messages' content."""
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(m.text for m in self.messages if m.channel == "analysis")
+
+    @property
+    def final(self) -> str | None:
+        texts = [m.text for m in self.messages if m.channel == "final"]
+        return "".join(texts) if texts else None
+
+    @property
+    def tool_calls(self) -> list[GoldenMessage]:
+        return [m for m in self.messages if (m.recipient or "").startswith("functions.")]
+
+
+class GoldenRecord(BaseModel):
+    """Everything the reference did for one case."""
+
+    case_id: str
+    turns: list[GoldenTurn]
+
+
+class Provenance(BaseModel):
+    """Where a golden file came from."""
+
+    checkpoint: str
+    """Checkpoint name (its directory name, or the name in conformance.json)."""
+    checkpoint_sha256: str
+    """Hash over config.json and every weight file of the checkpoint."""
+    backend: str
+    """Reference backend, e.g. `transformers`."""
+    dtype: str
+    device: str
+    libraries: dict[str, str]
+    """Versions of torch, transformers, openai-harmony and the verifier."""
+    suite: str
+    suite_version: int
+    suite_sha256: str
+    date: str
+    """Conversation date rendered into every system message."""
+    top_k: int
+    created: str
+    """UTC time of the build, ISO 8601."""
+
+
+class GoldenFile(BaseModel):
+    """A suite's golden records for one checkpoint and dtype."""
+
+    format_version: Literal[1] = FORMAT_VERSION
+    provenance: Provenance
+    records: list[GoldenRecord]
+    content_sha256: str = Field(default="")
+    """sha256 of the canonical JSON of `records`."""
+
+    def record(self, case_id: str) -> GoldenRecord | None:
+        return next((r for r in self.records if r.case_id == case_id), None)
+
+
+def _records_digest(records: list[GoldenRecord]) -> str:
+    payload = json.dumps([r.model_dump(mode="json") for r in records], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _round(records: list[GoldenRecord], places: int = 6) -> None:
+    for record in records:
+        for turn in record.turns:
+            for s in turn.scores:
+                s.logprob = round(s.logprob, places)
+                s.top_logprobs = [round(v, places) for v in s.top_logprobs]
+
+
+def golden_path(root: Path, checkpoint: str, dtype: str, suite: str) -> Path:
+    return Path(root) / checkpoint / dtype / f"{suite}.json"
+
+
+def save(golden: GoldenFile, path: Path) -> Path:
+    """Write a golden file (log-probabilities rounded to 1e-6, hash recomputed)."""
+    _round(golden.records)
+    golden.content_sha256 = _records_digest(golden.records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(golden.model_dump_json())
+    tmp.replace(path)
+    return path
+
+
+def load(path: Path) -> GoldenFile:
+    """Read and integrity-check a golden file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise GoldenError(f"no golden file at {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GoldenError(f"{path}: not a readable golden file ({exc.__class__.__name__})") from None
+    if isinstance(raw, dict) and raw.get("format_version") not in (None, FORMAT_VERSION):
+        raise GoldenError(f"{path}: golden format {raw.get('format_version')} is not supported "
+                          f"(this verifier reads format {FORMAT_VERSION})")
+    try:
+        golden = GoldenFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise GoldenError(f"{path}: malformed golden file at {where}: {first['msg']}") from None
+    if _records_digest(golden.records) != golden.content_sha256:
+        raise GoldenError(f"{path}: content hash mismatch (the file is corrupt or was edited by hand)")
+    return golden
+
+
+def check_matches(golden: GoldenFile, suite: Suite, path: Path) -> None:
+    """Refuse golden built from another suite or another version of this suite."""
+    prov = golden.provenance
+    if prov.suite != suite.name:
+        raise GoldenError(f"{path}: golden is for suite {prov.suite!r}, not {suite.name!r}")
+    if prov.suite_sha256 != suite.sha256:
+        raise GoldenError(f"{path}: golden is stale: built from suite {suite.name!r} content "
+                          f"{prov.suite_sha256[:12]}, the suite is now {suite.sha256[:12]}; rebuild it")
+    missing = [c.id for c in suite.cases if golden.record(c.id) is None]
+    if missing:
+        raise GoldenError(f"{path}: no golden record for cases {missing[:5]}")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()

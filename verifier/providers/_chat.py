@@ -1,0 +1,107 @@
+"""Chat Completions: one response object, or a stream of chunks accumulated into the same shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from verifier.observation import Observation, TokenLogprob, TopLogprob, Usage
+from verifier.providers._http import RAW_EXCERPT
+from verifier.suites import ToolCall
+
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Where servers put gpt-oss reasoning in a Chat message (vLLM sends `reasoning`, others the first)."""
+
+
+def _usage(data: dict | None) -> Usage:
+    data = data or {}
+    details = data.get("completion_tokens_details") or {}
+    return Usage(prompt_tokens=data.get("prompt_tokens"), completion_tokens=data.get("completion_tokens"),
+                 reasoning_tokens=details.get("reasoning_tokens"))
+
+
+def _logprobs(data: dict | None) -> list[TokenLogprob] | None:
+    if not data or data.get("content") is None:
+        return None
+    out = []
+    for item in data["content"]:
+        top = [TopLogprob(token=str(t.get("token", "")), logprob=float(t.get("logprob", float("-inf"))))
+               for t in item.get("top_logprobs") or []]
+        out.append(TokenLogprob(token=str(item.get("token", "")), logprob=item.get("logprob"), top=top))
+    return out
+
+
+def _reasoning(message: dict) -> tuple[str | None, list[str]]:
+    """The reasoning text and the field names that carried it (identical copies count once)."""
+    found = [(name, message[name]) for name in REASONING_FIELDS if isinstance(message.get(name), str) and message[name]]
+    if not found:
+        return None, []
+    return found[0][1], [name for name, _ in found]
+
+
+def _tool_calls(raw: list | None) -> list[ToolCall]:
+    calls = []
+    for call in raw or []:
+        fn = call.get("function") or {}
+        arguments = fn.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append(ToolCall(id=str(call.get("id") or ""), name=str(fn.get("name") or ""), arguments=arguments))
+    return calls
+
+
+def parse_response(data: dict, raw: str) -> Observation:
+    """A non-streamed Chat Completions response."""
+    choices = data.get("choices") or []
+    if not choices:
+        return Observation(api="chat", stream=False, status=200, error="response has no choices", raw=raw)
+    choice = choices[0]
+    message = choice.get("message") or {}
+    reasoning, fields = _reasoning(message)
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return Observation(
+        api="chat", stream=False, status=200, content=content, reasoning=reasoning, reasoning_fields=fields,
+        tool_calls=_tool_calls(message.get("tool_calls")), finish_reason=choice.get("finish_reason"),
+        usage=_usage(data.get("usage")), logprobs=_logprobs(choice.get("logprobs")),
+        created=data.get("created"), raw=raw,
+    )
+
+
+def accumulate(events: Iterable[tuple[str | None, dict]]) -> Observation:
+    """Fold a stream of chunks into the message a non-streamed response would have carried."""
+    content, reasoning = [], {name: [] for name in REASONING_FIELDS}
+    calls: dict[int, dict] = {}
+    logprobs: list[dict] = []
+    finish, usage, created, raw, count = None, None, None, [], 0
+    for _, chunk in events:
+        count += 1
+        if sum(len(r) for r in raw) < RAW_EXCERPT:
+            raw.append(json.dumps(chunk))
+        created = created or chunk.get("created")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                content.append(delta["content"])
+            for name in REASONING_FIELDS:
+                if isinstance(delta.get(name), str):
+                    reasoning[name].append(delta[name])
+            for part in delta.get("tool_calls") or []:
+                slot = calls.setdefault(part.get("index", len(calls)), {"id": "", "function": {"name": "", "arguments": ""}})
+                slot["id"] = part.get("id") or slot["id"]
+                fn = part.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            if (choice.get("logprobs") or {}).get("content"):
+                logprobs.extend(choice["logprobs"]["content"])
+            finish = choice.get("finish_reason") or finish
+    message = {"content": "".join(content) or None,
+               **{name: "".join(parts) for name, parts in reasoning.items() if parts},
+               "tool_calls": [calls[i] for i in sorted(calls)]}
+    obs = parse_response({"choices": [{"message": message, "finish_reason": finish,
+                                       "logprobs": {"content": logprobs} if logprobs else None}],
+                          "usage": usage, "created": created}, "\n".join(raw)[:RAW_EXCERPT])
+    obs.stream, obs.events = True, count
+    return obs

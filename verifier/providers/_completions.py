@@ -1,0 +1,107 @@
+"""Completions API: raw Harmony prompts (token ids in, Harmony tokens out) and teacher-forced scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field
+
+from verifier import harmony
+from verifier.observation import Observation, Usage
+from verifier.providers._http import RAW_EXCERPT
+from verifier.suites import ToolCall
+
+
+class PositionScore(BaseModel):
+    """The provider's distribution at one teacher-forced position."""
+
+    token_logprob: float | None
+    """Log-probability of the token actually at this position (None if not reported)."""
+    top: dict[int, float] = Field(default_factory=dict)
+    """Top-K token id -> log-probability, as reported."""
+
+
+def harmony_observation(prompt_len: int, data: dict, raw: str, stream: bool, events: int = 0) -> Observation:
+    """Interpret a raw-Harmony completion: parse its tokens as the reference parser does."""
+    choice = (data.get("choices") or [{}])[0]
+    token_ids = choice.get("token_ids")
+    text = choice.get("text") or ""
+    tokens = list(token_ids) if token_ids else harmony.encode_with_specials(text)
+    parsed = harmony.parse_completion(tokens)
+    calls = [ToolCall(id=f"harmony_{i}", name=m.recipient.removeprefix("functions."), arguments=m.text)
+             for i, m in enumerate(parsed.tool_calls)]
+    usage = data.get("usage") or {}
+    finish = choice.get("finish_reason")
+    if parsed.stop_token == harmony.CALL:
+        finish = "tool_calls"
+    return Observation(
+        api="completions", stream=stream, status=200, content=parsed.final, reasoning=parsed.reasoning or None,
+        reasoning_fields=["analysis"] if parsed.reasoning else [], tool_calls=calls, finish_reason=finish,
+        usage=Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")),
+        token_ids=tokens, created=data.get("created"), raw=raw, events=events,
+        error=None if token_ids or text else "completion returned no text and no token ids",
+    )
+
+
+def accumulate(prompt_len: int, events: Iterable[tuple[str | None, dict]]) -> Observation:
+    text, ids, finish, usage, created, raw, count = [], [], None, None, None, [], 0
+    for _, chunk in events:
+        count += 1
+        if sum(len(r) for r in raw) < RAW_EXCERPT:
+            raw.append(json.dumps(chunk))
+        created = created or chunk.get("created")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            text.append(choice.get("text") or "")
+            ids.extend(choice.get("token_ids") or [])
+            finish = choice.get("finish_reason") or finish
+    data = {"choices": [{"text": "".join(text), "token_ids": ids or None, "finish_reason": finish}],
+            "usage": usage, "created": created}
+    return harmony_observation(prompt_len, data, "\n".join(raw)[:RAW_EXCERPT], True, count)
+
+
+def _finite(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) or out == float("-inf") else None
+
+
+def parse_prompt_logprobs(entries: list, tokens: list[int], start: int) -> list[PositionScore]:
+    """vLLM `prompt_logprobs`: per prompt position, {token id: {logprob, rank, decoded_token}}."""
+    out = []
+    for pos in range(start, len(tokens)):
+        entry = entries[pos] if pos < len(entries) else None
+        top = {}
+        for key, value in (entry or {}).items():
+            logprob = _finite(value.get("logprob") if isinstance(value, dict) else value)
+            if logprob is not None:
+                top[int(key)] = logprob
+        out.append(PositionScore(token_logprob=top.get(tokens[pos]), top=top))
+    return out
+
+
+def parse_echo_logprobs(logprobs: dict, tokens: list[int], start: int, candidates: dict[int, list[int]]
+                        ) -> list[PositionScore]:
+    """OpenAI legacy `echo` + `logprobs`: token strings, mapped back to ids through `candidates`.
+
+    `candidates[pos]` are the ids whose text may appear at position `pos` (the golden top-K); a
+    reported string maps to the first candidate that decodes to it.
+    """
+    token_logprobs = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
+    out = []
+    for pos in range(start, len(tokens)):
+        texts = {}
+        for cid in candidates.get(pos, []):
+            texts.setdefault(harmony.token_text(cid), cid)
+        top = {}
+        for text, value in ((tops[pos] if pos < len(tops) else None) or {}).items():
+            if text in texts and (logprob := _finite(value)) is not None:
+                top[texts[text]] = logprob
+        lp = _finite(token_logprobs[pos]) if pos < len(token_logprobs) else None
+        out.append(PositionScore(token_logprob=lp, top=top))
+    return out

@@ -1,0 +1,118 @@
+"""Build golden records: run the reference over a suite, greedy, and score every golden token."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from verifier import __version__, harmony
+from verifier.golden import GoldenFile, GoldenMessage, GoldenRecord, GoldenTurn, Provenance, TokenScore, now
+from verifier.paths import cache_dir
+from verifier.reference.engine import Engine
+from verifier.suites import Case, Suite, ToolCall
+
+MAX_TURNS = 4
+DEFAULT_MAX_TOKENS = 256
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """sha256 over config.json and the weight files (per-file digests cached by size and mtime)."""
+    checkpoint = Path(checkpoint)
+    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    cache_file = cache_dir() / "checkpoint-hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        stat = path.stat()
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+            cache[key] = h.hexdigest()
+        digest.update(f"{path.name}:{cache[key]}".encode())
+    cache_file.write_text(json.dumps(cache))
+    return digest.hexdigest()
+
+
+def checkpoint_name(checkpoint: Path) -> str:
+    meta = Path(checkpoint) / "conformance.json"
+    if meta.is_file():
+        return json.loads(meta.read_text())["name"]
+    return Path(checkpoint).resolve().name
+
+
+def _libraries() -> dict[str, str]:
+    out = {"verifier": __version__}
+    for name in ("torch", "transformers", "openai-harmony"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def finish_reason(tokens: list[int]) -> str:
+    if tokens and tokens[-1] == harmony.CALL:
+        return "tool_calls"
+    if tokens and tokens[-1] == harmony.RETURN:
+        return "stop"
+    return "length"
+
+
+def reasoning_token_count(tokens: list[int]) -> int:
+    """Tokens of analysis-message content (headers and stop tokens excluded)."""
+    return sum(s.end - s.start for s in harmony.content_spans(tokens) if s.channel == "analysis")
+
+
+def run_turn(engine: Engine, request: dict, date: str, top_k: int) -> GoldenTurn:
+    prompt = harmony.render_chat(request, date)
+    max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
+    gen = engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS)
+    scored = engine.score(prompt + gen.tokens, start=len(prompt), k=top_k)
+    parsed = harmony.parse_completion(gen.tokens)
+    return GoldenTurn(
+        request=request,
+        prompt_token_ids=prompt,
+        completion_token_ids=gen.tokens,
+        scores=[TokenScore(token=s.token, logprob=s.logprob, top_ids=s.top.ids, top_logprobs=s.top.logprobs)
+                for s in scored],
+        messages=[GoldenMessage(**m.to_dict()) for m in parsed.messages],
+        finish_reason=finish_reason(gen.tokens),
+        reasoning_tokens=reasoning_token_count(gen.tokens),
+    )
+
+
+def run_case(engine: Engine, case: Case, date: str, top_k: int) -> GoldenRecord:
+    """All turns of a case: the first request, then each tool loop step the case has results for."""
+    turns: list[GoldenTurn] = []
+    request: dict | None = case.request
+    while request is not None and len(turns) < MAX_TURNS:
+        turn = run_turn(engine, request, date, top_k)
+        turns.append(turn)
+        calls = [ToolCall(id=f"call_{len(turns)}_{i}", name=m.recipient.removeprefix("functions."), arguments=m.text)
+                 for i, m in enumerate(turn.tool_calls)]
+        request = case.follow_up(request, turn.reasoning, calls) if turn.finish_reason == "tool_calls" else None
+    return GoldenRecord(case_id=case.id, turns=turns)
+
+
+def build(engine: Engine, suite: Suite, date: str = harmony.DEFAULT_DATE, top_k: int = 20,
+          progress=None) -> GoldenFile:
+    """Golden records for every case of `suite`."""
+    records = []
+    for case in suite.cases:
+        records.append(run_case(engine, case, date, top_k))
+        if progress:
+            progress(case.id)
+    prov = Provenance(
+        checkpoint=checkpoint_name(engine.checkpoint), checkpoint_sha256=checkpoint_sha256(engine.checkpoint),
+        backend="transformers", dtype=engine.dtype, device=engine.device, libraries=_libraries(),
+        suite=suite.name, suite_version=suite.version, suite_sha256=suite.sha256, date=date,
+        top_k=top_k, created=now(),
+    )
+    return GoldenFile(provenance=prov, records=records)

@@ -1,0 +1,136 @@
+"""The reference engine: a transformers gpt-oss model with greedy/sampled decoding and scoring.
+
+Used by the golden builder (greedy decode, then teacher-forced top-K log-probabilities) and by the
+built-in provider (decoding with per-token log-probabilities, prompt scoring for `echo`).
+Log-probabilities are always of the model's raw distribution (temperature 1, no penalties), as
+vLLM and the OpenAI API report them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from verifier.errors import CheckpointError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class TopK:
+    """The K most likely next tokens at one position, best first, with their log-probabilities."""
+
+    ids: list[int]
+    logprobs: list[float]
+
+
+@dataclass
+class ScoredToken:
+    """One position of a sequence: the token there, its log-probability and the top-K."""
+
+    token: int
+    logprob: float
+    top: TopK
+
+
+@dataclass
+class Generation:
+    """A decoded continuation."""
+
+    tokens: list[int] = field(default_factory=list)
+    scored: list[ScoredToken] = field(default_factory=list)
+    stopped: bool = False
+    """True if a stop token ended it (the stop token is the last of `tokens`)."""
+
+
+def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
+    """Load a local HF gpt-oss checkpoint directory (never from a hub) in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.json").is_file():
+        raise CheckpointError(f"{checkpoint} is not a checkpoint directory (no config.json)")
+    if dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(checkpoint), dtype=DTYPES[dtype], local_files_only=True, attn_implementation="eager"
+    )
+    return model.to(device).eval()
+
+
+def topk_of(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities [.., V] in fp32, top-k (values, ids)) of logits."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = torch.topk(logprobs, k, dim=-1)
+    return logprobs, (values, ids)
+
+
+class Engine:
+    """A loaded reference model. Thread-safe: calls are serialised."""
+
+    def __init__(self, checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
+        self.checkpoint = Path(checkpoint)
+        self.dtype = dtype
+        self.device = device
+        self.model = load_model(self.checkpoint, dtype, device)
+        self.lock = threading.Lock()
+
+    @torch.inference_mode()
+    def score(self, tokens: list[int], start: int = 1, k: int = 20) -> list[ScoredToken]:
+        """Teacher-forced scores of tokens[start:], each given everything before it."""
+        with self.lock:
+            ids = torch.tensor([tokens], device=self.device)
+            logits = self.model(input_ids=ids).logits[0, max(start - 1, 0) : len(tokens) - 1]
+        out = []
+        for offset in range(0, logits.shape[0], 256):  # bounded memory for long sequences
+            logprobs, (values, top_ids) = topk_of(logits[offset : offset + 256], k)
+            for row in range(logprobs.shape[0]):
+                token = tokens[start + offset + row]
+                out.append(ScoredToken(token, logprobs[row, token].item(),
+                                       TopK(top_ids[row].tolist(), values[row].tolist())))
+        return out
+
+    @torch.inference_mode()
+    def generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int = 0,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                 transform=None) -> Generation:
+        """Decode up to `max_tokens` tokens after `prompt` with a KV cache.
+
+        Greedy when `temperature` is 0. `k` > 0 records the top-k log-probabilities per step.
+        `transform(step, logits)` may alter the logits before selection (used by fault modes).
+        """
+        gen = Generation()
+        rng = torch.Generator().manual_seed(seed) if seed is not None else None
+        with self.lock:
+            ids = torch.tensor([prompt], device=self.device)
+            past = None
+            for step in range(max_tokens):
+                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[0, -1].float()
+                if transform is not None:
+                    logits = transform(step, logits)
+                token = self._select(logits, temperature, top_p, rng)
+                logprobs, (values, top_ids) = topk_of(logits, max(k, 1))
+                gen.tokens.append(token)
+                gen.scored.append(ScoredToken(token, logprobs[token].item(),
+                                              TopK(top_ids.tolist()[:k], values.tolist()[:k])))
+                if token in stop:
+                    gen.stopped = True
+                    break
+                ids = torch.tensor([[token]], device=self.device)
+        return gen
+
+    @staticmethod
+    def _select(logits: torch.Tensor, temperature: float, top_p: float, rng) -> int:
+        if temperature <= 0:
+            return int(torch.argmax(logits).item())
+        probs = torch.softmax(logits / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, 0) - sorted_probs < top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs / probs.sum(), 1, generator=rng).item())

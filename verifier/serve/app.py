@@ -1,0 +1,214 @@
+"""The built-in reference provider: an OpenAI-compatible server backed by the reference engine.
+
+Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`,
+`POST /v1/responses` (all with streaming) and `POST /tokenize`. Prompts are rendered with
+openai-harmony exactly as golden records are (`verifier.harmony`), with today's date unless a date
+is pinned; completions are parsed with openai-harmony. Fault modes (`verifier.serve.faults`)
+switch on defects seen in real providers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from verifier import harmony
+from verifier.reference.build import reasoning_token_count
+from verifier.reference.engine import Engine, Generation
+from verifier.serve import render
+
+MAX_TOKENS_DEFAULT = 1024
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+                        status_code=status)
+
+
+@dataclass
+class Settings:
+    model: str
+    faults: frozenset[str]
+    date: str | None = None
+    """Pinned conversation date; None renders today's date (UTC), as real servers do."""
+
+    def today(self) -> str:
+        return self.date or datetime.datetime.now(datetime.UTC).date().isoformat()
+
+
+def _int(body: dict, *names: str, default: int | None = None) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise BadRequest(f"{name} must be a non-negative integer", name)
+            return value
+    return default
+
+
+def _sampling(body: dict) -> dict:
+    temperature = body.get("temperature", 1.0)
+    top_p = body.get("top_p", 1.0)
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        raise BadRequest("temperature must be between 0 and 2", "temperature")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise BadRequest("top_p must be in (0, 1]", "top_p")
+    seed = body.get("seed")
+    return {"temperature": float(temperature), "top_p": float(top_p), "seed": seed if isinstance(seed, int) else None}
+
+
+class Server:
+    """Request handling around one engine."""
+
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine = engine
+        self.settings = settings
+
+    def generate(self, prompt: list[int], body: dict, top_logprobs: int, max_names=("max_tokens",)) -> Generation:
+        max_tokens = _int(body, *max_names, default=MAX_TOKENS_DEFAULT)
+        return self.engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS, k=top_logprobs, **_sampling(body))
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    def chat(self, body: dict) -> dict | list[dict]:
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise BadRequest("messages must be a non-empty list", "messages")
+        effort = body.get("reasoning_effort")
+        if effort is not None and effort not in harmony.EFFORTS:
+            raise BadRequest(f"reasoning_effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning_effort")
+        prompt = render.chat_prompt(body, self.settings)
+        k = _int(body, "top_logprobs", default=0) if body.get("logprobs") else 0
+        gen = self.generate(prompt, body, k, ("max_completion_tokens", "max_tokens"))
+        reply = render.Reply.from_generation(gen, self.settings.faults)
+        meta = render.Meta(id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
+                           prompt_tokens=len(prompt), completion_tokens=len(gen.tokens),
+                           reasoning_tokens=reasoning_token_count(gen.tokens))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return render.chat_chunks(reply, gen, meta, bool(body.get("logprobs")), include_usage)
+        return render.chat_response(reply, gen, meta, bool(body.get("logprobs")))
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def responses(self, body: dict) -> dict | list[dict]:
+        if body.get("input") is None:
+            raise BadRequest("input is required", "input")
+        effort = (body.get("reasoning") or {}).get("effort")
+        if effort is not None and effort not in harmony.EFFORTS:
+            raise BadRequest(f"reasoning.effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning.effort")
+        chat_body = harmony.responses_to_chat(body)
+        prompt = render.chat_prompt(chat_body, self.settings)
+        gen = self.generate(prompt, body, 0, ("max_output_tokens",))
+        reply = render.Reply.from_generation(gen, self.settings.faults)
+        meta = render.Meta(id=f"resp_{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
+                           prompt_tokens=len(prompt), completion_tokens=len(gen.tokens),
+                           reasoning_tokens=reasoning_token_count(gen.tokens))
+        response = render.responses_object(reply, gen, meta)
+        if body.get("stream"):
+            return render.responses_events(response)
+        return response
+
+    # -- completions -----------------------------------------------------------------------------
+
+    def completions(self, body: dict) -> dict | list[dict]:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            tokens = harmony.encode_with_specials(prompt)
+        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and 0 <= t < harmony.VOCAB_SIZE for t in prompt):
+            tokens = list(prompt)
+        else:
+            raise BadRequest("prompt must be a string or a non-empty list of token ids", "prompt")
+        max_tokens = _int(body, "max_tokens", default=16)
+        logprobs = _int(body, "logprobs", default=None)
+        prompt_logprobs = _int(body, "prompt_logprobs", default=None)
+        echo = bool(body.get("echo"))
+        if echo and logprobs is not None and prompt_logprobs is None:
+            prompt_logprobs = logprobs
+        scored = self.engine.score(tokens, 1, max(prompt_logprobs or 0, 1)) if prompt_logprobs is not None else None
+        gen = Generation()
+        if max_tokens:
+            gen = self.engine.generate(tokens, max_tokens, (harmony.RETURN, harmony.END_OF_TEXT, harmony.CALL),
+                                       k=logprobs or 0, **_sampling(body))
+        meta = render.Meta(id=f"cmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
+                           prompt_tokens=len(tokens), completion_tokens=len(gen.tokens), reasoning_tokens=0)
+        response = render.completion_response(tokens, gen, meta, body, scored, logprobs, prompt_logprobs, echo)
+        if body.get("stream"):
+            return render.completion_chunks(response, bool((body.get("stream_options") or {}).get("include_usage")))
+        return response
+
+    def tokenize(self, body: dict) -> dict:
+        if isinstance(body.get("messages"), list):
+            tokens = render.chat_prompt(body, self.settings)
+        elif isinstance(body.get("prompt"), str):
+            tokens = harmony.encode_with_specials(body["prompt"])
+        else:
+            raise BadRequest("give messages or prompt", "messages")
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": 131072}
+
+
+def _sse(items: list[dict], named: bool) -> StreamingResponse:
+    def lines():
+        for item in items:
+            prefix = f"event: {item['type']}\n" if named else ""
+            yield f"{prefix}data: {json.dumps(item)}\n\n"
+        if not named:
+            yield "data: [DONE]\n\n"
+
+    return StreamingResponse(lines(), media_type="text/event-stream")
+
+
+def create_app(engine: Engine, settings: Settings) -> Starlette:
+    server = Server(engine, settings)
+
+    def endpoint(handler, named_events: bool = False):
+        async def route(request: Request) -> Response:
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return error_response(400, "request body is not valid JSON")
+            if not isinstance(body, dict):
+                return error_response(400, "request body must be a JSON object")
+            if "model" in body and body["model"] != settings.model:
+                return error_response(404, f"model {body['model']!r} does not exist", "not_found_error", "model")
+            try:
+                result = await run_in_threadpool(handler, body)
+            except BadRequest as exc:
+                return error_response(400, str(exc), param=exc.param)
+            if isinstance(result, list):
+                return _sse(result, named_events)
+            return JSONResponse(result)
+
+        return route
+
+    async def models(_: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [
+            {"id": settings.model, "object": "model", "created": 0, "owned_by": "gpt-oss-verify"}]})
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[
+        Route("/v1/models", models),
+        Route("/health", health),
+        Route("/v1/chat/completions", endpoint(server.chat), methods=["POST"]),
+        Route("/v1/responses", endpoint(server.responses, named_events=True), methods=["POST"]),
+        Route("/v1/completions", endpoint(server.completions), methods=["POST"]),
+        Route("/tokenize", endpoint(server.tokenize), methods=["POST"]),
+    ])

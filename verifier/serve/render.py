@@ -1,0 +1,274 @@
+"""Wire formats of the built-in provider: Chat, Responses and Completions objects and their streams."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from verifier import harmony
+from verifier.reference.engine import Generation, ScoredToken
+
+
+@dataclass
+class Meta:
+    id: str
+    created: int
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+
+
+def chat_prompt(body: dict, settings) -> list[int]:
+    """Render a Chat body as the reference does (with the provider's date and fault modes)."""
+    if "effort-ignored" in settings.faults:
+        body = {k: v for k, v in body.items() if k != "reasoning_effort"}
+    return harmony.render_messages(harmony.chat_to_messages(body, settings.today()))
+
+
+@dataclass
+class Piece:
+    """A piece of streamed output: which message it belongs to and its text."""
+
+    message: int
+    channel: str | None
+    recipient: str | None
+    text: str
+
+
+def pieces(tokens: list[int]) -> list[Piece]:
+    """Replay the Harmony parser over generated tokens, as a streaming server does."""
+    from openai_harmony import HarmonyError, Role, StreamableParser
+
+    parser = StreamableParser(harmony.encoding(), Role.ASSISTANT, strict=False)
+    out = []
+    for token in tokens:
+        try:
+            parser.process(token)
+        except HarmonyError:
+            break
+        if parser.last_content_delta:
+            out.append(Piece(len(parser.messages), parser.current_channel, parser.current_recipient,
+                             parser.last_content_delta))
+    return out
+
+
+@dataclass
+class Reply:
+    """An assistant reply in API terms."""
+
+    reasoning: str | None
+    content: str | None
+    tool_calls: list[dict]
+    finish_reason: str
+    pieces: list[Piece] = field(default_factory=list)
+    raw_content: bool = False
+    """True when the content is raw Harmony text (a fault), so streams must carry it verbatim."""
+
+    @classmethod
+    def from_generation(cls, gen: Generation, faults: frozenset[str]) -> Reply:
+        parsed = harmony.parse_completion(gen.tokens)
+        calls = [{"id": f"call_{uuid.uuid4().hex[:16]}", "name": m.recipient.removeprefix("functions."),
+                  "arguments": m.text} for m in parsed.tool_calls]
+        content = parsed.final
+        if content is None:  # a preamble to the user on commentary, without recipient
+            content = "".join(m.text for m in parsed.messages if m.channel == "commentary" and not m.recipient) or None
+        finish = "tool_calls" if calls else ("stop" if gen.stopped else "length")
+        reply = cls(parsed.reasoning or None, content, calls, finish, pieces(gen.tokens))
+        if "tool-call-in-content" in faults and calls:
+            reply.content = harmony.decode(gen.tokens)
+            reply.tool_calls, reply.finish_reason, reply.raw_content = [], "stop", True
+        return reply
+
+
+def _logprob_entry(scored: ScoredToken) -> dict:
+    text = harmony.token_text(scored.token)
+    return {"token": text, "logprob": scored.logprob, "bytes": list(text.encode()),
+            "top_logprobs": [{"token": harmony.token_text(t), "logprob": lp, "bytes": list(harmony.token_text(t).encode())}
+                             for t, lp in zip(scored.top.ids, scored.top.logprobs)]}
+
+
+def _chat_usage(meta: Meta) -> dict:
+    return {"prompt_tokens": meta.prompt_tokens, "completion_tokens": meta.completion_tokens,
+            "total_tokens": meta.prompt_tokens + meta.completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": meta.reasoning_tokens}}
+
+
+def chat_response(reply: Reply, gen: Generation, meta: Meta, logprobs: bool) -> dict:
+    message: dict = {"role": "assistant", "content": reply.content}
+    if reply.reasoning is not None:
+        message["reasoning"] = message["reasoning_content"] = reply.reasoning
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                  "function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls]
+    choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason,
+              "logprobs": {"content": [_logprob_entry(s) for s in gen.scored]} if logprobs else None}
+    return {"id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+            "choices": [choice], "usage": _chat_usage(meta)}
+
+
+def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, include_usage: bool) -> list[dict]:
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> dict:
+        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        out = {"id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
+               "choices": choices}
+        if usage:
+            out["usage"] = usage
+        return out
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    if reply.raw_content:
+        out += [chunk({"content": harmony.token_text(t)}) for t in gen.tokens]
+    else:
+        calls = iter(reply.tool_calls)
+        started: dict[int, int] = {}
+        for piece in pieces(gen.tokens):
+            if piece.channel == "analysis":
+                out.append(chunk({"reasoning_content": piece.text, "reasoning": piece.text}))
+            elif (piece.recipient or "").startswith("functions."):
+                if piece.message not in started:
+                    started[piece.message] = len(started)
+                    call = next(calls)
+                    out.append(chunk({"tool_calls": [{"index": started[piece.message], "id": call["id"], "type": "function",
+                                                      "function": {"name": call["name"], "arguments": ""}}]}))
+                out.append(chunk({"tool_calls": [{"index": started[piece.message], "function": {"arguments": piece.text}}]}))
+            else:
+                out.append(chunk({"content": piece.text}))
+    if logprobs and gen.scored:
+        out[-1]["choices"][0]["logprobs"] = {"content": [_logprob_entry(s) for s in gen.scored]}
+    out.append(chunk({}, reply.finish_reason))
+    if include_usage:
+        out.append(chunk({}, usage=_chat_usage(meta)))
+    return out
+
+
+# -- Responses ----------------------------------------------------------------------------------
+
+
+def _items(reply: Reply) -> list[dict]:
+    items: list[dict] = []
+    if reply.reasoning:
+        items.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex[:16]}", "summary": [],
+                      "content": [{"type": "reasoning_text", "text": reply.reasoning}], "status": "completed"})
+    for call in reply.tool_calls:
+        items.append({"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:16]}", "call_id": call["id"],
+                      "name": call["name"], "arguments": call["arguments"], "status": "completed"})
+    if reply.content is not None:
+        items.append({"type": "message", "id": f"msg_{uuid.uuid4().hex[:16]}", "role": "assistant", "status": "completed",
+                      "content": [{"type": "output_text", "text": reply.content, "annotations": []}]})
+    return items
+
+
+def responses_object(reply: Reply, gen: Generation, meta: Meta) -> dict:
+    incomplete = reply.finish_reason == "length"
+    return {
+        "id": meta.id, "object": "response", "created_at": meta.created, "model": meta.model,
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "output": _items(reply),
+        "usage": {"input_tokens": meta.prompt_tokens, "output_tokens": meta.completion_tokens,
+                  "total_tokens": meta.prompt_tokens + meta.completion_tokens,
+                  "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens_details": {"reasoning_tokens": meta.reasoning_tokens}},
+    }
+
+
+def _split(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def responses_events(response: dict) -> list[dict]:
+    """The event stream whose accumulation is `response`."""
+    events: list[dict] = [{"type": "response.created",
+                           "response": {**response, "status": "in_progress", "output": [], "usage": None}}]
+    for index, item in enumerate(response["output"]):
+        kind, item_id = item["type"], item["id"]
+        empty = {**item, "status": "in_progress"}
+        if kind == "function_call":
+            empty["arguments"] = ""
+        elif kind in ("reasoning", "message"):
+            empty["content"] = []
+        events.append({"type": "response.output_item.added", "output_index": index, "item": empty})
+        if kind == "reasoning":
+            text = item["content"][0]["text"]
+            events += [{"type": "response.reasoning_text.delta", "item_id": item_id, "output_index": index,
+                        "content_index": 0, "delta": d} for d in _split(text)]
+            events.append({"type": "response.reasoning_text.done", "item_id": item_id, "output_index": index,
+                           "content_index": 0, "text": text})
+        elif kind == "message":
+            text = item["content"][0]["text"]
+            events.append({"type": "response.content_part.added", "item_id": item_id, "output_index": index,
+                           "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+            events += [{"type": "response.output_text.delta", "item_id": item_id, "output_index": index,
+                        "content_index": 0, "delta": d} for d in _split(text)]
+            events.append({"type": "response.output_text.done", "item_id": item_id, "output_index": index,
+                           "content_index": 0, "text": text})
+        else:
+            events += [{"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": index,
+                        "delta": d} for d in _split(item["arguments"])]
+            events.append({"type": "response.function_call_arguments.done", "item_id": item_id,
+                           "output_index": index, "arguments": item["arguments"]})
+        events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    events.append({"type": "response.completed", "response": response})
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+    return events
+
+
+# -- Completions --------------------------------------------------------------------------------
+
+
+def _visible(tokens: list[int], skip_special: bool) -> str:
+    kept = [t for t in tokens if not (skip_special and t >= harmony.START_OF_TEXT)]
+    return harmony.decode(kept)
+
+
+def completion_response(prompt: list[int], gen: Generation, meta: Meta, body: dict, scored, logprobs, prompt_logprobs,
+                        echo: bool) -> dict:
+    skip = body.get("skip_special_tokens", True) is not False
+    out_tokens = gen.tokens[:-1] if gen.stopped else gen.tokens
+    text = (_visible(prompt, skip) if echo else "") + _visible(out_tokens, skip)
+    choice: dict = {"index": 0, "text": text, "finish_reason": "stop" if gen.stopped else "length", "logprobs": None}
+    if prompt_logprobs is not None and body.get("prompt_logprobs") is not None:
+        choice["prompt_logprobs"] = [None] + [
+            {str(t): {"logprob": lp, "rank": rank + 1, "decoded_token": harmony.token_text(t)}
+             for rank, (t, lp) in enumerate(zip(s.top.ids[:prompt_logprobs], s.top.logprobs[:prompt_logprobs]))}
+            | {str(s.token): {"logprob": s.logprob, "rank": _rank(s), "decoded_token": harmony.token_text(s.token)}}
+            for s in scored
+        ]
+    if logprobs is not None:
+        choice["logprobs"] = _legacy_logprobs(prompt if echo else [], scored if echo else None, gen, logprobs)
+    if body.get("return_token_ids"):
+        choice["token_ids"] = gen.tokens
+        choice["prompt_token_ids"] = prompt
+    return {"id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
+            "choices": [choice], "usage": {"prompt_tokens": meta.prompt_tokens, "completion_tokens": meta.completion_tokens,
+                                           "total_tokens": meta.prompt_tokens + meta.completion_tokens}}
+
+
+def _rank(scored: ScoredToken) -> int:
+    return 1 + sum(1 for lp in scored.top.logprobs if lp > scored.logprob)
+
+
+def _legacy_logprobs(prompt: list[int], scored, gen: Generation, k: int) -> dict:
+    entries: list[ScoredToken | None] = ([None] + list(scored)) if prompt else []
+    tokens = list(prompt) + gen.tokens
+    entries += gen.scored
+    return {
+        "tokens": [harmony.token_text(t) for t in tokens],
+        "token_logprobs": [e.logprob if e else None for e in entries],
+        "top_logprobs": [{harmony.token_text(t): lp for t, lp in zip(e.top.ids[:k], e.top.logprobs[:k])} if e else None
+                         for e in entries],
+        "text_offset": [],
+    }
+
+
+def completion_chunks(response: dict, include_usage: bool) -> list[dict]:
+    choice = response["choices"][0]
+    base = {k: response[k] for k in ("id", "object", "created", "model")}
+    out = [{**base, "choices": [{"index": 0, "text": choice["text"], "finish_reason": None, "logprobs": choice["logprobs"],
+                                 **({"token_ids": choice["token_ids"]} if "token_ids" in choice else {})}]},
+           {**base, "choices": [{"index": 0, "text": "", "finish_reason": choice["finish_reason"], "logprobs": None}]}]
+    if include_usage:
+        out.append({**base, "choices": [], "usage": response["usage"]})
+    return out

@@ -1,0 +1,64 @@
+"""A Hugging Face `tokenizer.json` for o200k_harmony, built offline from the bundled vocabulary.
+
+transformers' `TikTokenConverter` turns a tiktoken BPE file into a fast tokenizer; we feed it the
+sha256-verified vocabulary that `verifier.harmony` unpacks and read that file ourselves, so
+neither `tiktoken` nor `blobfile` nor the network is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+from verifier import harmony
+from verifier.paths import cache_dir
+
+O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+
+
+def special_tokens() -> dict[str, int]:
+    """Every o200k_harmony special token (name -> id), 199998..201087."""
+    enc = harmony.encoding()
+    return {name: enc.encode(name, allowed_special="all")[0] for name in enc.special_tokens_set}
+
+
+def _read_bpe(path: str) -> dict[bytes, int]:
+    ranks = {}
+    for line in Path(path).read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def build_tokenizer_json(target: Path) -> Path:
+    """Write `tokenizer.json` for o200k_harmony to `target` (cached after the first build)."""
+    cached = cache_dir() / "tokenizer" / "o200k_harmony.tokenizer.json"
+    if not cached.is_file():
+        from transformers.convert_slow_tokenizer import TikTokenConverter
+
+        class _Converter(TikTokenConverter):
+            @staticmethod
+            def load_tiktoken_bpe(tiktoken_url: str) -> dict[bytes, int]:
+                return _read_bpe(tiktoken_url)
+
+        specials = dict(sorted(special_tokens().items(), key=lambda kv: kv[1]))
+        vocab = harmony.ensure_vocab() / harmony.VOCAB_FILE
+        tokenizer = _Converter(vocab_file=str(vocab), pattern=O200K_PATTERN,
+                               extra_special_tokens=specials).converted()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tokenizer.save(str(tmp))
+        tmp.replace(cached)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached, target)
+    return target
