@@ -49,7 +49,9 @@ class Generation:
 def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
     """Load a local HF gpt-oss checkpoint directory (never from a hub) in eval mode."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise CheckpointError(f"{checkpoint} is not a checkpoint directory (no config.json)")
