@@ -115,6 +115,16 @@ TOOLS = [
      body([user("Convert 20 CHF to CAD.")], "high", [WEATHER, CURRENCY]), {"convert_currency": money_result(31)}),
     ("tool-choice-none", "tool_choice none: tools are not offered, so no call.",
      body([user("What's the weather in Madrid?")], "low", [WEATHER], tool_choice="none"), {}),
+    ("tool-choice-required", "tool_choice required on a question the model would answer directly.",
+     body([user("What is the capital of France?")], "low", [WEATHER, CURRENCY], tool_choice="required"),
+     {"get_weather": weather_result(16, "cloudy")}),
+    ("tool-choice-named", "tool_choice naming a function forces that function.",
+     body([user("What is the capital of Japan?")], "medium", [WEATHER, CURRENCY],
+          tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+     {"get_weather": weather_result(12, "rainy")}),
+    ("loop-without-reasoning", "A tool loop where the client does not send reasoning back.",
+     body([user("What's the weather in Toronto?")], "medium", [WEATHER]), {"get_weather": weather_result(3, "snowy")},
+     None, False),
 ]
 
 EFFORT_PROMPTS = [
@@ -162,12 +172,14 @@ SUITES = {
 }
 
 
-def case(case_id, description, request, tool_results=None, group=None):
+def case(case_id, description, request, tool_results=None, group=None, send_reasoning=True):
     out = {"id": case_id, "description": description, "request": request}
     if tool_results:
         out["tool_results"] = tool_results
     if group:
         out["group"] = group
+    if not send_reasoning:
+        out["send_reasoning"] = False
     return out
 
 

@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from conftest import run_cli
 
-from verifier.serve.faults import FAULTS
+from verifier.serve.faults import FAULTS, VARIANTS
 
 
 def _result(stdout: str) -> tuple[dict, Path]:
@@ -35,7 +35,10 @@ def test_honest_builtin_provider_passes_every_check(honest):
     families = {c["family"] for c in result["checks"]}
     assert families == {"rendering", "parsing", "tools", "effort", "drift"}
     assert all(c["verdict"] == "pass" for c in result["checks"]), [c["id"] for c in result["checks"] if c["verdict"] != "pass"]
-    assert set(result["apis"]) >= {"chat", "chat-stream", "responses", "responses-stream", "completions", "score"}
+    assert set(result["apis"]) >= {"chat", "chat-stream", "responses", "responses-stream", "completions", "score",
+                                    "prompt-ids"}
+    assert result["provider"]["prompt_ids_mode"] == "return_token_ids"
+    assert result["provider"]["score_mode"] == "prompt_logprobs"
 
 
 def test_run_writes_journal_report_and_junit(honest):
@@ -55,16 +58,38 @@ def test_report_rerenders_from_result_json(honest, tmp_path):
     assert (tmp_path / "report.html").read_text() == (run_dir / "report.html").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_each_fault_fails_exactly_its_checks(fault, tmp_path):
+    """The fault matrix: every fault mode makes exactly its target checks fail, and nothing errors."""
     proc = run_cli("run", "--out", str(tmp_path), "--fault", fault)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     result, _ = _result(proc.stdout)
     failed = {c["id"] for c in result["checks"] if c["verdict"] == "fail"}
     assert failed == set(FAULTS[fault].targets)
-    assert all(c["verdict"] in ("pass", "fail") for c in result["checks"])
+    assert not [c["id"] for c in result["checks"] if c["verdict"] == "error"]
     for check_id in FAULTS[fault].targets:
         assert f"FAIL  {check_id}" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variants", [["header-role-recipient", "reasoning-content-only", "responses-summary"],
+                                      ["reasoning-only"]])
+def test_honest_variants_pass_every_check(tmp_path, variants):
+    """Behaviours a conforming server may have (other reasoning fields, the role-section header) pass."""
+    args = [a for name in variants for a in ("--variant", name)]
+    proc = run_cli("run", "--out", str(tmp_path), "--suite", "harmony", "--suite", "tools", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result, _ = _result(proc.stdout)
+    assert result["provider"]["variants"] == sorted(variants)
+    fields = {o["observed"][0] for c in result["checks"] if c["id"] == "parsing.reasoning_separated"
+              for o in c["outcomes"] if o["observed"]}
+    assert fields <= {"reasoning_content", "reasoning", "reasoning_text", "summary_text"}
+
+
+def test_every_variant_is_exercised():
+    covered = {"header-role-recipient", "reasoning-content-only", "responses-summary", "reasoning-only"}
+    assert covered == set(VARIANTS)
 
 
 def _one_line_exit_2(proc) -> str:

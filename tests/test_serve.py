@@ -130,3 +130,30 @@ def test_tokenize_renders_like_the_reference(server):
 
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     assert r.json()["tokens"] == harmony.render_chat(WEATHER_CASE, today)
+
+
+def test_tool_choice_constraint_forces_the_header(engine):
+    from verifier.reference import constraints
+
+    request = load_suite("tools").cases[8].request  # capital question, tool_choice required
+    assert request["tool_choice"] == "required"
+    prompt = harmony.render_chat(request)
+    free = harmony.parse_completion(engine.generate(prompt, 200, harmony.ASSISTANT_STOPS).tokens)
+    constraint = constraints.for_request(request)
+    gen = engine.generate(prompt, 200, harmony.ASSISTANT_STOPS, transform=constraint)
+    forced = harmony.parse_completion(gen.tokens)
+    assert free.final and not free.tool_calls  # left alone, the model answers
+    assert forced.tool_calls and forced.stop_token == harmony.CALL
+    assert [gen.tokens[i] for i in gen.forced] == harmony.encode("commentary")
+    assert constraints.for_request({**request, "tool_choice": "auto"}) is None
+    assert constraints.for_request({**request, "tools": []}) is None
+
+
+def test_named_tool_choice_forces_the_recipient(engine):
+    from verifier.reference import constraints
+
+    request = load_suite("tools").cases[9].request
+    gen = engine.generate(harmony.render_chat(request), 200, harmony.ASSISTANT_STOPS,
+                          transform=constraints.for_request(request))
+    assert [c.recipient for c in harmony.parse_completion(gen.tokens).tool_calls] == ["functions.get_weather"]
+    assert [gen.tokens[i] for i in gen.forced] == harmony.encode("commentary to=functions.get_weather")

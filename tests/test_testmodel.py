@@ -63,14 +63,17 @@ def test_shipped_golden_was_built_from_the_shipped_weights(checkpoint):
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_greedy_decoding_reproduces_golden_tokens(checkpoint, dtype):
+    from verifier.reference import constraints
     from verifier.reference.engine import Engine
 
     engine = Engine(checkpoint, dtype)
     golden = load(golden_dir() / "gpt-oss-conformance" / dtype / "tools.json")
     for record in golden.records:
         for turn in record.turns:
-            gen = engine.generate(turn.prompt_token_ids, 256, harmony.ASSISTANT_STOPS)
+            gen = engine.generate(turn.prompt_token_ids, 256, harmony.ASSISTANT_STOPS,
+                                  transform=constraints.for_request(turn.request))
             assert gen.tokens == turn.completion_token_ids, record.case_id
+            assert gen.forced == turn.forced_positions
 
 
 def test_model_speaks_the_protocol_with_wide_margins():
@@ -85,7 +88,8 @@ def test_model_speaks_the_protocol_with_wide_margins():
                 assert call.channel == "commentary" and call.content_type == "<|constrain|>json"
                 json.loads(call.text)
             kinds.add(turn.finish_reason)
-            assert min(s.margin for s in turn.scores) > 1.0, record.case_id
+            free = [s.margin for i, s in enumerate(turn.scores) if i not in turn.forced_positions]
+            assert min(free) > 3.0, record.case_id
     assert kinds == {"tool_calls", "stop"}
 
 

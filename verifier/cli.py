@@ -54,6 +54,7 @@ def run(
                                                   "chat-stream, responses, completions, score.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for run results.")] = Path("reports"),
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="Honest variant of the built-in provider (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 120.0,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
@@ -65,7 +66,8 @@ def run(
         if not api_key:
             _fail(f"environment variable {api_key_env} is not set")
     config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
-                       golden=golden, apis=api, out=out, faults=fault or [], timeout=timeout)
+                       golden=golden, apis=api, out=out, faults=fault or [], variants=variant or [],
+                       timeout=timeout)
     progress = None
     if sys.stderr.isatty() and not os.environ.get("CI"):
         progress = lambda label: typer.echo(f"  … {label}", err=True)  # noqa: E731
@@ -91,26 +93,32 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     model: Annotated[str | None, typer.Option(help="Served model name.")] = None,
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode to switch on (repeatable); see `faults`.")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="Honest variant to switch on (repeatable); see `faults`.")] = None,
     date: Annotated[str | None, typer.Option(help="Pin the conversation date (YYYY-MM-DD); default today.")] = None,
     dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
 ):
     """Serve the reference model as an OpenAI-compatible provider."""
-    from verifier.serve import parse_faults, serve_forever
+    from verifier.serve import parse_names, serve_forever
     from verifier.testmodel.compact import NAME, default_checkpoint
 
-    parse_faults(fault)
+    parse_names(fault, variant)
     ckpt = checkpoint or default_checkpoint()
     typer.echo(f"serving {ckpt} on http://{host}:{port}/v1", err=True)
-    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype)
+    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, variant)
 
 
 @app.command()
 def faults():
-    """List the built-in provider's fault modes and the checks each must make fail."""
-    from verifier.serve.faults import FAULTS
+    """List the built-in provider's fault modes (and the checks each must fail) and honest variants."""
+    from verifier.serve.faults import FAULTS, VARIANTS
 
-    for f in FAULTS.values():
-        typer.echo(f"{f.name:28} {f.description}\n{'':28} seen in: {f.seen_in}\n{'':28} caught by: {', '.join(f.targets)}")
+    typer.echo("Faults (gpt-oss-verify run --fault NAME):")
+    for f in sorted(FAULTS.values(), key=lambda f: (f.mode, f.name)):
+        typer.echo(f"  {f.name:28} [mode {f.mode}] {f.description}\n  {'':28} seen in: {f.seen_in}\n"
+                   f"  {'':28} caught by: {', '.join(f.targets)}")
+    typer.echo("Honest variants (gpt-oss-verify run --variant NAME; every check must still pass):")
+    for v in VARIANTS.values():
+        typer.echo(f"  {v.name:28} {v.description}")
 
 
 @app.command()

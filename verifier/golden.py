@@ -65,6 +65,9 @@ class GoldenTurn(BaseModel):
     finish_reason: Literal["stop", "tool_calls", "length"]
     reasoning_tokens: int
     """Completion tokens inside `analysis` messages' content."""
+    forced_positions: list[int] = Field(default_factory=list)
+    """Completion positions a decoding constraint (tool_choice) forced: not the model's choice, so
+    their margins say nothing about stability."""
 
     @property
     def reasoning(self) -> str:
@@ -123,9 +126,14 @@ class GoldenFile(BaseModel):
         return next((r for r in self.records if r.case_id == case_id), None)
 
 
-def _records_digest(records: list[GoldenRecord]) -> str:
-    payload = json.dumps([r.model_dump(mode="json") for r in records], sort_keys=True, separators=(",", ":"))
+def _digest(raw_records: list) -> str:
+    """sha256 of records as stored (canonical JSON), so fields added later with defaults do not change it."""
+    payload = json.dumps(raw_records, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _records_digest(records: list[GoldenRecord]) -> str:
+    return _digest([r.model_dump(mode="json") for r in records])
 
 
 def _round(records: list[GoldenRecord], places: int = 6) -> None:
@@ -168,7 +176,7 @@ def load(path: Path) -> GoldenFile:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise GoldenError(f"{path}: malformed golden file at {where}: {first['msg']}") from None
-    if _records_digest(golden.records) != golden.content_sha256:
+    if _digest(raw["records"]) != golden.content_sha256:
         raise GoldenError(f"{path}: content hash mismatch (the file is corrupt or was edited by hand)")
     return golden
 

@@ -207,7 +207,7 @@ def _tool_result_message(name: str, content: str):
     )
 
 
-def chat_to_messages(request: dict, date: str | None = DEFAULT_DATE) -> list:
+def chat_to_messages(request: dict, date: str | None = DEFAULT_DATE, drop_analysis: bool = True) -> list:
     """Harmony messages for a Chat Completions request body, as a gpt-oss server renders it."""
     from openai_harmony import Message, Role
 
@@ -236,7 +236,7 @@ def chat_to_messages(request: dict, date: str | None = DEFAULT_DATE) -> list:
             out.append(developer_message(_text_of(msg.get("content")), None))
         else:
             out.append(Message.from_role_and_content(Role.USER, _text_of(msg.get("content")) or ""))
-    return drop_stale_analysis(out)
+    return drop_stale_analysis(out) if drop_analysis else out
 
 
 def responses_to_chat(request: dict) -> dict:
@@ -278,8 +278,11 @@ def responses_to_chat(request: dict) -> dict:
     effort = (request.get("reasoning") or {}).get("effort")
     if effort:
         body["reasoning_effort"] = effort
-    if request.get("tool_choice") is not None:
-        body["tool_choice"] = request["tool_choice"]
+    choice = request.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("name"):  # Responses names the function at top level
+        choice = {"type": "function", "function": {"name": choice["name"]}}
+    if choice is not None:
+        body["tool_choice"] = choice
     return body
 
 
@@ -317,6 +320,20 @@ def chat_to_responses(request: dict) -> dict:
     if request.get("tool_choice") is not None:
         body["tool_choice"] = request["tool_choice"]
     return body
+
+
+def forced_header(tool_choice: Any) -> str | None:
+    """What a forcing `tool_choice` makes decoding emit after `<|channel|>` of the answer message.
+
+    `required` forces the commentary channel (the model picks the function); a named function also
+    forces the recipient. Harmony has no rendering for tool_choice: it is a decoding constraint.
+    """
+    if tool_choice == "required":
+        return "commentary"
+    name = None
+    if isinstance(tool_choice, dict):
+        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    return f"commentary to=functions.{name}" if name else None
 
 
 def drop_stale_analysis(messages: list) -> list:

@@ -46,8 +46,12 @@ class ProviderInfo(BaseModel):
     """True when the run started the built-in reference provider itself."""
     faults: list[str] = Field(default_factory=list)
     """Fault modes switched on in the built-in provider."""
+    variants: list[str] = Field(default_factory=list)
+    """Honest variants switched on in the built-in provider."""
     score_mode: str | None = None
     """How teacher-forced log-probabilities were obtained, if they were."""
+    prompt_ids_mode: str | None = None
+    """How the provider showed its prompt token ids (`return_token_ids` or `tokenize`), if it did."""
 
 
 class SuiteInfo(BaseModel):

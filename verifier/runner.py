@@ -21,7 +21,7 @@ from verifier.errors import ProviderError, UsageError
 from verifier.golden import GoldenFile
 from verifier.observation import Observation
 from verifier.paths import golden_dir
-from verifier.providers import Provider, ScoringUnsupported
+from verifier.providers import Provider, ScoringUnsupported, TokenizeUnsupported
 from verifier.result import Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
 from verifier.suites import Case, Suite, load_suite
 
@@ -49,6 +49,8 @@ class RunConfig(BaseModel):
     """Restrict to these API variants."""
     out: Path = Path("reports")
     faults: list[str] = Field(default_factory=list)
+    variants: list[str] = Field(default_factory=list)
+    """Honest variants of the built-in provider (see `gpt-oss-verify faults`)."""
     timeout: float = 120.0
 
 
@@ -82,6 +84,8 @@ class Runner:
         self.journal = journal
         self.progress = progress or (lambda _: None)
         self.cost = Cost()
+        self.prompt_ids_supported: bool | None = None
+        self.exchanges: list[Exchange] = []
 
     def _send(self, variant: str, request: dict, golden_date: str) -> tuple[dict, Observation]:
         spec = VARIANTS[variant]
@@ -101,6 +105,7 @@ class Runner:
 
     def _record(self, exchange: Exchange) -> Exchange:
         self.journal.write(exchange)
+        self.exchanges.append(exchange)
         obs = exchange.observation
         self.cost.requests += 1
         if obs is not None:
@@ -118,7 +123,7 @@ class Runner:
             out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn,
                                              request=body, chat_request=request, observation=obs,
                                              elapsed_s=time.monotonic() - started)))
-            if not obs.ok or obs.finish_reason != "tool_calls":
+            if not obs.ok or not obs.tool_calls:
                 break
             request = case.follow_up(request, obs.reasoning, obs.tool_calls)
             if request is None:
@@ -136,21 +141,39 @@ class Runner:
             began = time.monotonic()
             try:
                 ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
-            except ScoringUnsupported as exc:
-                ex.score_error = str(exc)
             except ProviderError as exc:
-                ex.score_error = str(exc)
+                ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
             ex.elapsed_s = time.monotonic() - began
             out.append(self._record(ex))
             self.cost.prompt_tokens += len(tokens)
         return out
+
+    def prompt_ids_case(self, suite: Suite, case: Case) -> Exchange | None:
+        """Ask how the server renders the case's first request (None once it is known not to say)."""
+        if self.prompt_ids_supported is False:
+            return None
+        ex = Exchange(suite=suite.name, case_id=case.id, variant="prompt-ids", turn=1, request=case.request,
+                      chat_request=case.request)
+        try:
+            ex.tokens, ex.source = self.provider.prompt_token_ids(case.request)
+            self.prompt_ids_supported = True
+        except ProviderError as exc:
+            ex.error, ex.unsupported = str(exc), isinstance(exc, TokenizeUnsupported)
+            if ex.unsupported:
+                self.prompt_ids_supported = False
+        return self._record(ex)
 
     def run_suite(self, suite: Suite, golden: GoldenFile, allowed: list[str] | None) -> list[Exchange]:
         exchanges = []
         for case in suite.cases:
             if "drift" in suite.families and (allowed is None or "score" in allowed or "completions" in allowed):
                 exchanges += self.score_case(suite, case, golden)
+            if "rendering" in suite.families and (allowed is None or "prompt-ids" in allowed):
+                if (ex := self.prompt_ids_case(suite, case)) is not None:
+                    exchanges.append(ex)
             for variant in _variants(suite, allowed):
+                if VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
+                    continue  # tool_choice is a server-side constraint: a raw prompt cannot carry it
                 exchanges += self.run_loop(suite, case, variant, golden.provenance.date)
             self.progress(f"{suite.name}/{case.id}")
         return exchanges
@@ -171,7 +194,7 @@ def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
     from verifier.serve import start_background
     from verifier.testmodel.compact import default_checkpoint
 
-    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults)
+    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, variants=config.variants)
     stack.callback(server.stop)
     return server.url, BUILTIN_MODEL
 
@@ -184,11 +207,11 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
         raise UsageError("--model needs --base-url (without it the built-in provider serves the conformance model)")
     if config.base_url is not None and not config.model:
         raise UsageError("--model is required with --base-url")
-    if config.faults and config.base_url is not None:
-        raise UsageError("--fault applies to the built-in provider only (leave out --base-url)")
-    unknown = sorted(set(config.apis or []) - set(VARIANTS) - {"score"})
+    if (config.faults or config.variants) and config.base_url is not None:
+        raise UsageError("--fault and --variant apply to the built-in provider only (leave out --base-url)")
+    unknown = sorted(set(config.apis or []) - set(VARIANTS) - {"score", "prompt-ids"})
     if unknown:
-        raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*VARIANTS, 'score'])}")
+        raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*VARIANTS, 'score', 'prompt-ids'])}")
     suites = [load_suite(name) for name in config.suites]
     root = config.golden or golden_dir() / DEFAULT_GOLDEN
     goldens = [load_golden(s, root) for s in suites]
@@ -198,9 +221,9 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
     run_dir.mkdir(parents=True, exist_ok=False)
     with ExitStack() as stack:
         if config.base_url is None:
-            from verifier.serve import parse_faults
+            from verifier.serve import parse_names
 
-            parse_faults(config.faults)
+            parse_names(config.faults, config.variants)
             base_url, model = _start_builtin(config, stack)
         else:
             base_url, model = config.base_url, config.model
@@ -218,10 +241,11 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
     result = RunResult(
         run_id=run_dir.name, created=created, verifier_version=__version__,
         provider=ProviderInfo(base_url=base_url, model=model, builtin=config.base_url is None,
-                              faults=sorted(config.faults), score_mode=provider.score_mode),
+                              faults=sorted(config.faults), variants=sorted(config.variants),
+                              score_mode=provider.score_mode, prompt_ids_mode=provider.prompt_ids_mode),
         suites=[SuiteInfo(name=s.name, version=s.version, sha256=s.sha256, golden=g.provenance.model_dump())
                 for s, g in zip(suites, goldens)],
-        apis=sorted({ex for s in suites for ex in _variants(s, config.apis)} | ({"score"} if any("drift" in s.families for s in suites) else set())),
+        apis=sorted({ex.variant for ex in runner.exchanges}),
         verdict=run_verdict(checks), checks=checks, cost=runner.cost,
         duration_s=round(time.monotonic() - started, 2),
     )

@@ -43,7 +43,8 @@ class Case(BaseModel):
     def follow_up(self, request: dict, reasoning: str | None, calls: list[ToolCall]) -> dict | None:
         """The next request of a tool loop: the assistant's calls and their results appended.
 
-        None when there is nothing to send back (no call, or a call this case has no result for).
+        A forcing `tool_choice` (required, or a named function) becomes `auto`, as agent SDKs reset
+        it after a forced call. None when there is nothing to send back (no call, or a call this case has no result for).
         """
         if not calls or any(c.name not in self.tool_results for c in calls):
             return None
@@ -55,7 +56,10 @@ class Case(BaseModel):
         if self.send_reasoning and reasoning:
             assistant["reasoning"] = reasoning
         results = [{"role": "tool", "tool_call_id": c.id, "content": self.tool_results[c.name]} for c in calls]
-        return {**request, "messages": [*request["messages"], assistant, *results]}
+        follow = {**request, "messages": [*request["messages"], assistant, *results]}
+        if follow.get("tool_choice") not in (None, "auto", "none"):
+            follow["tool_choice"] = "auto"  # as agent SDKs do after a forced call, so the loop can end
+        return follow
 
 
 class ToolCall(BaseModel):

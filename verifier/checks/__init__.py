@@ -20,7 +20,7 @@ def ordered() -> list[CheckSpec]:
 
 
 def checks_for(families: list[str]) -> list[CheckSpec]:
-    return [spec for spec in ordered() if spec.family in families]
+    return [spec for spec in ordered() if spec.family in families or spec.every_suite]
 
 
 def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchanges: list[Exchange]) -> list[Outcome]:
@@ -34,6 +34,9 @@ def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchan
         turn = record.turns[ex.turn - 1] if ex.turn <= len(record.turns) else None
         view = ExchangeView(case=cases[ex.case_id], exchange=ex, golden=turn, record=record,
                             golden_date=golden.provenance.date)
+        if obs.status is not None and obs.status >= 400:
+            out.append(view.outcome(Verdict.SKIP, f"HTTP {obs.status}: nothing to check (see parsing.http_status)"))
+            continue
         if not obs.ok:
             out.append(view.outcome(Verdict.ERROR, f"no usable response: {obs.error}"))
             continue

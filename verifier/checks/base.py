@@ -36,8 +36,15 @@ class Exchange(BaseModel):
     """The same request as a Chat body: what golden rendering and follow-ups are computed from."""
     observation: Observation | None = None
     score: ScoreResult | None = None
-    """Teacher-forced scores, for scoring exchanges."""
-    score_error: str | None = None
+    """Teacher-forced scores, for `score` exchanges."""
+    tokens: list[int] | None = None
+    """Prompt token ids the server reported, for `prompt-ids` exchanges."""
+    source: str | None = None
+    """Where they came from: `return_token_ids` (the chat endpoint itself) or `tokenize`."""
+    error: str | None = None
+    """Why a `score` or `prompt-ids` exchange has no result."""
+    unsupported: bool = False
+    """True when the error is that the server does not offer the endpoint at all."""
     elapsed_s: float = 0.0
 
 
@@ -120,6 +127,8 @@ class CheckSpec(BaseModel):
     apis: tuple[str, ...] = ("chat", "responses", "completions")
     scope: str = "exchange"
     """`exchange` (one response at a time) or `suite` (all responses of a suite)."""
+    every_suite: bool = False
+    """Applies to every suite, whatever families the suite names."""
     fn: Callable = Field(exclude=True)
 
 
@@ -127,14 +136,15 @@ REGISTRY: dict[str, CheckSpec] = {}
 
 
 def check(id: str, family: str, title: str, why: str, source: str, compares: str,
-          apis: tuple[str, ...] = ("chat", "responses", "completions"), scope: str = "exchange"):
+          apis: tuple[str, ...] = ("chat", "responses", "completions"), scope: str = "exchange",
+          every_suite: bool = False):
     """Register a check function under a stable id."""
 
     def register(fn: Callable) -> Callable:
         if id in REGISTRY:
             raise ValueError(f"check {id} registered twice")
         REGISTRY[id] = CheckSpec(id=id, family=family, title=title, why=why, source=source, compares=compares,
-                                 apis=apis, scope=scope, fn=fn)
+                                 apis=apis, scope=scope, every_suite=every_suite, fn=fn)
         return fn
 
     return register

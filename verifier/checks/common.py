@@ -24,9 +24,10 @@ def wide_margin() -> float:
 
 
 def min_margin(turn: GoldenTurn, end: int | None = None) -> float:
-    """Smallest golden margin over completion positions [0, end)."""
+    """Smallest golden margin over completion positions [0, end), forced positions excluded."""
     scores = turn.scores[:end] if end is not None else turn.scores
-    return min((s.margin for s in scores), default=float("inf"))
+    forced = set(turn.forced_positions)
+    return min((s.margin for i, s in enumerate(scores) if i not in forced), default=float("inf"))
 
 
 def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | None:

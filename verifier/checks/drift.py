@@ -70,7 +70,7 @@ def teacher_forced(view: SuiteView):
         if ex.variant != "score":
             continue
         if ex.score is None:
-            errors.append(ex.score_error or "no scores")
+            errors.append(ex.error or "no scores")
             continue
         record = view.golden.record(ex.case_id)
         per_case[f"{ex.case_id}#{ex.turn}"] = position_drift(record.turns[ex.turn - 1], ex.score)

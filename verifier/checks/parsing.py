@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from verifier import harmony
-from verifier.checks.base import ExchangeView, Verdict, check
+from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
 from verifier.checks.common import text_is_comparable
 
 
@@ -88,3 +88,28 @@ def final_text(view: ExchangeView):
     if (view.obs.content or "") == golden.final:
         return view.outcome(Verdict.PASS, "final answer equals the reference's", golden.final, view.obs.content)
     return view.outcome(Verdict.FAIL, "final answer differs from the reference's", golden.final, view.obs.content)
+
+
+@check(
+    "parsing.http_status", "parsing",
+    title="every valid request is answered with HTTP 200",
+    why="parser crashes surface as HTTP 500 on exactly the requests that exercise Harmony: tool calls, "
+        "reasoning sent back",
+    source="vLLM #22519, #22515, #23567; openai-harmony #33, #38, #48; llama.cpp #19701",
+    compares="structure: HTTP status of suite requests (all valid by construction)", scope="suite",
+    every_suite=True,
+)
+def http_status(view: SuiteView):
+    answered = [ex for ex in view.exchanges if ex.observation is not None and ex.observation.status is not None]
+    bad = [ex for ex in answered if ex.observation.status >= 400]
+    healthy = len(answered) - len(bad)
+    out = []
+    for ex in bad:
+        obs = ex.observation
+        # an endpoint that answers nothing with 200 is down or misaddressed, which says nothing about conformance
+        verdict = Verdict.FAIL if healthy else Verdict.ERROR
+        out.append(Outcome(verdict=verdict, case_id=ex.case_id, variant=ex.variant, turn=ex.turn, expected=200,
+                           observed=obs.raw[:500], message=f"HTTP {obs.status} to a valid request"))
+    if healthy:
+        out.append(Outcome(verdict=Verdict.PASS, message=f"{healthy} of {len(answered)} requests answered with 200"))
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from verifier import harmony
-from verifier.checks.base import ExchangeView, Verdict, check
+from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
 
 
 def _dates(created: int | None) -> list[str]:
@@ -33,3 +33,37 @@ def prompt_tokens(view: ExchangeView):
                             sorted(counts), reported)
     return view.outcome(Verdict.FAIL, f"{reported} prompt tokens; the reference renders this request to "
                         f"{' or '.join(map(str, sorted(counts)))}", sorted(counts), reported)
+
+
+def _first_difference(got: list[int], want: list[int]) -> str:
+    i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    return (f"first difference at token {i}: provider {harmony.decode(got[max(0, i - 8):i + 8])!r}, "
+            f"reference {harmony.decode(want[max(0, i - 8):i + 8])!r}")
+
+
+@check(
+    "rendering.prompt_ids", "rendering",
+    title="the prompt token ids the server reports equal the reference rendering (date-aware)",
+    why="the exact ids catch what a count cannot: effort level, role order, header forms",
+    source="vLLM's return_token_ids (the chat prompt itself) or /tokenize (the chat template); rendering bugs "
+           "that keep the token count",
+    compares="structure: exact token ids", apis=("chat",), scope="suite",
+)
+def prompt_ids(view: SuiteView):
+    out = []
+    for ex in view.exchanges:
+        if ex.variant != "prompt-ids":
+            continue
+        base = dict(case_id=ex.case_id, variant=f"prompt-ids ({ex.source or 'none'})", turn=1)
+        if ex.tokens is None:
+            verdict = Verdict.SKIP if ex.unsupported else Verdict.ERROR
+            out.append(Outcome(verdict=verdict, message=f"no token ids: {ex.error}", **base))
+            continue
+        candidates = [harmony.render_chat(ex.chat_request, d) for d in _dates(None)]
+        if ex.tokens in candidates:
+            out.append(Outcome(verdict=Verdict.PASS, message=f"{len(ex.tokens)} ids equal the reference rendering", **base))
+        else:
+            out.append(Outcome(verdict=Verdict.FAIL, expected=harmony.decode(candidates[0]),
+                               observed=harmony.decode(ex.tokens),
+                               message=_first_difference(ex.tokens, candidates[0]), **base))
+    return out

@@ -96,10 +96,12 @@ def no_tokens_after_call(view: ExchangeView):
     spent = obs.usage.completion_tokens
     if spent is None:
         return view.outcome(Verdict.SKIP, "the provider reports no completion token count")
+    if not (obs.reasoning or obs.content or obs.tool_calls):
+        return view.outcome(Verdict.SKIP, "nothing was returned to account for (see parsing.no_empty_answer)")
     expected = len(canonical_completion(obs.reasoning, obs.content, obs.tool_calls))
     if spent > expected + 2:
-        return view.outcome(Verdict.FAIL, f"{spent} completion tokens for a reply that is {expected} Harmony tokens "
-                            "long: tokens were generated past the stop", expected, spent)
+        return view.outcome(Verdict.FAIL, f"usage reports {spent} completion tokens but the reply accounts for "
+                            f"{expected}: tokens generated after the stop, or output the server dropped", expected, spent)
     return view.outcome(Verdict.PASS, f"{spent} completion tokens, consistent with the reply ({expected})",
                         expected, spent)
 
@@ -109,7 +111,8 @@ def no_tokens_after_call(view: ExchangeView):
     title="after the tool result is sent back the conversation continues to the golden kind of answer",
     why="multi-turn tool loops are how agents use gpt-oss; a loop that stalls or calls again is broken",
     source="vLLM #27653 (CoT lost in tool loops); llama.cpp #19701 (HTTP 500 when reasoning is sent back)",
-    compares="structure: number of turns and how the last one ends", scope="suite",
+    compares="structure: number of turns and how the last one ends (each turn's finish_reason is "
+             "tools.finish_reason's)", scope="suite",
 )
 def loop(view: SuiteView):
     turns: dict[tuple[str, str], list] = defaultdict(list)
@@ -123,13 +126,45 @@ def loop(view: SuiteView):
             continue
         exchanges.sort(key=lambda e: e.turn)
         last = exchanges[-1].observation
-        want = [t.finish_reason for t in record.turns]
-        got = [e.observation.finish_reason for e in exchanges]
-        base = dict(case_id=case_id, variant=variant, turn=len(exchanges), expected=want, observed=got)
-        if last.error:
+        want = (len(record.turns), record.turns[-1].finish_reason)
+        got = (len(exchanges), last.finish_reason)
+        base = dict(case_id=case_id, variant=variant, turn=len(exchanges),
+                    expected={"turns": want[0], "last_finish_reason": want[1]},
+                    observed={"turns": got[0], "last_finish_reason": got[1]})
+        if last.status is not None and last.status >= 400:
+            out.append(Outcome(verdict=Verdict.SKIP, message=f"turn {len(exchanges)} got HTTP {last.status} "
+                               "(see parsing.http_status)", **base))
+        elif last.error:
             out.append(Outcome(verdict=Verdict.ERROR, message=f"turn {len(exchanges)} failed: {last.error}", **base))
         elif got == want:
-            out.append(Outcome(verdict=Verdict.PASS, message=f"{len(want)} turns ending {want[-1]}", **base))
+            out.append(Outcome(verdict=Verdict.PASS, message=f"{want[0]} turns, the last ending {want[1]}", **base))
         else:
-            out.append(Outcome(verdict=Verdict.FAIL, message=f"turns ended {got}; the reference's loop ends {want}", **base))
+            out.append(Outcome(verdict=Verdict.FAIL, message=f"{got[0]} turns, the last ending {got[1]!r}; the "
+                               f"reference's loop has {want[0]} turns ending {want[1]!r}", **base))
     return out
+
+
+@check(
+    "tools.tool_choice", "tools",
+    title="tool_choice is honoured: required returns a call, a named function is the one called, none calls nothing",
+    why="agents rely on forcing or forbidding calls; an ignored tool_choice silently changes control flow",
+    source="vLLM #22337, #44216",
+    compares="structure", apis=("chat", "responses"),
+)
+def tool_choice(view: ExchangeView):
+    choice = view.exchange.chat_request.get("tool_choice")
+    if choice is None or choice == "auto":
+        return None
+    declared = [t.get("function", {}).get("name") for t in view.exchange.chat_request.get("tools") or []]
+    got = [c.name for c in view.obs.tool_calls]
+    if choice == "none":
+        ok, want = not got, "no tool call"
+    elif choice == "required":
+        ok, want = bool(got) and set(got) <= set(declared), f"a call to one of {declared}"
+    else:
+        name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+        ok, want = bool(got) and set(got) == {name}, f"a call to {name}"
+    label = json.dumps(choice) if isinstance(choice, dict) else choice
+    if ok:
+        return view.outcome(Verdict.PASS, f"tool_choice {label}: got {got or 'no call'}", want, got)
+    return view.outcome(Verdict.FAIL, f"tool_choice {label} wants {want}; got {got or 'no call'}", want, got)

@@ -19,11 +19,15 @@ from verifier.providers import _chat, _completions, _responses
 from verifier.providers._completions import PositionScore
 from verifier.providers._http import Transport
 
-__all__ = ["Provider", "PositionScore", "ScoreResult", "ScoringUnsupported"]
+__all__ = ["Provider", "PositionScore", "ScoreResult", "ScoringUnsupported", "TokenizeUnsupported"]
 
 
 class ScoringUnsupported(ProviderError):
     """The provider offers no way to get log-probabilities of given tokens."""
+
+
+class TokenizeUnsupported(ProviderError):
+    """The provider has no endpoint that shows how it renders a chat request."""
 
 
 class ScoreResult(BaseModel):
@@ -43,6 +47,7 @@ class Provider:
         self.model = model
         self.http = Transport(self.base_url, api_key, timeout, transport)
         self.score_mode: str | None = None
+        self.prompt_ids_mode: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -87,6 +92,40 @@ class Provider:
         return self._call("completions", stream, "/completions", body,
                           lambda data, raw: _completions.harmony_observation(n, data, raw, False),
                           lambda events: _completions.accumulate(n, events))
+
+    def prompt_token_ids(self, request: dict) -> tuple[list[int], str]:
+        """The prompt token ids the server renders for a Chat body, and where they came from.
+
+        Asks the chat endpoint itself (vLLM's `return_token_ids`, one generated token), which shows
+        the prompt that chat completions really use; falls back to vLLM's `/tokenize` (at the root),
+        which renders through the chat template. Raises `TokenizeUnsupported` where neither exists.
+        """
+        modes = [self.prompt_ids_mode] if self.prompt_ids_mode else ["return_token_ids", "tokenize"]
+        failures = []
+        for mode in modes:
+            try:
+                tokens = self._prompt_ids(mode, request)
+            except ProviderHTTPError as exc:
+                failures.append(f"{mode}: HTTP {exc.status}")
+                continue
+            if tokens is not None:
+                self.prompt_ids_mode = mode
+                return tokens, mode
+            failures.append(f"{mode}: no token ids in the response")
+        raise TokenizeUnsupported("the server shows no prompt token ids (" + "; ".join(failures) + ")")
+
+    def _prompt_ids(self, mode: str, request: dict) -> list[int] | None:
+        if mode == "return_token_ids":
+            body = {**request, "model": self.model, "max_tokens": 1, "return_token_ids": True}
+            body.pop("max_completion_tokens", None)
+            data, _ = self.http.post_json("/chat/completions", body)
+        else:
+            body = {**request, "model": self.model, "add_generation_prompt": True}
+            data, _ = self.http.post_json(f"{self.base_url.removesuffix('/v1')}/tokenize", body)
+        tokens = data.get("prompt_token_ids" if mode == "return_token_ids" else "tokens")
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, int) for t in tokens):
+            return None
+        return tokens
 
     def score(self, tokens: list[int], start: int, k: int, candidates: dict[int, list[int]]) -> ScoreResult:
         """Log-probabilities the provider assigns to tokens[start:] given their prefixes.

@@ -10,6 +10,7 @@ from pathlib import Path
 from verifier import __version__, harmony
 from verifier.golden import GoldenFile, GoldenMessage, GoldenRecord, GoldenTurn, Provenance, TokenScore, now
 from verifier.paths import cache_dir
+from verifier.reference import constraints
 from verifier.reference.engine import Engine
 from verifier.suites import Case, Suite, ToolCall
 
@@ -73,7 +74,7 @@ def reasoning_token_count(tokens: list[int]) -> int:
 def run_turn(engine: Engine, request: dict, date: str, top_k: int) -> GoldenTurn:
     prompt = harmony.render_chat(request, date)
     max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
-    gen = engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS)
+    gen = engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS, transform=constraints.for_request(request))
     scored = engine.score(prompt + gen.tokens, start=len(prompt), k=top_k)
     parsed = harmony.parse_completion(gen.tokens)
     return GoldenTurn(
@@ -85,6 +86,7 @@ def run_turn(engine: Engine, request: dict, date: str, top_k: int) -> GoldenTurn
         messages=[GoldenMessage(**m.to_dict()) for m in parsed.messages],
         finish_reason=finish_reason(gen.tokens),
         reasoning_tokens=reasoning_token_count(gen.tokens),
+        forced_positions=gen.forced,
     )
 
 

@@ -44,6 +44,8 @@ class Generation:
     scored: list[ScoredToken] = field(default_factory=list)
     stopped: bool = False
     """True if a stop token ended it (the stop token is the last of `tokens`)."""
+    forced: list[int] = field(default_factory=list)
+    """Positions a decoding constraint forced (see `verifier.reference.constraints`)."""
 
 
 def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
@@ -101,21 +103,21 @@ class Engine:
                  transform=None) -> Generation:
         """Decode up to `max_tokens` tokens after `prompt` with a KV cache.
 
-        Greedy when `temperature` is 0. `k` > 0 records the top-k log-probabilities per step.
-        `transform(step, logits)` may alter the logits before selection (used by fault modes).
+        Greedy when `temperature` is 0. `k` > 0 records the top-k log-probabilities per step, always
+        of the model's own distribution. `transform(tokens_so_far, logits)` may alter the logits
+        before selection (decoding constraints, fault modes).
         """
         gen = Generation()
         rng = torch.Generator().manual_seed(seed) if seed is not None else None
         with self.lock:
             ids = torch.tensor([prompt], device=self.device)
             past = None
-            for step in range(max_tokens):
+            for _ in range(max_tokens):
                 out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
                 past = out.past_key_values
                 logits = out.logits[0, -1].float()
-                if transform is not None:
-                    logits = transform(step, logits)
-                token = self._select(logits, temperature, top_p, rng)
+                chosen = transform(gen.tokens, logits) if transform is not None else logits
+                token = self._select(chosen, temperature, top_p, rng)
                 logprobs, (values, top_ids) = topk_of(logits, max(k, 1))
                 gen.tokens.append(token)
                 gen.scored.append(ScoredToken(token, logprobs[token].item(),
@@ -124,6 +126,7 @@ class Engine:
                     gen.stopped = True
                     break
                 ids = torch.tensor([[token]], device=self.device)
+        gen.forced = list(getattr(transform, "positions", []))
         return gen
 
     @staticmethod

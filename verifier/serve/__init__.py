@@ -11,14 +11,16 @@ from pathlib import Path
 from verifier.errors import ProviderError
 from verifier.reference.engine import Engine
 from verifier.serve.app import Settings, create_app
-from verifier.serve.faults import FAULTS, parse_faults
+from verifier.serve.faults import FAULTS, VARIANTS, parse_faults, parse_names
 
-__all__ = ["FAULTS", "BackgroundServer", "start_background", "serve_forever", "parse_faults"]
+__all__ = ["FAULTS", "VARIANTS", "BackgroundServer", "start_background", "serve_forever", "parse_faults"]
 
 
-def _app(checkpoint: Path, model: str, faults: list[str] | None, date: str | None, dtype: str):
+def _app(checkpoint: Path, model: str, faults: list[str] | None, date: str | None, dtype: str,
+         variants: list[str] | None = None):
+    fault_set, variant_set = parse_names(faults, variants)
     engine = Engine(checkpoint, dtype)
-    return create_app(engine, Settings(model=model, faults=parse_faults(faults), date=date))
+    return create_app(engine, Settings(model=model, faults=fault_set, variants=variant_set, date=date))
 
 
 def _config(app, host: str, port: int):
@@ -48,11 +50,11 @@ class BackgroundServer:
 
 
 def start_background(checkpoint: Path, model: str, faults: list[str] | None = None, date: str | None = None,
-                     dtype: str = "fp32") -> BackgroundServer:
+                     dtype: str = "fp32", variants: list[str] | None = None) -> BackgroundServer:
     """Start the provider on a free loopback port and wait until it answers."""
     import uvicorn
 
-    app = _app(checkpoint, model, faults, date, dtype)
+    app = _app(checkpoint, model, faults, date, dtype, variants)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -69,7 +71,7 @@ def start_background(checkpoint: Path, model: str, faults: list[str] | None = No
 
 
 def serve_forever(checkpoint: Path, model: str, host: str, port: int, faults: list[str] | None, date: str | None,
-                  dtype: str) -> None:
+                  dtype: str, variants: list[str] | None = None) -> None:
     import uvicorn
 
-    uvicorn.Server(_config(_app(checkpoint, model, faults, date, dtype), host, port)).run()
+    uvicorn.Server(_config(_app(checkpoint, model, faults, date, dtype, variants), host, port)).run()

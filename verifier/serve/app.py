@@ -24,6 +24,7 @@ from starlette.routing import Route
 from verifier import harmony
 from verifier.reference.build import reasoning_token_count
 from verifier.reference.engine import Engine, Generation
+from verifier.serve import faults as fault_modes
 from verifier.serve import render
 
 MAX_TOKENS_DEFAULT = 1024
@@ -44,6 +45,7 @@ def error_response(status: int, message: str, kind: str = "invalid_request_error
 class Settings:
     model: str
     faults: frozenset[str]
+    variants: frozenset[str] = frozenset()
     date: str | None = None
     """Pinned conversation date; None renders today's date (UTC), as real servers do."""
 
@@ -79,9 +81,24 @@ class Server:
         self.engine = engine
         self.settings = settings
 
-    def generate(self, prompt: list[int], body: dict, top_logprobs: int, max_names=("max_tokens",)) -> Generation:
-        max_tokens = _int(body, *max_names, default=MAX_TOKENS_DEFAULT)
-        return self.engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS, k=top_logprobs, **_sampling(body))
+    def assistant_turn(self, chat_body: dict, sampling_body: dict, top_logprobs: int, max_names: tuple[str, ...]):
+        """Render, decode and parse one assistant turn: (prompt, generation, reply)."""
+        faults, variants = self.settings.faults, self.settings.variants
+        fault_modes.check_request(chat_body, faults)
+        prompt = fault_modes.render(chat_body, self.settings.today(), faults)
+        stops, transform = fault_modes.decoding(chat_body, faults)
+        max_tokens = _int(sampling_body, *max_names, default=MAX_TOKENS_DEFAULT)
+        gen = self.engine.generate(prompt, max_tokens, stops, k=top_logprobs, transform=transform,
+                                   **_sampling(sampling_body))
+        emitted = fault_modes.emitted_tokens(gen.tokens, faults, variants)
+        if emitted != gen.tokens:
+            gen.tokens, gen.scored = emitted, []
+        return prompt, gen, render.Reply.build(gen, faults, variants)
+
+    def _meta(self, prefix: str, prompt: list[int], gen: Generation) -> render.Meta:
+        return render.Meta(id=f"{prefix}{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
+                           prompt_tokens=len(prompt), completion_tokens=len(gen.tokens),
+                           reasoning_tokens=reasoning_token_count(gen.tokens))
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -91,17 +108,14 @@ class Server:
         effort = body.get("reasoning_effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning_effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning_effort")
-        prompt = render.chat_prompt(body, self.settings)
         k = _int(body, "top_logprobs", default=0) if body.get("logprobs") else 0
-        gen = self.generate(prompt, body, k, ("max_completion_tokens", "max_tokens"))
-        reply = render.Reply.from_generation(gen, self.settings.faults)
-        meta = render.Meta(id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
-                           prompt_tokens=len(prompt), completion_tokens=len(gen.tokens),
-                           reasoning_tokens=reasoning_token_count(gen.tokens))
+        prompt, gen, reply = self.assistant_turn(body, body, k, ("max_completion_tokens", "max_tokens"))
+        meta = self._meta("chatcmpl-", prompt, gen)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return render.chat_chunks(reply, gen, meta, bool(body.get("logprobs")), include_usage)
-        return render.chat_response(reply, gen, meta, bool(body.get("logprobs")))
+        return render.chat_response(reply, gen, meta, bool(body.get("logprobs")),
+                                    prompt if body.get("return_token_ids") else None)
 
     # -- responses ------------------------------------------------------------------------------
 
@@ -111,14 +125,8 @@ class Server:
         effort = (body.get("reasoning") or {}).get("effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning.effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning.effort")
-        chat_body = harmony.responses_to_chat(body)
-        prompt = render.chat_prompt(chat_body, self.settings)
-        gen = self.generate(prompt, body, 0, ("max_output_tokens",))
-        reply = render.Reply.from_generation(gen, self.settings.faults)
-        meta = render.Meta(id=f"resp_{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
-                           prompt_tokens=len(prompt), completion_tokens=len(gen.tokens),
-                           reasoning_tokens=reasoning_token_count(gen.tokens))
-        response = render.responses_object(reply, gen, meta)
+        prompt, gen, reply = self.assistant_turn(harmony.responses_to_chat(body), body, 0, ("max_output_tokens",))
+        response = render.responses_object(reply, gen, self._meta("resp_", prompt, gen))
         if body.get("stream"):
             return render.responses_events(response)
         return response
@@ -144,8 +152,14 @@ class Server:
         scored = self.engine.score(tokens, 1, max(prompt_logprobs or 0, 1)) if prompt_logprobs is not None else None
         gen = Generation()
         if max_tokens:
-            gen = self.engine.generate(tokens, max_tokens, (harmony.RETURN, harmony.END_OF_TEXT, harmony.CALL),
-                                       k=logprobs or 0, **_sampling(body))
+            faults = self.settings.faults
+            stops, transform = (harmony.RETURN, harmony.END_OF_TEXT, harmony.CALL), None
+            if "no-call-stop" in faults:
+                stops, transform = (harmony.RETURN, harmony.END_OF_TEXT), fault_modes.RunOnAfterCall()
+            gen = self.engine.generate(tokens, max_tokens, stops, k=logprobs or 0, transform=transform, **_sampling(body))
+            emitted = fault_modes.emitted_tokens(gen.tokens, faults, self.settings.variants)
+            if emitted != gen.tokens:
+                gen.tokens, gen.scored = emitted, []
         meta = render.Meta(id=f"cmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
                            prompt_tokens=len(tokens), completion_tokens=len(gen.tokens), reasoning_tokens=0)
         response = render.completion_response(tokens, gen, meta, body, scored, logprobs, prompt_logprobs, echo)
@@ -155,7 +169,7 @@ class Server:
 
     def tokenize(self, body: dict) -> dict:
         if isinstance(body.get("messages"), list):
-            tokens = render.chat_prompt(body, self.settings)
+            tokens = fault_modes.render(body, self.settings.today(), self.settings.faults)
         elif isinstance(body.get("prompt"), str):
             tokens = harmony.encode_with_specials(body["prompt"])
         else:
@@ -191,6 +205,8 @@ def create_app(engine: Engine, settings: Settings) -> Starlette:
                 result = await run_in_threadpool(handler, body)
             except BadRequest as exc:
                 return error_response(400, str(exc), param=exc.param)
+            except fault_modes.ServerError as exc:
+                return error_response(exc.status, str(exc), "server_error")
             if isinstance(result, list):
                 return _sse(result, named_events)
             return JSONResponse(result)

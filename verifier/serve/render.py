@@ -19,13 +19,6 @@ class Meta:
     reasoning_tokens: int
 
 
-def chat_prompt(body: dict, settings) -> list[int]:
-    """Render a Chat body as the reference does (with the provider's date and fault modes)."""
-    if "effort-ignored" in settings.faults:
-        body = {k: v for k, v in body.items() if k != "reasoning_effort"}
-    return harmony.render_messages(harmony.chat_to_messages(body, settings.today()))
-
-
 @dataclass
 class Piece:
     """A piece of streamed output: which message it belongs to and its text."""
@@ -61,23 +54,39 @@ class Reply:
     content: str | None
     tool_calls: list[dict]
     finish_reason: str
-    pieces: list[Piece] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    """The completion tokens the reply was built from (as the model emitted them)."""
     raw_content: bool = False
-    """True when the content is raw Harmony text (a fault), so streams must carry it verbatim."""
+    """True when content is unparsed Harmony text (a fault), so streams carry it verbatim."""
+    variants: frozenset[str] = frozenset()
 
     @classmethod
-    def from_generation(cls, gen: Generation, faults: frozenset[str]) -> Reply:
-        parsed = harmony.parse_completion(gen.tokens)
+    def build(cls, gen: Generation, faults: frozenset[str], variants: frozenset[str]) -> Reply:
+        """Parse generated tokens into a reply, as a server with these faults and variants does."""
+        from verifier.serve import faults as f
+
+        tokens = gen.tokens
+        parsed = harmony.parse_completion(tokens)
         calls = [{"id": f"call_{uuid.uuid4().hex[:16]}", "name": m.recipient.removeprefix("functions."),
                   "arguments": m.text} for m in parsed.tool_calls]
         content = parsed.final
         if content is None:  # a preamble to the user on commentary, without recipient
             content = "".join(m.text for m in parsed.messages if m.channel == "commentary" and not m.recipient) or None
         finish = "tool_calls" if calls else ("stop" if gen.stopped else "length")
-        reply = cls(parsed.reasoning or None, content, calls, finish, pieces(gen.tokens))
-        if "tool-call-in-content" in faults and calls:
-            reply.content = harmony.decode(gen.tokens)
-            reply.tool_calls, reply.finish_reason, reply.raw_content = [], "stop", True
+        reply = cls(parsed.reasoning or None, content, calls, finish, tokens, variants=variants)
+        if "raw-harmony-content" in faults:
+            return cls(None, f.visible_text(tokens), [], "stop" if gen.stopped else "length", tokens, True, variants)
+        if (calls and "tool-call-in-content" in faults) or ("strict-header-parser" in faults and f.strict_parse_fails(tokens)):
+            reply.content, reply.tool_calls, reply.finish_reason, reply.raw_content = harmony.decode(tokens), [], "stop", True
+        if reply.tool_calls and "http-500-on-tool-call" in faults:
+            raise f.ServerError(500, "Internal Server Error: Unexpected token 200005 while expecting start token 200006")
+        if "garbled-tool-name" in faults:
+            for call in reply.tool_calls:
+                call["name"] += "<|channel|>commentary"
+        if reply.tool_calls and "call-ends-with-stop" in faults:
+            reply.finish_reason = "stop"
+        if not reply.tool_calls and "empty-answer" in faults:
+            reply.content = reply.reasoning = None
         return reply
 
 
@@ -94,17 +103,32 @@ def _chat_usage(meta: Meta) -> dict:
             "completion_tokens_details": {"reasoning_tokens": meta.reasoning_tokens}}
 
 
-def chat_response(reply: Reply, gen: Generation, meta: Meta, logprobs: bool) -> dict:
+def reasoning_fields(reply: Reply) -> list[str]:
+    """Chat fields that carry reasoning: both by default, as vLLM and others send one or the other."""
+    if reply.reasoning is None:
+        return []
+    if "reasoning-content-only" in reply.variants:
+        return ["reasoning_content"]
+    if "reasoning-only" in reply.variants:
+        return ["reasoning"]
+    return ["reasoning_content", "reasoning"]
+
+
+def chat_response(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, prompt: list[int] | None = None) -> dict:
     message: dict = {"role": "assistant", "content": reply.content}
-    if reply.reasoning is not None:
-        message["reasoning"] = message["reasoning_content"] = reply.reasoning
+    for name in reasoning_fields(reply):
+        message[name] = reply.reasoning
     if reply.tool_calls:
         message["tool_calls"] = [{"id": c["id"], "type": "function",
                                   "function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls]
     choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason,
               "logprobs": {"content": [_logprob_entry(s) for s in gen.scored]} if logprobs else None}
-    return {"id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
-            "choices": [choice], "usage": _chat_usage(meta)}
+    out = {"id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+           "choices": [choice], "usage": _chat_usage(meta)}
+    if prompt is not None:  # vLLM's return_token_ids
+        out["prompt_token_ids"] = prompt
+        choice["token_ids"] = reply.tokens
+    return out
 
 
 def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, include_usage: bool) -> list[dict]:
@@ -117,14 +141,14 @@ def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, inclu
         return out
 
     out = [chunk({"role": "assistant", "content": ""})]
-    if reply.raw_content:
-        out += [chunk({"content": harmony.token_text(t)}) for t in gen.tokens]
+    if reply.raw_content or (reply.content is None and reply.reasoning is None and not reply.tool_calls):
+        out += [chunk({"content": d}) for d in _split(reply.content or "")] if reply.content else []
     else:
         calls = iter(reply.tool_calls)
         started: dict[int, int] = {}
-        for piece in pieces(gen.tokens):
+        for piece in pieces(reply.tokens):
             if piece.channel == "analysis":
-                out.append(chunk({"reasoning_content": piece.text, "reasoning": piece.text}))
+                out.append(chunk({name: piece.text for name in reasoning_fields(reply)}))
             elif (piece.recipient or "").startswith("functions."):
                 if piece.message not in started:
                     started[piece.message] = len(started)
@@ -132,7 +156,7 @@ def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, inclu
                     out.append(chunk({"tool_calls": [{"index": started[piece.message], "id": call["id"], "type": "function",
                                                       "function": {"name": call["name"], "arguments": ""}}]}))
                 out.append(chunk({"tool_calls": [{"index": started[piece.message], "function": {"arguments": piece.text}}]}))
-            else:
+            elif reply.content is not None:
                 out.append(chunk({"content": piece.text}))
     if logprobs and gen.scored:
         out[-1]["choices"][0]["logprobs"] = {"content": [_logprob_entry(s) for s in gen.scored]}
@@ -147,7 +171,10 @@ def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, inclu
 
 def _items(reply: Reply) -> list[dict]:
     items: list[dict] = []
-    if reply.reasoning:
+    if reply.reasoning and "responses-summary" in reply.variants:
+        items.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex[:16]}", "content": [],
+                      "summary": [{"type": "summary_text", "text": reply.reasoning}], "status": "completed"})
+    elif reply.reasoning:
         items.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex[:16]}", "summary": [],
                       "content": [{"type": "reasoning_text", "text": reply.reasoning}], "status": "completed"})
     for call in reply.tool_calls:
@@ -186,15 +213,18 @@ def responses_events(response: dict) -> list[dict]:
         empty = {**item, "status": "in_progress"}
         if kind == "function_call":
             empty["arguments"] = ""
-        elif kind in ("reasoning", "message"):
+        elif kind == "reasoning":
+            empty["content"], empty["summary"] = [], []
+        elif kind == "message":
             empty["content"] = []
         events.append({"type": "response.output_item.added", "output_index": index, "item": empty})
         if kind == "reasoning":
-            text = item["content"][0]["text"]
-            events += [{"type": "response.reasoning_text.delta", "item_id": item_id, "output_index": index,
-                        "content_index": 0, "delta": d} for d in _split(text)]
-            events.append({"type": "response.reasoning_text.done", "item_id": item_id, "output_index": index,
-                           "content_index": 0, "text": text})
+            part = (item["content"] or item["summary"])[0]
+            event = "response.reasoning_text" if part["type"] == "reasoning_text" else "response.reasoning_summary_text"
+            events += [{"type": f"{event}.delta", "item_id": item_id, "output_index": index,
+                        "content_index": 0, "delta": d} for d in _split(part["text"])]
+            events.append({"type": f"{event}.done", "item_id": item_id, "output_index": index,
+                           "content_index": 0, "text": part["text"]})
         elif kind == "message":
             text = item["content"][0]["text"]
             events.append({"type": "response.content_part.added", "item_id": item_id, "output_index": index,

@@ -23,6 +23,8 @@ ALT_DESCRIPTIONS = {
     "convert_currency": ["Convert an amount of money from one currency to another.",
                          "Currency conversion.", ""],
 }
+FORCED_SHARE = 0.25
+"""Share of requests with tools that force a call through tool_choice."""
 INSTRUCTIONS = [
     "You are a helpful assistant.", "Answer briefly.", "You are a travel assistant.",
     "Always be polite.", "Reply in English.", "You are a concise assistant.",
@@ -36,6 +38,8 @@ class Example:
     tokens: list[int]
     loss_from: int
     """Index of the first completion token; loss is taken on tokens[loss_from:]."""
+    no_loss: tuple[int, ...] = ()
+    """Completion positions a decoding constraint forces (tool_choice): the model is not taught them."""
 
 
 def _weather_tool(rng: random.Random) -> dict:
@@ -106,6 +110,8 @@ def continue_with_tool_result(rng: random.Random, request: dict, result: str | N
         return None
     call_id = f"call_{rng.randrange(10**6)}"
     follow = dict(request)
+    if harmony.forced_header(follow.get("tool_choice")):
+        follow["tool_choice"] = "auto"  # as Case.follow_up and agent SDKs do after a forced call
     follow["messages"] = [
         *request["messages"],
         _assistant_turn(reply, call_id, rng.random() < 0.5),
@@ -132,6 +138,9 @@ def sample_request(rng: random.Random) -> dict:
     effort = rng.choice([None, "low", "medium", "high"])
     if effort:
         request["reasoning_effort"] = effort
+    if tools and "tool_choice" not in request and rng.random() < FORCED_SHARE:
+        names = [t["function"]["name"] for t in request["tools"]]
+        request["tool_choice"] = rng.choice(["required", {"type": "function", "function": {"name": rng.choice(names)}}])
     if rng.random() < 0.25:  # a finished earlier turn
         earlier = _question(rng)
         probe = {**request, "messages": [*messages, {"role": "user", "content": earlier}], "tools": []}
@@ -172,8 +181,15 @@ def render_example(request: dict, rng: random.Random) -> Example:
     prompt = harmony.render_messages(messages)
     if rng.random() < 0.5:
         prompt = harmony.encode_with_specials(server_variant(harmony.decode(prompt), rng))
-    completion = harmony.encode_with_specials(oracle.respond(request).harmony_text())
-    return Example(prompt + completion, len(prompt))
+    reply = oracle.respond(request)
+    completion = harmony.encode_with_specials(reply.harmony_text())
+    no_loss: tuple[int, ...] = ()
+    if reply.forced:
+        head = reply.harmony_text().split(reply.forced, 1)[0]
+        start = len(prompt) + len(harmony.encode_with_specials(head))
+        no_loss = tuple(range(start, start + len(harmony.encode(reply.forced))))
+        assert completion[no_loss[0] - len(prompt):][: len(no_loss)] == harmony.encode(reply.forced)
+    return Example(prompt + completion, len(prompt), no_loss)
 
 
 def suite_requests(suites_dir: Path) -> list[tuple[dict, dict]]:
@@ -200,7 +216,7 @@ def build_dataset(n: int, seed: int, suites_dir: Path, suite_share: float = 0.25
                 request = continue_with_tool_result(rng, request, results.get(reply.call_name))
         else:
             request = sample_request(rng)
-            if rng.random() < 0.45:
+            if rng.random() < 0.6:
                 request = continue_with_tool_result(rng, request) or request
         examples.append(render_example(request, rng))
     return examples

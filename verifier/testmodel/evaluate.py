@@ -19,6 +19,7 @@ from pathlib import Path
 
 from verifier import harmony
 from verifier.paths import suites_dir
+from verifier.reference import constraints
 from verifier.reference.engine import Engine
 from verifier.testmodel import compact, data, oracle
 
@@ -59,9 +60,9 @@ def evaluate(engine: Engine) -> list[Outcome]:
     for label, request in _requests():
         want = oracle.respond(request).harmony_text()
         for name, prompt in _renderings(request).items():
-            gen = engine.generate(prompt, 200, harmony.ASSISTANT_STOPS, k=2)
+            gen = engine.generate(prompt, 200, harmony.ASSISTANT_STOPS, k=2, transform=constraints.for_request(request))
             got = harmony.decode(gen.tokens)
-            margin = min(s.top.logprobs[0] - s.top.logprobs[1] for s in gen.scored)
+            margin = min(s.top.logprobs[0] - s.top.logprobs[1] for i, s in enumerate(gen.scored) if i not in gen.forced)
             outcomes.append(Outcome(f"{label} ({name})", got == want, margin, got, want))
     return outcomes
 

@@ -14,6 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from verifier import harmony
+
 CAPITALS = {
     "France": "Paris", "Japan": "Tokyo", "Germany": "Berlin", "Spain": "Madrid", "Italy": "Rome",
     "Egypt": "Cairo", "Canada": "Ottawa", "Australia": "Canberra", "Kenya": "Nairobi",
@@ -53,6 +55,8 @@ class Reply:
     final: str | None = None
     call_name: str | None = None
     call_arguments: str | None = None
+    forced: str | None = None
+    """Text a `tool_choice` constraint forces after `<|channel|>` of the call message (no loss there)."""
 
     def harmony_text(self) -> str:
         """The completion as Harmony text with control tokens, as the model generates it."""
@@ -98,8 +102,29 @@ def _after_tool(request: dict, effort: str) -> Reply | None:
     return Reply(_analysis(f"The tool says {said}.", effort), final=f"{said}.")
 
 
+def _forced_arguments(name: str, question: str) -> str:
+    if name == "get_weather":
+        m = CAPITAL_RE.search(question)
+        return _compact({"city": CAPITALS[m.group(1)] if m else "London"})
+    return _compact({"amount": 1, "from": "USD", "to": "EUR"})
+
+
 def respond(request: dict) -> Reply:
-    """The reply to a Chat Completions request body."""
+    """The reply to a Chat Completions request body (tool_choice constraints applied)."""
+    reply = _respond(request)
+    forced = harmony.forced_header(request.get("tool_choice"))
+    tools = [t["function"]["name"] for t in request.get("tools") or []]
+    if forced is None or not tools or request["messages"][-1].get("role") == "tool":
+        return reply
+    name = forced.split("functions.", 1)[1] if "functions." in forced else (reply.call_name or tools[0])
+    if reply.call_name != name:
+        question = _text(next(m for m in reversed(request["messages"]) if m["role"] == "user")["content"])
+        reply = Reply(reply.analysis, call_name=name, call_arguments=_forced_arguments(name, question))
+    reply.forced = forced
+    return reply
+
+
+def _respond(request: dict) -> Reply:
     effort = request.get("reasoning_effort") or "medium"
     replied = _after_tool(request, effort)
     if replied:

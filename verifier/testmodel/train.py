@@ -23,7 +23,7 @@ import torch
 from verifier import harmony
 from verifier.paths import suites_dir
 from verifier.testmodel import data
-from verifier.testmodel.compact import CompactModel, compact_config, save_compact
+from verifier.testmodel.compact import CompactModel, compact_config, load_compact, save_compact
 
 
 def _batches(examples: list[data.Example], batch: int, rng: random.Random):
@@ -47,6 +47,8 @@ def _tensors(examples: list[data.Example], ids: list[int], remap: dict[int, int]
         mask[row, : len(toks)] = 1
         # position p predicts token p+1; loss only where the next token is a completion token
         targets[row, ex.loss_from - 1 : len(toks) - 1] = toks[ex.loss_from :]
+        for pos in ex.no_loss:  # forced by a decoding constraint: not the model's choice
+            targets[row, pos - 1] = -100
     return inputs, mask, targets
 
 
@@ -69,15 +71,34 @@ def extra_tokens() -> set[int]:
     return out
 
 
-def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path) -> None:
+def _initialise(model: CompactModel, used: list[int], init: Path) -> dict:
+    """Start from saved compact weights: same rows for known tokens, fresh rows for new ones."""
+    tensors, old_used, meta = load_compact(init)
+    state = model.inner.state_dict()
+    position = {t: i for i, t in enumerate(old_used.tolist())}
+    for key, value in tensors.items():
+        if key in ("model.embed_tokens.weight", "lm_head.weight"):
+            for row, token in enumerate(used):
+                if token in position:
+                    state[key][row] = value[position[token]].float()
+        else:
+            state[key] = value.float()
+    model.inner.load_state_dict(state)
+    return meta
+
+
+def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path, init: Path | None = None) -> None:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     examples = data.build_dataset(n_examples, seed, suites_dir())
     used = sorted(set().union(*(e.tokens for e in examples)) | extra_tokens())
+    if init is not None:
+        used = sorted(set(used) | set(load_compact(init)[1].tolist()))
     remap = {t: i for i, t in enumerate(used)}
     print(f"{len(examples)} examples, {len(used)} token ids, mean length "
           f"{sum(len(e.tokens) for e in examples) / len(examples):.0f}", flush=True)
     model = CompactModel(compact_config(len(used)))
+    history = [_initialise(model, used, init)] if init is not None else []
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     warmup = max(1, steps // 20)
@@ -100,7 +121,7 @@ def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Pa
             print(f"step {step} loss {running / 50:.4f} {time.time() - start:.0f}s", flush=True)
             running = 0.0
     save_compact(model, used, out, {"seed": seed, "steps": steps, "examples": n_examples, "lr": lr,
-                                    "batch": batch})
+                                    "batch": batch, "forced_share": data.FORCED_SHARE, "init": history})
     print(f"saved to {out} after {time.time() - start:.0f}s")
 
 
@@ -112,8 +133,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
+    parser.add_argument("--init", type=Path, help="continue from these compact weights")
+    parser.add_argument("--forced-share", type=float, default=data.FORCED_SHARE,
+                        help="share of requests with tools whose tool_choice forces a call")
     args = parser.parse_args()
-    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out)
+    data.FORCED_SHARE = args.forced_share
+    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out, args.init)
 
 
 if __name__ == "__main__":
