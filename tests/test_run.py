@@ -62,7 +62,7 @@ def test_report_rerenders_from_result_json(honest, tmp_path):
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_each_fault_fails_exactly_its_checks(fault, tmp_path):
     """The fault matrix: every fault mode makes exactly its target checks fail, and nothing errors."""
-    proc = run_cli("run", "--out", str(tmp_path), "--fault", fault)
+    proc = run_cli("run", "--out", str(tmp_path), "--fault", fault, *FAULTS[fault].run_args)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     result, _ = _result(proc.stdout)
     failed = {c["id"] for c in result["checks"] if c["verdict"] == "fail"}

@@ -89,3 +89,25 @@ def test_bootstrap_of_constant_groups_is_a_point():
 
 def test_rms_and_mean_of_empty_are_nan():
     assert math.isnan(stats.mean([])) and math.isnan(stats.rms([]))
+
+
+def test_logodds_errors_ignore_normalisation_and_need_the_top_token():
+    golden_ids, golden_lp = [7, 8, 9], [-0.01, -5.0, -9.0]
+    shifted = {7: -1.01, 8: -6.0, 9: -10.0}  # same log-odds, renormalised differently
+    assert stats.logodds_errors(golden_ids, golden_lp, shifted) == pytest.approx([0.0, 0.0])
+    assert stats.logodds_errors(golden_ids, golden_lp, {7: -0.01, 8: -4.0}) == pytest.approx([1.0])
+    assert stats.logodds_errors(golden_ids, golden_lp, {8: -1.0}) == []
+
+
+def test_poisson_binomial_matches_the_binomial_and_sums_to_one():
+    pmf = stats.poisson_binomial_pmf([0.3] * 5)
+    assert sum(pmf) == pytest.approx(1.0)
+    assert pmf[2] == pytest.approx(math.comb(5, 2) * 0.3**2 * 0.7**3)
+
+
+def test_poisson_binomial_two_sided_p():
+    probabilities = [0.9] * 20
+    assert stats.poisson_binomial_two_sided(18, probabilities) > 0.5  # the most likely outcome
+    assert stats.poisson_binomial_two_sided(5, probabilities) < 1e-6
+    assert stats.poisson_binomial_two_sided(20, [1.0] * 20) == pytest.approx(1.0)
+    assert stats.poisson_binomial_two_sided(19, [1.0] * 20) == pytest.approx(0.0)

@@ -58,6 +58,8 @@ def test_hf_tokenizer_matches_harmony(checkpoint):
 def test_shipped_golden_was_built_from_the_shipped_weights(checkpoint):
     digest = checkpoint_sha256(checkpoint)
     for path in sorted((golden_dir() / "gpt-oss-conformance").glob("*/*.json")):
+        if path.name == "calibration.json":
+            continue
         assert load(path).provenance.checkpoint_sha256 == digest, path
 
 

@@ -55,6 +55,11 @@ def run(
     out: Annotated[Path, typer.Option(help="Directory for run results.")] = Path("reports"),
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
     variant: Annotated[list[str] | None, typer.Option(help="Honest variant of the built-in provider (repeatable).")] = None,
+    drift_method: Annotated[str, typer.Option(help="auto (teacher forcing, else greedy logprobs, else sampling), "
+                                              "teacher, greedy or sampling.")] = "auto",
+    score_all: Annotated[bool, typer.Option("--score-all", help="Score every golden position, not only until "
+                                            "the sequential test has the power to catch the calibrated "
+                                            "faults (slower; catches subtler drift).")] = False,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 120.0,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
@@ -67,7 +72,7 @@ def run(
             _fail(f"environment variable {api_key_env} is not set")
     config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
                        golden=golden, apis=api, out=out, faults=fault or [], variants=variant or [],
-                       timeout=timeout)
+                       drift_method=drift_method, score_all=score_all, timeout=timeout)
     progress = None
     if sys.stderr.isatty() and not os.environ.get("CI"):
         progress = lambda label: typer.echo(f"  … {label}", err=True)  # noqa: E731
@@ -115,7 +120,8 @@ def faults():
     typer.echo("Faults (gpt-oss-verify run --fault NAME):")
     for f in sorted(FAULTS.values(), key=lambda f: (f.mode, f.name)):
         typer.echo(f"  {f.name:28} [mode {f.mode}] {f.description}\n  {'':28} seen in: {f.seen_in}\n"
-                   f"  {'':28} caught by: {', '.join(f.targets)}")
+                   f"  {'':28} caught by: {', '.join(f.targets)}"
+                   + (f" (run with {' '.join(f.run_args)})" if f.run_args else ""))
     typer.echo("Honest variants (gpt-oss-verify run --variant NAME; every check must still pass):")
     for v in VARIANTS.values():
         typer.echo(f"  {v.name:28} {v.description}")
@@ -187,6 +193,129 @@ def golden_build(
         gf = build(engine, s, date or harmony.DEFAULT_DATE, top_k)
         path = store.save(gf, store.golden_path(root, checkpoint_name(ckpt), dtype, s.name))
         typer.echo(f"{s.name}: {len(gf.records)} records -> {path}")
+
+
+@golden_app.command("calibrate")
+@guarded
+def golden_calibrate(
+    golden: Annotated[Path | None, typer.Option(help="Golden directory to calibrate (default: the conformance fp32 golden).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint for local honest engines and perturbations.")] = None,
+    honest_dtype: Annotated[list[str] | None, typer.Option(help="Local reference dtype counted as honest (repeatable).")] = None,
+    honest_url: Annotated[list[str] | None, typer.Option(help="Honest endpoint base URL (repeatable), e.g. vLLM.")] = None,
+    honest_model: Annotated[str | None, typer.Option(help="Model name at the honest endpoints.")] = None,
+    honest_label: Annotated[list[str] | None, typer.Option(help="A name for each --honest-url, in order "
+                                                           "(default: the URL).")] = None,
+    power_against: Annotated[list[str] | None, typer.Option(help="Local perturbation whose detection to measure "
+                                                            "(repeatable); see `gpt-oss-verify faults`.")] = None,
+    must_detect: Annotated[list[str] | None, typer.Option(help="Of those, the ones a passing run must have had "
+                                                          "the power to catch: a run may stop and pass once "
+                                                          "it has scored enough positions for all of them.")] = None,
+    simulations: Annotated[int, typer.Option(help="Simulated honest runs.")] = 2000,
+    saved: Annotated[bool, typer.Option("--saved", help="Reuse the honest engines' scores saved by the last "
+                                        "calibration (calibration-data.json.gz) instead of scoring again.")] = False,
+):
+    """Calibrate drift thresholds on honest engines; write calibration.json into the golden directory."""
+    from verifier import calibration as cal
+    from verifier.paths import REPO_ROOT, golden_dir
+    from verifier.runner import DEFAULT_GOLDEN
+    from verifier.testmodel.compact import default_checkpoint
+
+    root = golden or golden_dir() / DEFAULT_GOLDEN
+    turns = cal.golden_turns(root)
+    if not turns:
+        _fail(f"no golden files in {root}")
+    ckpt = checkpoint or default_checkpoint()
+    labels = list(honest_label or [])
+    urls = {url: labels[i] if i < len(labels) else url for i, url in enumerate(honest_url or [])}
+    if saved:
+        try:
+            honest = cal.load_data(root, [key for key, _ in turns])
+        except (OSError, ValueError, KeyError) as exc:
+            _fail(f"no usable saved calibration data in {root} ({exc}); calibrate without --saved")
+    else:
+        honest = _honest_drift(turns, ckpt, honest_dtype or ([] if honest_url else ["bf16"]), urls, honest_model)
+    names = ", ".join(sorted(honest))
+    where = root.resolve()
+    shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+    result = cal.calibrate(honest, f"honest engines [{names}] against {shown}", simulations=simulations)
+    result.golden_sha256 = cal.fingerprint(root)
+    cal.save_data(honest, [key for key, _ in turns], root)
+    result.detection = _detection(turns, ckpt, sorted(set(power_against or []) | set(must_detect or [])), result)
+    needed = [result.detection[f]["positions_for_99pct_power"] for f in must_detect or []]
+    if needed and all(n is not None for n in needed):
+        result.pass_after_positions = max(needed)
+    result.greedy = _greedy_calibration(root, turns, ckpt, must_detect or [], simulations)
+    path = cal.save(result, root)
+    typer.echo(f"flip margin {result.flip_margin:.3f} nats; median relative log-odds boundary "
+               f"{[round(v, 5) for v in result.logodds_boundary.values]} at {result.logodds_boundary.positions}")
+    for engine in result.honest:
+        typer.echo(f"honest {engine.name}: median relative log-odds {engine.median_relative:.4f}, mean KL "
+                   f"{engine.mean_kl:.1e}, false-positive rate {engine.false_positive_rate:.3f}")
+    for name, figures in result.detection.items():
+        typer.echo(f"{name}: {figures}")
+    greedy = result.greedy
+    typer.echo(f"greedy fallback: boundary {[round(v, 5) for v in greedy.logodds_boundary.values]}, flip margin "
+               f"{greedy.flip_margin:.3f}; detection {greedy.detection}")
+    typer.echo(f"calibration: {path}")
+
+
+def _honest_drift(turns, checkpoint: Path, dtypes: list[str], urls: dict[str, str], model: str | None) -> dict:
+    from verifier import calibration as cal
+    from verifier.providers import Provider
+    from verifier.reference.engine import Engine
+
+    honest = {}
+    for dtype in dtypes:
+        honest[f"reference-{dtype}"] = cal.collect(cal.engine_scorer(Engine(checkpoint, dtype)), turns)
+    for url, label in urls.items():
+        if not model:
+            _fail("--honest-model is required with --honest-url")
+        provider = Provider(url, model)
+        honest[label] = cal.collect(cal.provider_scorer(provider, turns), turns)
+        provider.close()
+    return honest
+
+
+def _greedy_calibration(root: Path, turns, checkpoint: Path, must_detect: list[str], simulations: int):
+    """The calibration of the greedy-logprobs fallback: the reference (fp32 and bf16) scoring golden
+    first turns after prompts rendered with other dates, as chat providers render their own."""
+    from verifier import calibration as cal
+    from verifier.reference.engine import Engine
+
+    first, date = cal.first_turns(turns), cal.golden_date(root)
+    honest = {}
+    for dtype in ("fp32", "bf16"):
+        scorer = cal.engine_scorer(Engine(checkpoint, dtype))
+        for days in cal.DATE_SHIFTS:
+            honest[f"reference-{dtype}-date+{days}d"] = cal.date_shifted(scorer, first, days, date)
+    cal.save_data(honest, [key for key, _ in first], root, cal.GREEDY_DATA_FILE)
+    names = ", ".join(sorted(honest))
+    greedy = cal.calibrate(honest, f"honest date-shifted prompts [{names}] against first turns of the golden",
+                           simulations=simulations)
+    for fault in must_detect:
+        drift_turns = cal.date_shifted(cal.engine_scorer(_fault_engine(checkpoint, fault)), first, 30, date)
+        greedy.detection[fault] = cal.detection(drift_turns, greedy)
+    return greedy
+
+
+def _fault_engine(checkpoint: Path, fault: str):
+    from verifier.reference import perturb
+    from verifier.reference.engine import NUMERIC_FAULTS, Engine
+
+    if fault in NUMERIC_FAULTS:
+        return Engine(checkpoint, "bf16", numeric_faults=frozenset({fault}))
+    return Engine(perturb.cached(checkpoint, fault), "bf16")
+
+
+def _detection(turns, checkpoint: Path, faults: list[str], result) -> dict:
+    """Positions needed to flag each local perturbation (checkpoint and numeric faults of the reference)."""
+    from verifier import calibration as cal
+
+    out = {}
+    for fault in faults:
+        drift_turns = cal.collect(cal.engine_scorer(_fault_engine(checkpoint, fault)), turns, result.flip_margin)
+        out[fault] = cal.detection(drift_turns, result)
+    return out
 
 
 @checkpoint_app.command("materialize")

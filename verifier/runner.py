@@ -13,9 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from verifier import __version__, harmony
+from verifier import __version__, calibration, harmony
 from verifier import golden as golden_store
-from verifier.checks import Exchange, evaluate, merge
+from verifier.calibration import Calibration
+from verifier.checks import Exchange, drift, evaluate, merge
 from verifier.checks.base import VARIANTS
 from verifier.errors import ProviderError, UsageError
 from verifier.golden import GoldenFile
@@ -32,6 +33,8 @@ BEHAVIOUR_VARIANTS = ["chat", "chat-stream", "responses", "responses-stream", "c
 FAMILY_VARIANTS = {"effort": ["chat", "responses"]}
 MAX_TURNS = 4
 SCORE_TOP_K = 20
+SAMPLES_PER_CASE = 16
+DRIFT_METHODS = ("auto", "teacher", "greedy", "sampling")
 
 
 class RunConfig(BaseModel):
@@ -51,6 +54,10 @@ class RunConfig(BaseModel):
     faults: list[str] = Field(default_factory=list)
     variants: list[str] = Field(default_factory=list)
     """Honest variants of the built-in provider (see `gpt-oss-verify faults`)."""
+    drift_method: str = "auto"
+    """`auto` (teacher forcing, else greedy logprobs, else sampling) or one of them forced."""
+    score_all: bool = False
+    """Score every golden position instead of passing once the calibrated power is reached."""
     timeout: float = 120.0
 
 
@@ -130,23 +137,88 @@ class Runner:
                 break
         return out
 
-    def score_case(self, suite: Suite, case: Case, golden: GoldenFile) -> list[Exchange]:
-        out = []
-        for turn, ref in enumerate(golden.record(case.id).turns, 1):
-            tokens = ref.prompt_token_ids + ref.completion_token_ids
-            start = len(ref.prompt_token_ids)
-            candidates = {start + i: s.top_ids for i, s in enumerate(ref.scores)}
-            ex = Exchange(suite=suite.name, case_id=case.id, variant="score", turn=turn,
-                          request={"prompt_tokens": len(tokens), "scored_from": start}, chat_request=ref.request)
-            began = time.monotonic()
-            try:
-                ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
-            except ProviderError as exc:
-                ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
-            ex.elapsed_s = time.monotonic() - began
-            out.append(self._record(ex))
-            self.cost.prompt_tokens += len(tokens)
+    def _score_turn(self, suite: Suite, case: Case, turn: int, ref) -> Exchange:
+        tokens = ref.prompt_token_ids + ref.completion_token_ids
+        start = len(ref.prompt_token_ids)
+        candidates = {start + i: s.top_ids for i, s in enumerate(ref.scores)}
+        ex = Exchange(suite=suite.name, case_id=case.id, variant="score", turn=turn,
+                      request={"prompt_tokens": len(tokens), "scored_from": start}, chat_request=ref.request)
+        began = time.monotonic()
+        try:
+            ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
+        except ProviderError as exc:
+            ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
+        ex.elapsed_s = time.monotonic() - began
+        self.cost.prompt_tokens += len(tokens)
+        return self._record(ex)
+
+    def _decided(self, turns: list, calibration: Calibration | None) -> bool:
+        if calibration is None or not turns:
+            return False
+        return drift.decide(turns, calibration, final=False).verdict is not None
+
+    def teacher_forcing(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
+        """Score golden turns in suite order until the sequential test decides (or the provider cannot)."""
+        out, turns = [], []
+        flip = calibration.flip_margin if calibration else float("inf")
+        for case in suite.cases:
+            for turn, ref in enumerate(golden.record(case.id).turns, 1):
+                ex = self._score_turn(suite, case, turn, ref)
+                out.append(ex)
+                if ex.unsupported:
+                    return out
+                if ex.score is not None:
+                    turns.append(drift.turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, flip))
+                if self._decided(turns, calibration):
+                    return out
         return out
+
+    def greedy_logprobs(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
+        """Greedy chat with top_logprobs on each case's first turn, until the sequential test decides."""
+        out, turns = [], []
+        calibration = calibration.greedy if calibration else None
+        flip = calibration.flip_margin if calibration else float("inf")
+        for case in suite.cases:
+            ref = golden.record(case.id).turns[0]
+            request = {**ref.request, "temperature": 0, "logprobs": True, "top_logprobs": SCORE_TOP_K,
+                       "max_tokens": len(ref.completion_token_ids) + 4}
+            obs = self.provider.chat(request)
+            out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
+                                             request=request, chat_request=ref.request, observation=obs)))
+            if not obs.ok or not obs.logprobs:
+                return out
+            positions, departure = drift.greedy_positions(ref, obs.logprobs, flip)
+            turns.append(drift.turn_drift(case.id, ref, positions, flip))
+            if departure or self._decided(turns, calibration):
+                return out
+        return out
+
+    def sampling(self, suite: Suite, golden: GoldenFile) -> list[Exchange]:
+        """Temperature-1 samples of each case's first turn."""
+        out = []
+        for case in suite.cases:
+            ref = golden.record(case.id).turns[0]
+            for i in range(SAMPLES_PER_CASE):
+                request = {**ref.request, "temperature": 1.0, "top_p": 1.0, "seed": i,
+                           "max_tokens": len(ref.completion_token_ids) + 4}
+                out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant="sampling", turn=1,
+                                                 request=request, chat_request=ref.request,
+                                                 observation=self.provider.chat(request))))
+        return out
+
+    def run_drift(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None, method: str) -> list[Exchange]:
+        """Teacher forcing where the provider offers it, else greedy logprobs, else sampling."""
+        out: list[Exchange] = []
+        if method in ("auto", "teacher"):
+            out += self.teacher_forcing(suite, golden, calibration)
+            if method == "teacher" or not all(ex.unsupported for ex in out):
+                return out
+        if method in ("auto", "greedy"):
+            greedy = self.greedy_logprobs(suite, golden, calibration)
+            out += greedy
+            if method == "greedy" or any(ex.observation.logprobs for ex in greedy):
+                return out
+        return out + self.sampling(suite, golden)
 
     def prompt_ids_case(self, suite: Suite, case: Case) -> Exchange | None:
         """Ask how the server renders the case's first request (None once it is known not to say)."""
@@ -163,11 +235,12 @@ class Runner:
                 self.prompt_ids_supported = False
         return self._record(ex)
 
-    def run_suite(self, suite: Suite, golden: GoldenFile, allowed: list[str] | None) -> list[Exchange]:
+    def run_suite(self, suite: Suite, golden: GoldenFile, allowed: list[str] | None,
+                  calibration: Calibration | None = None, drift_method: str = "auto") -> list[Exchange]:
         exchanges = []
+        if "drift" in suite.families and (allowed is None or "score" in allowed):
+            exchanges += self.run_drift(suite, golden, calibration, drift_method)
         for case in suite.cases:
-            if "drift" in suite.families and (allowed is None or "score" in allowed or "completions" in allowed):
-                exchanges += self.score_case(suite, case, golden)
             if "rendering" in suite.families and (allowed is None or "prompt-ids" in allowed):
                 if (ex := self.prompt_ids_case(suite, case)) is not None:
                     exchanges.append(ex)
@@ -209,12 +282,17 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
         raise UsageError("--model is required with --base-url")
     if (config.faults or config.variants) and config.base_url is not None:
         raise UsageError("--fault and --variant apply to the built-in provider only (leave out --base-url)")
-    unknown = sorted(set(config.apis or []) - set(VARIANTS) - {"score", "prompt-ids"})
+    unknown = sorted(set(config.apis or []) - set(VARIANTS) - {"score", "prompt-ids", "greedy-logprobs", "sampling"})
     if unknown:
         raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*VARIANTS, 'score', 'prompt-ids'])}")
+    if config.drift_method not in DRIFT_METHODS:
+        raise UsageError(f"unknown drift method {config.drift_method!r}; choose from {', '.join(DRIFT_METHODS)}")
     suites = [load_suite(name) for name in config.suites]
     root = config.golden or golden_dir() / DEFAULT_GOLDEN
     goldens = [load_golden(s, root) for s in suites]
+    cal = calibration.load(root)
+    if cal is not None and config.score_all:
+        cal = cal.model_copy(update={"pass_after_positions": None})
     started = time.monotonic()
     created = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     run_dir = config.out / new_run_id()
@@ -235,8 +313,8 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
         runner = Runner(provider, journal, progress)
         results = []
         for suite, golden in zip(suites, goldens):
-            exchanges = runner.run_suite(suite, golden, config.apis)
-            results += evaluate(suite, golden, exchanges)
+            exchanges = runner.run_suite(suite, golden, config.apis, cal, config.drift_method)
+            results += evaluate(suite, golden, exchanges, cal)
     checks = merge(results)
     result = RunResult(
         run_id=run_dir.name, created=created, verifier_version=__version__,

@@ -106,3 +106,44 @@ def page_trend_test(blocks: Sequence[Sequence[float]]) -> tuple[float, float]:
         dist = nxt
     p = sum(prob for value, prob in dist.items() if value >= observed)
     return observed / 2, min(1.0, p)
+
+
+def logodds_errors(golden_ids: Sequence[int], golden_logprobs: Sequence[float], provider: dict[int, float],
+                   with_reference: bool = False) -> list:
+    """Provider minus golden log-odds against the golden top token, for golden ranks 2..K the provider reported.
+
+    Log-odds (log p_j - log p_top) do not depend on how the provider normalised, and unlike KL they
+    stay informative when the top token holds nearly all the probability. With `with_reference`,
+    (error, golden log-odds) pairs.
+    """
+    top = golden_ids[0]
+    if top not in provider:
+        return []
+    out = []
+    for j, lp in zip(golden_ids[1:], golden_logprobs[1:]):
+        if j in provider:
+            golden = lp - golden_logprobs[0]
+            error = (provider[j] - provider[top]) - golden
+            out.append((error, golden) if with_reference else error)
+    return out
+
+
+def poisson_binomial_pmf(probabilities: Sequence[float]) -> list[float]:
+    """P(sum of independent Bernoulli(p_i) = k) for k = 0..n, exactly."""
+    pmf = [1.0]
+    for p in probabilities:
+        nxt = [0.0] * (len(pmf) + 1)
+        for k, mass in enumerate(pmf):
+            nxt[k] += mass * (1 - p)
+            nxt[k + 1] += mass * p
+        pmf = nxt
+    return pmf
+
+
+def poisson_binomial_two_sided(observed: int, probabilities: Sequence[float]) -> float:
+    """Two-sided p-value of `observed` successes: the probability of outcomes no more likely than it."""
+    pmf = poisson_binomial_pmf(probabilities)
+    if not 0 <= observed < len(pmf):
+        return 0.0
+    cutoff = pmf[observed] * (1 + 1e-9)
+    return min(1.0, sum(m for m in pmf if m <= cutoff))

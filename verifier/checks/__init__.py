@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from verifier.calibration import Calibration
 from verifier.checks import drift, effort, parsing, rendering, tools  # noqa: F401  (registers checks)
 from verifier.checks.base import REGISTRY, VARIANTS, CheckSpec, Exchange, ExchangeView, Outcome, SuiteView, Verdict
 from verifier.golden import GoldenFile
@@ -23,7 +24,8 @@ def checks_for(families: list[str]) -> list[CheckSpec]:
     return [spec for spec in ordered() if spec.family in families or spec.every_suite]
 
 
-def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchanges: list[Exchange]) -> list[Outcome]:
+def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
+                       calibration: Calibration | None) -> list[Outcome]:
     cases = {c.id: c for c in suite.cases}
     out = []
     for ex in exchanges:
@@ -33,7 +35,7 @@ def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchan
         record = golden.record(ex.case_id)
         turn = record.turns[ex.turn - 1] if ex.turn <= len(record.turns) else None
         view = ExchangeView(case=cases[ex.case_id], exchange=ex, golden=turn, record=record,
-                            golden_date=golden.provenance.date)
+                            golden_date=golden.provenance.date, calibration=calibration)
         if obs.status is not None and obs.status >= 400:
             out.append(view.outcome(Verdict.SKIP, f"HTTP {obs.status}: nothing to check (see parsing.http_status)"))
             continue
@@ -58,14 +60,15 @@ def _summary(outcomes: list[Outcome], verdict: Verdict) -> str:
     return f"{tally}; e.g.{where}: {first.message}" if verdict in (Verdict.FAIL, Verdict.ERROR) else tally
 
 
-def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange]) -> list[CheckResult]:
+def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
+             calibration: Calibration | None = None) -> list[CheckResult]:
     """Apply every check of the suite's families to its exchanges."""
     results = []
     for spec in checks_for(suite.families):
         if spec.scope == "suite":
-            outcomes = spec.fn(SuiteView(suite=suite, golden=golden, exchanges=exchanges))
+            outcomes = spec.fn(SuiteView(suite=suite, golden=golden, exchanges=exchanges, calibration=calibration))
         else:
-            outcomes = _exchange_outcomes(spec, suite, golden, exchanges)
+            outcomes = _exchange_outcomes(spec, suite, golden, exchanges, calibration)
         for o in outcomes:
             o.message = f"[{suite.name}] {o.message}" if not o.message.startswith("[") else o.message
         verdict = aggregate(outcomes)

@@ -9,13 +9,14 @@ No check does I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from verifier import harmony
+from verifier.calibration import Calibration
 from verifier.golden import GoldenFile, GoldenRecord, GoldenTurn
 from verifier.observation import Api, Observation
 from verifier.providers import ScoreResult
@@ -78,6 +79,7 @@ class ExchangeView:
     record: GoldenRecord
     golden_date: str
     """The conversation date golden prompts were rendered with."""
+    calibration: Calibration | None = None
 
     @cached_property
     def same_prompt(self) -> bool:
@@ -108,7 +110,8 @@ class SuiteView:
     suite: Suite
     golden: GoldenFile
     exchanges: list[Exchange]
-    thresholds: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
+    """Drift thresholds for this golden (None: uncalibrated)."""
 
 
 class CheckSpec(BaseModel):

@@ -18,8 +18,11 @@ def thresholds() -> dict:
     return json.loads(THRESHOLDS_FILE.read_text())
 
 
-def wide_margin() -> float:
-    """Golden top-1/top-2 log-probability gap above which honest engines never flip the argmax."""
+def wide_margin(calibration=None) -> float:
+    """Golden top-1/top-2 gap (nats) above which honest engines never flip the argmax: the calibrated
+    flip margin, or the uncalibrated default of thresholds.json."""
+    if calibration is not None:
+        return calibration.flip_margin
     return float(thresholds()["wide_margin_nats"])
 
 
@@ -38,7 +41,7 @@ def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | N
     return None
 
 
-def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False) -> tuple[bool, float]:
+def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False, calibration=None) -> tuple[bool, float]:
     """Whether golden text on `channel` is stable enough to compare exactly, and the margin that decided it.
 
     Exact comparison is fair only where every golden token up to the end of that message had a wide
@@ -48,7 +51,7 @@ def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False) 
     if end is None:
         return False, float("nan")
     margin = min_margin(turn, end)
-    return margin >= wide_margin(), margin
+    return margin >= wide_margin(calibration), margin
 
 
 def reasoning_length(text: str | None) -> int:

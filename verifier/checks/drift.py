@@ -1,95 +1,372 @@
-"""Numerical drift: the provider's distribution on golden tokens against the reference's, teacher-forced."""
+"""Numerical drift: does the provider compute the reference's distribution on golden tokens?
+
+Evidence comes, in order of preference, from teacher forcing (golden prompt + golden completion
+scored at prefill price), from greedy decoding with `top_logprobs` (compared along the prefix it
+shares with golden), or from sampling (how often temperature-1 samples reproduce golden).
+
+Statistics per scored position (all against the golden top-K):
+- truncated KL(golden || provider), with a floor for tokens the provider left out;
+- relative log-odds error: for golden ranks 2..K, the provider's log-odds against the golden top
+  token minus golden's, as sqrt(sum of squared errors / sum of squared golden log-odds) at the
+  position. Rounding noise grows with logit magnitude, so relative to the log-odds it is about
+  constant from case to case; a quantised or mis-wired model adds error rounding cannot explain;
+- the decision statistic is the running *median* of that error over the scored positions: honest
+  bf16 engines have rare large outliers (an MoE routing flip changes one position's logits a lot)
+  but a stable median, while a faulty engine moves the whole distribution;
+- KL(golden || provider) and the golden token's log-probability error are reported, not decided on:
+  KL barely moves on a peaked distribution and varies wildly between cases;
+- top-1 agreement where the golden margin is wide.
+A run fails as soon as the running median crosses its boundary, or a confident top-1 flips.
+Boundaries come from calibration on honest engines (`verifier.calibration`), never from guesses.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import heapq
+import math
+import statistics
+
+from pydantic import BaseModel, Field
 
 from verifier import stats
+from verifier.calibration import Calibration
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
-from verifier.checks.common import thresholds, wide_margin
 from verifier.golden import GoldenTurn
-from verifier.providers import ScoreResult
+from verifier.providers import PositionScore
 
 
-class PositionDrift(BaseModel):
+class TurnDrift(BaseModel):
+    """Drift statistics of some scored positions (one, a turn, a run), summed so that they pool by addition."""
+
+    key: str
+    positions: int = 0
+    kl_sum: float = 0.0
+    kl_max: float = 0.0
+    logodds_sq: float = 0.0
+    """Sum of squared log-odds errors."""
+    logodds_ref_sq: float = 0.0
+    """Sum of squared golden log-odds over the same tokens (the scale the errors are relative to)."""
+    logodds_n: int = 0
+    delta_sq: float = 0.0
+    """Sum of squared errors of the golden token's log-probability."""
+    delta_n: int = 0
+    confident_flips: int = 0
+    """Positions with golden margin >= the calibrated flip margin where the provider's top-1 differs."""
+    margin_decrease_max: float = 0.0
+    """Largest shrinking of the top-1/top-2 gap (where the provider reported both tokens)."""
+    relative: list[float] = Field(default_factory=list)
+    """Relative log-odds error of each position that had tokens in common with golden."""
+
+    def add(self, other: TurnDrift) -> TurnDrift:
+        return TurnDrift(
+            key=self.key, positions=self.positions + other.positions, kl_sum=self.kl_sum + other.kl_sum,
+            kl_max=max(self.kl_max, other.kl_max), logodds_sq=self.logodds_sq + other.logodds_sq,
+            logodds_ref_sq=self.logodds_ref_sq + other.logodds_ref_sq, logodds_n=self.logodds_n + other.logodds_n, delta_sq=self.delta_sq + other.delta_sq,
+            delta_n=self.delta_n + other.delta_n, confident_flips=self.confident_flips + other.confident_flips,
+            margin_decrease_max=max(self.margin_decrease_max, other.margin_decrease_max),
+            relative=self.relative + other.relative)
+
+
+def position_drift(key: str, ref, got: PositionScore, flip_margin: float) -> TurnDrift:
     """Drift at one golden position."""
-
-    kl: float
-    """Truncated KL(golden || provider) over the golden top-K."""
-    delta: float | None
-    """Provider minus golden log-probability of the golden token (None if not reported)."""
-    margin: float
-    """Golden top-1/top-2 margin."""
-    top1_agrees: bool
-
-
-def position_drift(golden: GoldenTurn, score: ScoreResult) -> list[PositionDrift]:
-    out = []
-    for ref, got in zip(golden.scores, score.positions):
-        golden_top = dict(zip(ref.top_ids, ref.top_logprobs))
-        provider_top = dict(got.top)
-        if got.token_logprob is not None:
-            provider_top.setdefault(ref.token, got.token_logprob)
-        best = max(provider_top, key=provider_top.get) if provider_top else None
-        out.append(PositionDrift(
-            kl=stats.truncated_kl(golden_top, provider_top),
-            delta=None if got.token_logprob is None else got.token_logprob - ref.logprob,
-            margin=ref.margin, top1_agrees=best == ref.top_ids[0]))
+    provider = dict(got.top)
+    if got.token_logprob is not None:
+        provider.setdefault(ref.token, got.token_logprob)
+    kl = stats.truncated_kl(dict(zip(ref.top_ids, ref.top_logprobs)), provider)
+    pairs = stats.logodds_errors(ref.top_ids, ref.top_logprobs, provider, with_reference=True)
+    error_sq, reference_sq = sum(e * e for e, _ in pairs), sum(g * g for _, g in pairs)
+    out = TurnDrift(key=key, positions=1, kl_sum=kl, kl_max=kl, logodds_sq=error_sq, logodds_ref_sq=reference_sq,
+                    logodds_n=len(pairs), relative=[relative(error_sq, reference_sq)] if reference_sq > 0 else [])
+    if got.token_logprob is not None:
+        out.delta_sq, out.delta_n = (got.token_logprob - ref.logprob) ** 2, 1
+    best = max(provider, key=provider.get) if provider else None
+    if best is not None and best != ref.top_ids[0] and ref.margin >= flip_margin:
+        out.confident_flips = 1
+    first, second = ref.top_ids[0], ref.top_ids[1]
+    if first in provider and second in provider:
+        out.margin_decrease_max = max(0.0, ref.margin - (provider[first] - provider[second]))
     return out
 
 
-def summarise(per_case: dict[str, list[PositionDrift]]) -> dict:
-    allpos = [p for ps in per_case.values() for p in ps]
-    kls = [p.kl for p in allpos]
-    deltas = [p.delta for p in allpos if p.delta is not None]
-    decisive = [p for p in allpos if p.margin >= wide_margin()]
-    groups = [[p.kl for p in ps] for ps in per_case.values()]
-    return {
-        "positions": len(allpos), "cases": len(per_case),
-        "mean_kl": stats.mean(kls), "max_kl": max(kls, default=0.0),
-        "mean_kl_ci95": list(stats.bootstrap_ci(groups)),
-        "rms_delta": stats.rms(deltas), "max_abs_delta": max((abs(d) for d in deltas), default=0.0),
-        "top1_disagreements_decisive": sum(not p.top1_agrees for p in decisive),
-    }
+def position_drifts(key: str, golden: GoldenTurn, positions: list[PositionScore], flip_margin: float) -> list[TurnDrift]:
+    return [position_drift(key, ref, got, flip_margin) for ref, got in zip(golden.scores, positions)]
+
+
+def turn_drift(key: str, golden: GoldenTurn, positions: list[PositionScore], flip_margin: float) -> TurnDrift:
+    """Pool the drift statistics of the positions scored for one golden turn."""
+    total = TurnDrift(key=key)
+    for one in position_drifts(key, golden, positions, flip_margin):
+        total = total.add(one)
+    return total
+
+
+class Running(BaseModel):
+    """Statistics of all positions scored so far."""
+
+    positions: int = 0
+    mean_kl: float = 0.0
+    max_kl: float = 0.0
+    logodds_rms: float = 0.0
+    logodds_relative: float = 0.0
+    """sqrt(sum of squared log-odds errors / sum of squared golden log-odds), pooled over positions."""
+    median_relative: float = 0.0
+    """Median of the per-position relative log-odds errors: the decision statistic."""
+    delta_rms: float = 0.0
+    confident_flips: int = 0
+
+    @classmethod
+    def of(cls, total: TurnDrift) -> Running:
+        return cls(positions=total.positions, mean_kl=total.kl_sum / total.positions if total.positions else 0.0,
+                   max_kl=total.kl_max,
+                   logodds_rms=math.sqrt(total.logodds_sq / total.logodds_n) if total.logodds_n else 0.0,
+                   logodds_relative=relative(total.logodds_sq, total.logodds_ref_sq),
+                   median_relative=statistics.median(total.relative) if total.relative else 0.0,
+                   delta_rms=math.sqrt(total.delta_sq / total.delta_n) if total.delta_n else 0.0,
+                   confident_flips=total.confident_flips)
+
+
+def relative(error_sq: float, reference_sq: float) -> float:
+    return math.sqrt(error_sq / reference_sq) if reference_sq > 0 else 0.0
+
+
+def running(chunks: list[TurnDrift]) -> Running:
+    total = TurnDrift(key="all")
+    for chunk in chunks:
+        total = total.add(chunk)
+    return Running.of(total)
+
+
+class Decision(BaseModel):
+    verdict: Verdict | None
+    """FAIL or PASS once decided, None while undecided."""
+    reason: str
+    at_positions: int
+    """Scored positions when the decision was taken."""
+    stats: Running
+
+
+class RunningMedian:
+    """The median of a growing list of numbers, updated in O(log n) per number."""
+
+    def __init__(self) -> None:
+        self.low: list[float] = []  # max-heap (negated) of the lower half
+        self.high: list[float] = []  # min-heap of the upper half
+
+    def add(self, value: float) -> None:
+        if self.low and value > -self.low[0]:
+            heapq.heappush(self.high, value)
+        else:
+            heapq.heappush(self.low, -value)
+        if len(self.low) > len(self.high) + 1:
+            heapq.heappush(self.high, -heapq.heappop(self.low))
+        elif len(self.high) > len(self.low):
+            heapq.heappush(self.low, -heapq.heappop(self.high))
+
+    @property
+    def value(self) -> float:
+        if not self.low:
+            return 0.0
+        if len(self.low) > len(self.high):
+            return -self.low[0]
+        return (-self.low[0] + self.high[0]) / 2
+
+
+def decide(chunks: list[TurnDrift], calibration: Calibration, final: bool) -> Decision:
+    """The sequential test, looking after each chunk (a turn in a run, a position in calibration).
+
+    `final`: no more chunks will come, so a run that crossed nothing passes.
+    """
+    n = flips = 0
+    median = RunningMedian()
+    for chunk in chunks:  # kept lean: calibration calls this millions of times
+        n, flips = n + chunk.positions, flips + chunk.confident_flips
+        for value in chunk.relative:
+            median.add(value)
+        limit = calibration.logodds_boundary.at(n)
+        if flips or (limit is not None and median.value > limit):
+            return _failure(chunks, n, calibration)
+    now = running(chunks)
+    enough = calibration.pass_after_positions is not None and now.positions >= calibration.pass_after_positions
+    if final or enough:
+        return Decision(verdict=Verdict.PASS, at_positions=now.positions, stats=now,
+                        reason=f"within honest noise after {now.positions} positions (median relative log-odds "
+                               f"error {now.median_relative:.4f}, mean KL {now.mean_kl:.1e})")
+    return Decision(verdict=None, reason="undecided", at_positions=now.positions, stats=now)
+
+
+def _failure(chunks: list[TurnDrift], positions: int, calibration: Calibration) -> Decision:
+    """The failing decision at `positions`, with the reasons spelled out."""
+    taken, count = [], 0
+    for chunk in chunks:
+        if count >= positions:
+            break
+        taken.append(chunk)
+        count += chunk.positions
+    now = running(taken)
+    reasons = []
+    if now.confident_flips:
+        reasons.append(f"{now.confident_flips} top-1 disagreements where golden is decisive "
+                       f"(margin >= {calibration.flip_margin:.2f} nats)")
+    limit = calibration.logodds_boundary.at(now.positions)
+    if limit is not None and now.median_relative > limit:
+        reasons.append(f"median relative log-odds error {now.median_relative:.4f} > {limit:.4f} "
+                       f"(mean KL {now.mean_kl:.1e})")
+    return Decision(verdict=Verdict.FAIL, reason="; ".join(reasons), at_positions=now.positions, stats=now)
+
+
+def _summary(decision: Decision, calibration: Calibration, method: str) -> dict:
+    return {"method": method, **decision.stats.model_dump(), "decided_at_positions": decision.at_positions,
+            "calibration": calibration.source}
+
+
+UNCALIBRATED_GREEDY = ("this golden's calibration has no greedy-fallback part, so greedy logprobs have no "
+                       "thresholds; run `gpt-oss-verify golden calibrate`")
+UNCALIBRATED = "this golden has no calibration.json, so drift has no thresholds; run `gpt-oss-verify golden calibrate`"
+
+
+def _verdict(view: SuiteView, variant: str, turns: list[TurnDrift], method: str, errors: list[str],
+             cal: Calibration | None = None) -> list[Outcome]:
+    cal = cal or view.calibration
+    if cal is None:
+        return [Outcome(verdict=Verdict.SKIP, variant=variant, message=UNCALIBRATED)]
+    if not turns:
+        reason = errors[0] if errors else "nothing was scored"
+        return [Outcome(verdict=Verdict.ERROR, variant=variant, message=f"{method} produced no scores: {reason}")]
+    decision = decide(turns, cal, final=True)
+    observed = _summary(decision, cal, method)
+    expected = {"logodds_boundary": cal.logodds_boundary.model_dump(), "flip_margin": cal.flip_margin}
+    word = "drift beyond honest noise" if decision.verdict is Verdict.FAIL else "no drift beyond honest noise"
+    return [Outcome(verdict=decision.verdict, variant=variant, observed=observed, expected=expected,
+                    message=f"{word} ({method}, {decision.at_positions} positions): {decision.reason}")]
 
 
 @check(
     "drift.teacher_forced", "drift",
-    title="log-probabilities on golden tokens (teacher-forced) match the reference within calibrated noise",
+    title="log-probabilities on golden tokens, teacher-forced, match the reference within calibrated noise",
     why="quantised experts, missing attention sinks, wrong RoPE or another model shift the distribution "
         "long before they change greedy text",
-    source="K2-Vendor-Verifier; measured here: int4 experts mean KL 1.2e-3, sinks removed 4.8e-3, top-1 unchanged",
-    compares="statistics: mean truncated KL and RMS log-prob error against thresholds from honest engines",
+    source="K2-Vendor-Verifier; measured here: top-1 never moves for int4 experts, log-odds do",
+    compares="statistics: sequential test on KL, log-odds error and confident top-1 flips, boundaries "
+             "calibrated on honest engines",
     apis=("completions",), scope="suite",
 )
 def teacher_forced(view: SuiteView):
-    limits = thresholds()["drift"]
-    per_case: dict[str, list[PositionDrift]] = {}
-    errors = []
-    for ex in view.exchanges:
-        if ex.variant != "score":
+    scored = [ex for ex in view.exchanges if ex.variant == "score"]
+    if not scored:
+        return []
+    if all(ex.unsupported for ex in scored):
+        return [Outcome(verdict=Verdict.SKIP, variant="score",
+                        message=f"the provider offers no teacher forcing ({scored[0].error}); see the fallbacks")]
+    flip = view.calibration.flip_margin if view.calibration else float("inf")
+    turns = [turn_drift(f"{ex.case_id}#{ex.turn}", view.golden.record(ex.case_id).turns[ex.turn - 1],
+                        ex.score.positions, flip)
+             for ex in scored if ex.score is not None]
+    return _verdict(view, "score", turns, "teacher forcing", [ex.error for ex in scored if ex.error])
+
+
+def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float) -> tuple[list[PositionScore], str | None]:
+    """Align chat `top_logprobs` with golden completion tokens along their common prefix.
+
+    Returns the positions scored and, if the provider's greedy path left golden's, why: at a golden
+    near-tie that is honest (tolerated), at a decisive position it is evidence of drift.
+    """
+    from verifier import harmony
+
+    out: list[PositionScore] = []
+    texts = [harmony.token_text(t) for t in golden.completion_token_ids]
+    start = next((i for i, t in enumerate(texts) if logprobs and t == logprobs[0].token), None)
+    if start is None:
+        return out, None
+    for offset, item in enumerate(logprobs):
+        i = start + offset
+        if i >= len(golden.scores):
+            break
+        ref = golden.scores[i]
+        candidates = {harmony.token_text(t): t for t in reversed(ref.top_ids)}
+        top = {candidates[t.token]: t.logprob for t in item.top if t.token in candidates}
+        if item.token != texts[i]:
+            if ref.margin >= flip_margin:
+                return out, f"greedy path left golden at a decisive position (margin {ref.margin:.2f} nats)"
+            return out, None
+        out.append(PositionScore(token_logprob=item.logprob, top=top))
+    return out, None
+
+
+@check(
+    "drift.greedy_logprobs", "drift",
+    title="without teacher forcing: greedy top_logprobs along the prefix shared with golden match the reference",
+    why="chat-only providers with logprobs still reveal their distribution on the golden prefix",
+    source="providers without /v1/completions prompt logprobs",
+    compares="statistics as drift.teacher_forced, on the shared prefix; leaving golden at a decisive "
+             "position is drift, at a near-tie it is tolerated",
+    apis=("chat",), scope="suite",
+)
+def greedy_logprobs(view: SuiteView):
+    greedy = [ex for ex in view.exchanges if ex.variant == "greedy-logprobs"]
+    if not greedy:
+        return []
+    cal = view.calibration.greedy if view.calibration else None
+    if cal is None:
+        return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs", message=UNCALIBRATED_GREEDY)]
+    answered = [ex.observation for ex in greedy if ex.observation is not None and ex.observation.ok]
+    if answered and not any(obs.logprobs for obs in answered):
+        return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs", message="the provider returns no logprobs")]
+    turns, errors, departures = [], [], []
+    for ex in greedy:
+        obs = ex.observation
+        if obs is None or not obs.ok or not obs.logprobs:
+            errors.append(obs.error if obs is not None and obs.error else "no logprobs in the response")
             continue
-        if ex.score is None:
-            errors.append(ex.error or "no scores")
+        golden = view.golden.record(ex.case_id).turns[0]
+        positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin)
+        if departure:
+            departures.append(f"{ex.case_id}: {departure}")
+        turns.append(turn_drift(ex.case_id, golden, positions, cal.flip_margin))
+    if departures:
+        return [Outcome(verdict=Verdict.FAIL, variant="greedy-logprobs", observed=departures,
+                        message=f"drift beyond honest noise (greedy logprobs): {departures[0]}")]
+    return _verdict(view, "greedy-logprobs", turns, "greedy logprobs", errors, cal)
+
+
+@check(
+    "drift.sampling", "drift",
+    title="without logprobs: how often temperature-1 samples reproduce the golden completion matches "
+          "the reference's probability of it (exact Poisson-binomial test, α = 1%)",
+    why="even an endpoint without logprobs shows its distribution through samples",
+    source="providers that return no logprobs at all",
+    compares="statistics: two-sided test of the count of golden-identical samples; weak where golden "
+             "is nearly certain", apis=("chat",), scope="suite",
+)
+def sampling(view: SuiteView):
+    samples = [ex for ex in view.exchanges if ex.variant == "sampling"]
+    if not samples:
+        return []
+    probabilities, hits, errors = [], 0, []
+    for ex in samples:
+        obs = ex.observation
+        if obs is None or not obs.ok:
+            errors.append(obs.error if obs is not None else "no response")
             continue
-        record = view.golden.record(ex.case_id)
-        per_case[f"{ex.case_id}#{ex.turn}"] = position_drift(record.turns[ex.turn - 1], ex.score)
-    if not per_case:
-        reason = errors[0] if errors else "no scoring requests were made"
-        verdict = Verdict.SKIP if errors and "no teacher-forced" in reason else Verdict.ERROR
-        return [Outcome(verdict=verdict, variant="score", message=f"teacher-forced scoring unavailable: {reason}")]
-    summary = summarise(per_case)
-    failures = []
-    if summary["mean_kl"] > limits["mean_kl"]:
-        failures.append(f"mean KL {summary['mean_kl']:.2e} > {limits['mean_kl']:.2e}")
-    if summary["rms_delta"] > limits["rms_delta"]:
-        failures.append(f"RMS Δℓ {summary['rms_delta']:.2e} > {limits['rms_delta']:.2e}")
-    if summary["top1_disagreements_decisive"] > 0:
-        failures.append(f"{summary['top1_disagreements_decisive']} confident top-1 disagreements")
-    observed = {k: v for k, v in summary.items()}
-    if failures:
-        return [Outcome(verdict=Verdict.FAIL, variant="score", observed=observed, expected=limits,
-                        message="drift beyond honest noise: " + "; ".join(failures))]
-    return [Outcome(verdict=Verdict.PASS, variant="score", observed=observed, expected=limits,
-                    message=f"{summary['positions']} positions: mean KL {summary['mean_kl']:.1e}, "
-                            f"RMS Δℓ {summary['rms_delta']:.1e}, within honest noise")]
+        golden = view.golden.record(ex.case_id).turns[0]
+        probabilities.append(math.exp(sum(s.logprob for s in golden.scores)))
+        hits += _reproduces(golden, obs)
+    if not probabilities:
+        return [Outcome(verdict=Verdict.ERROR, variant="sampling", message=f"no samples: {errors[:1]}")]
+    alpha = view.calibration.alpha if view.calibration else 0.01
+    p = stats.poisson_binomial_two_sided(hits, probabilities)
+    expected = sum(probabilities)
+    observed = {"samples": len(probabilities), "golden_identical": hits, "expected": round(expected, 2), "p_value": p}
+    verdict = Verdict.FAIL if p < alpha else Verdict.PASS
+    word = "differs from" if verdict is Verdict.FAIL else "consistent with"
+    return [Outcome(verdict=verdict, variant="sampling", observed=observed, expected=f"p >= {alpha}",
+                    message=f"{hits} of {len(probabilities)} samples reproduce golden, {expected:.1f} expected: "
+                            f"{word} the reference (p = {p:.2g})")]
+
+
+def _reproduces(golden: GoldenTurn, obs) -> bool:
+    if (obs.reasoning or "") != golden.reasoning:
+        return False
+    if golden.tool_calls:
+        return [(c.name, c.arguments) for c in obs.tool_calls] == [
+            (m.recipient.removeprefix("functions."), m.text) for m in golden.tool_calls]
+    return (obs.content or "") == (golden.final or "")

@@ -82,7 +82,7 @@ def final_text(view: ExchangeView):
     golden = view.golden
     if golden is None or golden.final is None:
         return None
-    comparable, margin = text_is_comparable(golden, "final")
+    comparable, margin = text_is_comparable(golden, "final", calibration=view.calibration)
     if not comparable:
         return view.outcome(Verdict.SKIP, f"golden has a near-tie (margin {margin:.2f} nats): text not compared")
     if (view.obs.content or "") == golden.final:

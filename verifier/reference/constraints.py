@@ -18,6 +18,7 @@ class ToolChoice:
     """
 
     def __init__(self, header: str):
+        self.cache_key = f"tool_choice:{header}"
         self.forced = harmony.encode(header)
         self.queue: list[int] = []
         self.used = False

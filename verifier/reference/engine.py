@@ -8,7 +8,10 @@ vLLM and the OpenAI API report them.
 
 from __future__ import annotations
 
+import copy
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,42 +68,119 @@ def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
     return model.to(device).eval()
 
 
-def topk_of(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def topk_of(logits: torch.Tensor, k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probabilities [.., V] in fp32, top-k (values, ids)) of logits."""
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
     values, ids = torch.topk(logprobs, k, dim=-1)
     return logprobs, (values, ids)
 
 
-class Engine:
-    """A loaded reference model. Thread-safe: calls are serialised."""
+NUMERIC_FAULTS = {
+    "fp8-activations": "hidden states rounded to FP8 (e4m3, per-tensor scale) between layers",
+    "fp8-kv": "keys and values rounded to FP8 (e4m3, per-tensor scale) before attention",
+    "logprobs-after-temperature": "log-probabilities reported from the distribution at temperature 0.7",
+}
+LOGPROB_TEMPERATURE_FAULT = 0.7
 
-    def __init__(self, checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
+
+def fp8_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to float8 e4m3 with a per-tensor scale (as FP8 kernels do), back in the input dtype."""
+    scale = x.abs().amax().float().clamp(min=1e-12) / 448.0
+    return ((x.float() / scale).to(torch.float8_e4m3fn).float() * scale).to(x.dtype)
+
+
+def _install_numeric_faults(model, faults: frozenset[str]) -> None:
+    def round_output(_module, _inputs, output):
+        if isinstance(output, tuple):
+            return (fp8_round(output[0]), *output[1:])
+        return fp8_round(output)
+
+    for name, module in model.named_modules():
+        if "fp8-activations" in faults and re.fullmatch(r"model\.layers\.\d+", name):
+            module.register_forward_hook(round_output)
+        if "fp8-kv" in faults and name.endswith(("self_attn.k_proj", "self_attn.v_proj")):
+            module.register_forward_hook(round_output)
+
+
+class Engine:
+    """A loaded reference model. Thread-safe: calls are serialised.
+
+    Greedy generations and scores are memoised (bounded LRU): the same prompt sent through Chat, its
+    stream, Responses and raw Completions decodes once. Greedy decoding is deterministic, so this
+    changes no result; sampled generations are never memoised.
+    """
+
+    CACHE_SIZE = 256
+
+    def __init__(self, checkpoint: Path, dtype: str = "fp32", device: str = "cpu",
+                 numeric_faults: frozenset[str] = frozenset()):
         self.checkpoint = Path(checkpoint)
         self.dtype = dtype
         self.device = device
         self.model = load_model(self.checkpoint, dtype, device)
         self.lock = threading.Lock()
+        self.numeric_faults = frozenset(numeric_faults) & set(NUMERIC_FAULTS)
+        _install_numeric_faults(self.model, self.numeric_faults)
+        self.logprob_temperature = (LOGPROB_TEMPERATURE_FAULT if "logprobs-after-temperature" in self.numeric_faults
+                                    else 1.0)
+        self._memo: OrderedDict = OrderedDict()
 
-    @torch.inference_mode()
+    def _recall(self, key):
+        if key is None or key not in self._memo:
+            return None
+        self._memo.move_to_end(key)
+        return copy.deepcopy(self._memo[key])
+
+    def _remember(self, key, value) -> None:
+        if key is None:
+            return
+        self._memo[key] = copy.deepcopy(value)
+        if len(self._memo) > self.CACHE_SIZE:
+            self._memo.popitem(last=False)
+
     def score(self, tokens: list[int], start: int = 1, k: int = 20) -> list[ScoredToken]:
         """Teacher-forced scores of tokens[start:], each given everything before it."""
+        key = ("score", tuple(tokens), start, k)
+        with self.lock:
+            if (hit := self._recall(key)) is not None:
+                return hit
+        out = self._score(tokens, start, k)
+        with self.lock:
+            self._remember(key, out)
+        return out
+
+    @torch.inference_mode()
+    def _score(self, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
         with self.lock:
             ids = torch.tensor([tokens], device=self.device)
             logits = self.model(input_ids=ids).logits[0, max(start - 1, 0) : len(tokens) - 1]
         out = []
         for offset in range(0, logits.shape[0], 256):  # bounded memory for long sequences
-            logprobs, (values, top_ids) = topk_of(logits[offset : offset + 256], k)
+            logprobs, (values, top_ids) = topk_of(logits[offset : offset + 256], k, self.logprob_temperature)
             for row in range(logprobs.shape[0]):
                 token = tokens[start + offset + row]
                 out.append(ScoredToken(token, logprobs[row, token].item(),
                                        TopK(top_ids[row].tolist(), values[row].tolist())))
         return out
 
-    @torch.inference_mode()
     def generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int = 0,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
                  transform=None) -> Generation:
+        """Decode up to `max_tokens` tokens after `prompt` (see `_generate`), memoised when greedy."""
+        key = None
+        if temperature <= 0 and (transform is None or getattr(transform, "cache_key", None)):
+            key = ("generate", tuple(prompt), max_tokens, tuple(stop), k, getattr(transform, "cache_key", None))
+        with self.lock:
+            if (hit := self._recall(key)) is not None:
+                return hit
+        gen = self._generate(prompt, max_tokens, stop, k, temperature, top_p, seed, transform)
+        with self.lock:
+            self._remember(key, gen)
+        return gen
+
+    @torch.inference_mode()
+    def _generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int,
+                  temperature: float, top_p: float, seed: int | None, transform) -> Generation:
         """Decode up to `max_tokens` tokens after `prompt` with a KV cache.
 
         Greedy when `temperature` is 0. `k` > 0 records the top-k log-probabilities per step, always
@@ -118,7 +198,7 @@ class Engine:
                 logits = out.logits[0, -1].float()
                 chosen = transform(gen.tokens, logits) if transform is not None else logits
                 token = self._select(chosen, temperature, top_p, rng)
-                logprobs, (values, top_ids) = topk_of(logits, max(k, 1))
+                logprobs, (values, top_ids) = topk_of(logits, max(k, 1), self.logprob_temperature)
                 gen.tokens.append(token)
                 gen.scored.append(ScoredToken(token, logprobs[token].item(),
                                               TopK(top_ids.tolist()[:k], values.tolist()[:k])))

@@ -18,8 +18,13 @@ __all__ = ["FAULTS", "VARIANTS", "BackgroundServer", "start_background", "serve_
 
 def _app(checkpoint: Path, model: str, faults: list[str] | None, date: str | None, dtype: str,
          variants: list[str] | None = None):
+    from verifier.reference import perturb
+    from verifier.serve.faults import of_kind
+
     fault_set, variant_set = parse_names(faults, variants)
-    engine = Engine(checkpoint, dtype)
+    for kind in of_kind(fault_set, "checkpoint"):
+        checkpoint = perturb.cached(checkpoint, kind)
+    engine = Engine(checkpoint, dtype, numeric_faults=of_kind(fault_set, "numeric"))
     return create_app(engine, Settings(model=model, faults=fault_set, variants=variant_set, date=date))
 
 

@@ -108,14 +108,14 @@ class Server:
         effort = body.get("reasoning_effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning_effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning_effort")
-        k = _int(body, "top_logprobs", default=0) if body.get("logprobs") else 0
+        logprobs = bool(body.get("logprobs")) and "no-logprobs" not in self.settings.variants
+        k = _int(body, "top_logprobs", default=0) if logprobs else 0
         prompt, gen, reply = self.assistant_turn(body, body, k, ("max_completion_tokens", "max_tokens"))
         meta = self._meta("chatcmpl-", prompt, gen)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return render.chat_chunks(reply, gen, meta, bool(body.get("logprobs")), include_usage)
-        return render.chat_response(reply, gen, meta, bool(body.get("logprobs")),
-                                    prompt if body.get("return_token_ids") else None)
+            return render.chat_chunks(reply, gen, meta, logprobs, include_usage)
+        return render.chat_response(reply, gen, meta, logprobs, prompt if body.get("return_token_ids") else None)
 
     # -- responses ------------------------------------------------------------------------------
 
@@ -143,8 +143,11 @@ class Server:
             tokens = list(prompt)
         else:
             raise BadRequest("prompt must be a string or a non-empty list of token ids", "prompt")
+        variants = self.settings.variants
+        if ({"no-prompt-logprobs", "no-logprobs"} & variants) and (body.get("echo") or body.get("prompt_logprobs") is not None):
+            raise BadRequest("echo and prompt_logprobs are not supported", "prompt_logprobs")
         max_tokens = _int(body, "max_tokens", default=16)
-        logprobs = _int(body, "logprobs", default=None)
+        logprobs = None if "no-logprobs" in variants else _int(body, "logprobs", default=None)
         prompt_logprobs = _int(body, "prompt_logprobs", default=None)
         echo = bool(body.get("echo"))
         if echo and logprobs is not None and prompt_logprobs is None:

