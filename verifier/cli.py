@@ -237,6 +237,9 @@ def golden_calibrate(
     names = ", ".join(sorted(honest))
     where = root.resolve()
     shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+    if len(honest) < 2:
+        typer.echo("warning: one honest engine cannot show how honest engines differ (engine spread 1.0); "
+                   "add --honest-dtype or --honest-url so other honest engines are not flagged", err=True)
     result = cal.calibrate(honest, f"honest engines [{names}] against {shown}", simulations=simulations)
     result.golden_sha256 = cal.fingerprint(root)
     cal.save_data(honest, [key for key, _ in turns], root)
