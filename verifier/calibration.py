@@ -245,19 +245,15 @@ def calibrate(honest: dict[str, list[list]], source: str, alpha: float = 0.01, s
     per_engine = {name: [_interval_maxima(_trajectory(run), grid) for run in _runs(turns, simulations, rng)]
                   for name, turns in sorted(honest.items())}
     boundary = _boundary(per_engine, grid, alpha)
-    medians = [running([p for turn in turns for p in turn]).median_relative for turns in honest.values()]
+    stats = {name: running([p for turn in turns for p in turn]) for name, turns in sorted(honest.items())}
+    medians = [s.median_relative for s in stats.values()]
     spread = max(medians) / min(medians) if min(medians) > 0 else 1.0
     boundary = Boundary(positions=boundary.positions, values=[v * spread for v in boundary.values])
-    summaries = []
-    for name, turns in sorted(honest.items()):
-        positions = [p for turn in turns for p in turn]
-        stats_all = running(positions)
-        summaries.append(EngineSummary(
-            name=name, turns=len(turns), positions=stats_all.positions, mean_kl=stats_all.mean_kl,
-            logodds_rms=stats_all.logodds_rms, logodds_relative=stats_all.logodds_relative,
-            median_relative=stats_all.median_relative,
-            margin_decrease_max=max(p.margin_decrease_max for p in positions),
-            false_positive_rate=_crossing_rate(per_engine[name], boundary.values)))
+    summaries = [EngineSummary(
+        name=name, turns=len(honest[name]), positions=s.positions, mean_kl=s.mean_kl, logodds_rms=s.logodds_rms,
+        logodds_relative=s.logodds_relative, median_relative=s.median_relative,
+        margin_decrease_max=max(p.margin_decrease_max for turn in honest[name] for p in turn),
+        false_positive_rate=_crossing_rate(per_engine[name], boundary.values)) for name, s in stats.items()]
     return Calibration(source=source, alpha=alpha, flip_margin=max(s.margin_decrease_max for s in summaries),
                        logodds_boundary=boundary, engine_spread=spread, honest=summaries,
                        simulations=simulations)
@@ -300,7 +296,7 @@ def engine_scorer(engine, k: int = 20):
     return score
 
 
-def provider_scorer(provider, turns: list[tuple[str, object]], k: int = 20):
+def provider_scorer(provider, k: int = 20):
     """A scorer backed by an endpoint's teacher forcing."""
 
     def score(tokens: list[int], start: int) -> list:

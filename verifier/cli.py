@@ -225,6 +225,8 @@ def golden_calibrate(
     if not turns:
         _fail(f"no golden files in {root}")
     ckpt = checkpoint or default_checkpoint()
+    if honest_url and not honest_model and not saved:
+        _fail("--honest-model is required with --honest-url")
     labels = list(honest_label or [])
     urls = {url: labels[i] if i < len(labels) else url for i, url in enumerate(honest_url or [])}
     if saved:
@@ -271,10 +273,8 @@ def _honest_drift(turns, checkpoint: Path, dtypes: list[str], urls: dict[str, st
     for dtype in dtypes:
         honest[f"reference-{dtype}"] = cal.collect(cal.engine_scorer(Engine(checkpoint, dtype)), turns)
     for url, label in urls.items():
-        if not model:
-            _fail("--honest-model is required with --honest-url")
         provider = Provider(url, model)
-        honest[label] = cal.collect(cal.provider_scorer(provider, turns), turns)
+        honest[label] = cal.collect(cal.provider_scorer(provider), turns)
         provider.close()
     return honest
 
@@ -283,6 +283,7 @@ def _greedy_calibration(root: Path, turns, checkpoint: Path, must_detect: list[s
     """The calibration of the greedy-logprobs fallback: the reference (fp32 and bf16) scoring golden
     first turns after prompts rendered with other dates, as chat providers render their own."""
     from verifier import calibration as cal
+    from verifier.reference import perturb
     from verifier.reference.engine import Engine
 
     first, date = cal.first_turns(turns), cal.golden_date(root)
@@ -296,27 +297,20 @@ def _greedy_calibration(root: Path, turns, checkpoint: Path, must_detect: list[s
     greedy = cal.calibrate(honest, f"honest date-shifted prompts [{names}] against first turns of the golden",
                            simulations=simulations)
     for fault in must_detect:
-        drift_turns = cal.date_shifted(cal.engine_scorer(_fault_engine(checkpoint, fault)), first, 30, date)
+        drift_turns = cal.date_shifted(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), first, 30, date)
         greedy.detection[fault] = cal.detection(drift_turns, greedy)
     return greedy
-
-
-def _fault_engine(checkpoint: Path, fault: str):
-    from verifier.reference import perturb
-    from verifier.reference.engine import NUMERIC_FAULTS, Engine
-
-    if fault in NUMERIC_FAULTS:
-        return Engine(checkpoint, "bf16", numeric_faults=frozenset({fault}))
-    return Engine(perturb.cached(checkpoint, fault), "bf16")
 
 
 def _detection(turns, checkpoint: Path, faults: list[str], result) -> dict:
     """Positions needed to flag each local perturbation (checkpoint and numeric faults of the reference)."""
     from verifier import calibration as cal
+    from verifier.reference import perturb
 
     out = {}
     for fault in faults:
-        drift_turns = cal.collect(cal.engine_scorer(_fault_engine(checkpoint, fault)), turns, result.flip_margin)
+        drift_turns = cal.collect(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns,
+                                  result.flip_margin)
         out[fault] = cal.detection(drift_turns, result)
     return out
 

@@ -57,14 +57,18 @@ class TurnDrift(BaseModel):
     relative: list[float] = Field(default_factory=list)
     """Relative log-odds error of each position that had tokens in common with golden."""
 
-    def add(self, other: TurnDrift) -> TurnDrift:
-        return TurnDrift(
-            key=self.key, positions=self.positions + other.positions, kl_sum=self.kl_sum + other.kl_sum,
-            kl_max=max(self.kl_max, other.kl_max), logodds_sq=self.logodds_sq + other.logodds_sq,
-            logodds_ref_sq=self.logodds_ref_sq + other.logodds_ref_sq, logodds_n=self.logodds_n + other.logodds_n, delta_sq=self.delta_sq + other.delta_sq,
-            delta_n=self.delta_n + other.delta_n, confident_flips=self.confident_flips + other.confident_flips,
-            margin_decrease_max=max(self.margin_decrease_max, other.margin_decrease_max),
-            relative=self.relative + other.relative)
+
+def pool(key: str, chunks: list[TurnDrift]) -> TurnDrift:
+    """The drift statistics of several chunks (positions, turns) as one: sums, maxima, and the
+    per-position errors in order. One pass, so pooling a run of n positions costs O(n)."""
+    return TurnDrift(
+        key=key, positions=sum(c.positions for c in chunks), kl_sum=sum(c.kl_sum for c in chunks),
+        kl_max=max([0.0, *(c.kl_max for c in chunks)]), logodds_sq=sum(c.logodds_sq for c in chunks),
+        logodds_ref_sq=sum(c.logodds_ref_sq for c in chunks), logodds_n=sum(c.logodds_n for c in chunks),
+        delta_sq=sum(c.delta_sq for c in chunks), delta_n=sum(c.delta_n for c in chunks),
+        confident_flips=sum(c.confident_flips for c in chunks),
+        margin_decrease_max=max([0.0, *(c.margin_decrease_max for c in chunks)]),
+        relative=[value for c in chunks for value in c.relative])
 
 
 def position_drift(key: str, ref, got: PositionScore, flip_margin: float) -> TurnDrift:
@@ -94,10 +98,7 @@ def position_drifts(key: str, golden: GoldenTurn, positions: list[PositionScore]
 
 def turn_drift(key: str, golden: GoldenTurn, positions: list[PositionScore], flip_margin: float) -> TurnDrift:
     """Pool the drift statistics of the positions scored for one golden turn."""
-    total = TurnDrift(key=key)
-    for one in position_drifts(key, golden, positions, flip_margin):
-        total = total.add(one)
-    return total
+    return pool(key, position_drifts(key, golden, positions, flip_margin))
 
 
 class Running(BaseModel):
@@ -130,10 +131,7 @@ def relative(error_sq: float, reference_sq: float) -> float:
 
 
 def running(chunks: list[TurnDrift]) -> Running:
-    total = TurnDrift(key="all")
-    for chunk in chunks:
-        total = total.add(chunk)
-    return Running.of(total)
+    return Running.of(pool("all", chunks))
 
 
 class Decision(BaseModel):

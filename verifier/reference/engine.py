@@ -138,16 +138,19 @@ class Engine:
         if len(self._memo) > self.CACHE_SIZE:
             self._memo.popitem(last=False)
 
-    def score(self, tokens: list[int], start: int = 1, k: int = 20) -> list[ScoredToken]:
-        """Teacher-forced scores of tokens[start:], each given everything before it."""
-        key = ("score", tuple(tokens), start, k)
+    def _memoised(self, key, compute):
+        """compute(), or a copy of its remembered result for `key` (None: never remembered)."""
         with self.lock:
             if (hit := self._recall(key)) is not None:
                 return hit
-        out = self._score(tokens, start, k)
+        value = compute()
         with self.lock:
-            self._remember(key, out)
-        return out
+            self._remember(key, value)
+        return value
+
+    def score(self, tokens: list[int], start: int = 1, k: int = 20) -> list[ScoredToken]:
+        """Teacher-forced scores of tokens[start:], each given everything before it."""
+        return self._memoised(("score", tuple(tokens), start, k), lambda: self._score(tokens, start, k))
 
     @torch.inference_mode()
     def _score(self, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
@@ -170,13 +173,8 @@ class Engine:
         key = None
         if temperature <= 0 and (transform is None or getattr(transform, "cache_key", None)):
             key = ("generate", tuple(prompt), max_tokens, tuple(stop), k, getattr(transform, "cache_key", None))
-        with self.lock:
-            if (hit := self._recall(key)) is not None:
-                return hit
-        gen = self._generate(prompt, max_tokens, stop, k, temperature, top_p, seed, transform)
-        with self.lock:
-            self._remember(key, gen)
-        return gen
+        return self._memoised(key, lambda: self._generate(prompt, max_tokens, stop, k, temperature, top_p, seed,
+                                                          transform))
 
     @torch.inference_mode()
     def _generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int,

@@ -49,10 +49,6 @@ def _no_sinks(state: dict) -> None:
             state[key] = torch.full_like(state[key], SINK_OFF)
 
 
-def _config(change: Callable[[dict], None]) -> Callable[[dict], None]:
-    return change
-
-
 def _rope_theta(config: dict) -> None:
     config["rope_parameters"] = {**config["rope_parameters"], "rope_theta": 10000.0}
 
@@ -122,3 +118,13 @@ def cached(checkpoint: Path, kind: str) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     return out
+
+
+def faulty_engine(checkpoint: Path, fault: str, dtype: str = "bf16"):
+    """A reference engine with one drift fault: a numeric fault of the engine itself, else the cached
+    perturbed checkpoint of that name."""
+    from verifier.reference.engine import NUMERIC_FAULTS, Engine
+
+    if fault in NUMERIC_FAULTS:
+        return Engine(checkpoint, dtype, numeric_faults=frozenset({fault}))
+    return Engine(cached(checkpoint, fault), dtype)

@@ -11,9 +11,9 @@ from pathlib import Path
 from verifier.errors import ProviderError
 from verifier.reference.engine import Engine
 from verifier.serve.app import Settings, create_app
-from verifier.serve.faults import FAULTS, VARIANTS, parse_faults, parse_names
+from verifier.serve.faults import FAULTS, VARIANTS, parse_names
 
-__all__ = ["FAULTS", "VARIANTS", "BackgroundServer", "start_background", "serve_forever", "parse_faults"]
+__all__ = ["FAULTS", "VARIANTS", "BackgroundServer", "start_background", "serve_forever", "parse_names"]
 
 
 def _app(checkpoint: Path, model: str, faults: list[str] | None, date: str | None, dtype: str,

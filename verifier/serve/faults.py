@@ -169,10 +169,6 @@ def parse_names(faults: list[str] | None, variants: list[str] | None = None) -> 
     return frozenset(faults or []), frozenset(variants or [])
 
 
-def parse_faults(names: list[str] | None) -> frozenset[str]:
-    return parse_names(names)[0]
-
-
 def of_kind(faults: frozenset[str], kind: str) -> frozenset[str]:
     return frozenset(f for f in faults if FAULTS[f].kind == kind)
 
