@@ -9,6 +9,7 @@ vLLM and the OpenAI API report them.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -17,9 +18,13 @@ from pathlib import Path
 
 import torch
 
-from verifier.errors import CheckpointError
+from verifier.errors import CheckpointError, UsageError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+MXFP4 = "mxfp4"
+"""The dtype label of the `mxfp4-triton` backend: MXFP4 experts, bf16 everything else and activations."""
+SCORE_CHUNK = 256
+"""Positions whose logits exist at once: memory O(chunk x vocab), never O(sequence x vocab)."""
 
 
 @dataclass
@@ -51,21 +56,14 @@ class Generation:
     """Positions a decoding constraint forced (see `verifier.reference.constraints`)."""
 
 
-def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu"):
-    """Load a local HF gpt-oss checkpoint directory (never from a hub) in eval mode."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
+def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu", backend: str = "transformers"):
+    """Load a local gpt-oss checkpoint directory (never from a hub) in eval mode: the Hugging Face
+    layout (bf16 or MXFP4 experts) or OpenAI's original/ layout (see `verifier.reference.checkpoints`)."""
+    from verifier.reference import checkpoints
 
-    hf_logging.disable_progress_bar()
-    checkpoint = Path(checkpoint)
-    if not (checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{checkpoint} is not a checkpoint directory (no config.json)")
     if dtype not in DTYPES:
         raise CheckpointError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(checkpoint), dtype=DTYPES[dtype], local_files_only=True, attn_implementation="eager"
-    )
-    return model.to(device).eval()
+    return checkpoints.load_model(Path(checkpoint), DTYPES[dtype], device, backend)
 
 
 def topk_of(logits: torch.Tensor, k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,16 +111,27 @@ class Engine:
     CACHE_SIZE = 256
 
     def __init__(self, checkpoint: Path, dtype: str = "fp32", device: str = "cpu",
-                 numeric_faults: frozenset[str] = frozenset()):
+                 numeric_faults: frozenset[str] = frozenset(), backend: str = "transformers"):
+        """`dtype` fp32 or bf16 (backend `transformers`: experts dequantised to it), or `mxfp4`, which
+        means backend `mxfp4-triton` (its only dtype; bf16 activations)."""
+        if dtype == MXFP4:
+            backend = "mxfp4-triton"
+        elif backend == "mxfp4-triton":
+            if dtype != "bf16":
+                raise UsageError(f"backend mxfp4-triton computes in bf16 around MXFP4 experts, not {dtype}")
+            dtype = MXFP4
         self.checkpoint = Path(checkpoint)
         self.dtype = dtype
+        """The golden label: fp32, bf16 or mxfp4."""
+        self.backend = backend
         self.device = device
-        self.model = load_model(self.checkpoint, dtype, device)
+        self.model = load_model(self.checkpoint, "bf16" if dtype == MXFP4 else dtype, device, backend)
         self.lock = threading.Lock()
         self.numeric_faults = frozenset(numeric_faults) & set(NUMERIC_FAULTS)
         _install_numeric_faults(self.model, self.numeric_faults)
         self.logprob_temperature = (LOGPROB_TEMPERATURE_FAULT if "logprobs-after-temperature" in self.numeric_faults
                                     else 1.0)
+        self.chunk = SCORE_CHUNK
         self._memo: OrderedDict = OrderedDict()
 
     def _recall(self, key):
@@ -152,19 +161,62 @@ class Engine:
         """Teacher-forced scores of tokens[start:], each given everything before it."""
         return self._memoised(("score", tuple(tokens), start, k), lambda: self._score(tokens, start, k))
 
+    def _hidden(self, ids: torch.Tensor, mask: torch.Tensor | None = None, past=None, use_cache: bool = False):
+        """The final hidden states (after the last norm) of the model: the logits are `lm_head` of them,
+        computed by the callers a chunk of positions at a time."""
+        return self.model.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=use_cache)
+
+    def _scored_rows(self, hidden: torch.Tensor, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
+        """Scores of tokens[start:] from the hidden states `[T, H]` of `tokens`, at most `self.chunk`
+        rows of logits at a time, in equal chunks (no 1-row remainder: a matrix-vector product may
+        round differently from the full-logits matrix product; at the default chunk the result is
+        bit-identical to full logits, tested)."""
+        rows = hidden[max(start - 1, 0) : len(tokens) - 1]
+        size = math.ceil(rows.shape[0] / max(math.ceil(rows.shape[0] / self.chunk), 1)) if rows.shape[0] else 1
+        out = []
+        for offset in range(0, rows.shape[0], size):
+            logits = self.model.lm_head(rows[offset : offset + size])
+            logprobs, (values, top_ids) = topk_of(logits, k, self.logprob_temperature)
+            chosen = torch.tensor(tokens[start + offset : start + offset + logits.shape[0]], device=logprobs.device)
+            picked = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+            for row, (ids_row, values_row) in enumerate(zip(top_ids.tolist(), values.tolist())):
+                out.append(ScoredToken(int(chosen[row]), picked[row], TopK(ids_row, values_row)))
+            del logits, logprobs
+        return out
+
     @torch.inference_mode()
     def _score(self, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
         with self.lock:
             ids = torch.tensor([tokens], device=self.device)
-            logits = self.model(input_ids=ids).logits[0, max(start - 1, 0) : len(tokens) - 1]
-        out = []
-        for offset in range(0, logits.shape[0], 256):  # bounded memory for long sequences
-            logprobs, (values, top_ids) = topk_of(logits[offset : offset + 256], k, self.logprob_temperature)
-            for row in range(logprobs.shape[0]):
-                token = tokens[start + offset + row]
-                out.append(ScoredToken(token, logprobs[row, token].item(),
-                                       TopK(top_ids[row].tolist(), values[row].tolist())))
-        return out
+            return self._scored_rows(self._hidden(ids).last_hidden_state[0], tokens, start, k)
+
+    @torch.inference_mode()
+    def score_batch(self, items: list[tuple[list[int], int]], k: int = 20, batch_size: int = 8,
+                    max_batch_tokens: int = 65536, pad: int = 0) -> list[list[ScoredToken]]:
+        """`score(tokens, start, k)` of many sequences, `batch_size` at a time (right-padded, padding
+        masked out; longest first so each batch pads little). Not memoised, and not bit-identical to
+        `score`: padding changes the kernels' shapes, so values differ at the dtype's rounding (see
+        the README's golden section for the measured size)."""
+        order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+        out: list[list[ScoredToken] | None] = [None] * len(items)
+        i = 0
+        while i < len(order):
+            width = len(items[order[i]][0])
+            take = max(1, min(batch_size, max_batch_tokens // max(width, 1)))
+            group = order[i : i + take]
+            i += len(group)
+            ids = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, index in enumerate(group):
+                tokens = items[index][0]
+                ids[row, : len(tokens)] = torch.tensor(tokens)
+                mask[row, : len(tokens)] = 1
+            with self.lock:
+                hidden = self._hidden(ids.to(self.device), mask.to(self.device)).last_hidden_state
+                for row, index in enumerate(group):
+                    tokens, start = items[index]
+                    out[index] = self._scored_rows(hidden[row], tokens, start, k)
+        return out  # type: ignore[return-value]
 
     def generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int = 0,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
@@ -191,12 +243,18 @@ class Engine:
             ids = torch.tensor([prompt], device=self.device)
             past = None
             for _ in range(max_tokens):
-                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+                out = self._hidden(ids, past=past, use_cache=True)
                 past = out.past_key_values
-                logits = out.logits[0, -1].float()
+                # the last row's logits, from as many rows as one chunk (the same kernels, bit for bit,
+                # as logits of every prompt position, without their memory)
+                logits = self.model.lm_head(out.last_hidden_state[0, -self.chunk :])[-1].float()
                 chosen = transform(gen.tokens, logits) if transform is not None else logits
                 token = self._select(chosen, temperature, top_p, rng)
-                logprobs, (values, top_ids) = topk_of(logits, max(k, 1), self.logprob_temperature)
+                if k > 0:
+                    logprobs, (values, top_ids) = topk_of(logits, k, self.logprob_temperature)
+                else:  # the same log-probabilities, without a top-k pass over the vocabulary
+                    logprobs = torch.log_softmax(logits.float() / self.logprob_temperature, dim=-1)
+                    values = top_ids = logprobs[:0]
                 gen.tokens.append(token)
                 gen.scored.append(ScoredToken(token, logprobs[token].item(),
                                               TopK(top_ids.tolist()[:k], values.tolist()[:k])))
