@@ -24,8 +24,9 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/gpt-oss-verify run
 
-## test: install, then run the test suite
+## test: install, then run the test suite (installs Debian's chromium, for the report's browser test, when missing)
 test: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

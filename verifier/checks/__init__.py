@@ -8,7 +8,7 @@ from verifier.calibration import Calibration
 from verifier.checks import drift, effort, parsing, rendering, tools  # noqa: F401  (registers checks)
 from verifier.checks.base import REGISTRY, VARIANTS, CheckSpec, Exchange, ExchangeView, Outcome, SuiteView, Verdict
 from verifier.golden import GoldenFile
-from verifier.result import CheckResult, aggregate
+from verifier.result import CheckResult, aggregate, evidence_key
 from verifier.suites import FAMILIES, Suite
 
 __all__ = ["REGISTRY", "VARIANTS", "Exchange", "Verdict", "evaluate", "checks_for"]
@@ -63,6 +63,7 @@ def _summary(outcomes: list[Outcome], verdict: Verdict) -> str:
 def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
              calibration: Calibration | None = None) -> list[CheckResult]:
     """Apply every check of the suite's families to its exchanges."""
+    sent = {(ex.case_id, ex.variant, ex.turn) for ex in exchanges}
     results = []
     for spec in checks_for(suite.families):
         if spec.scope == "suite":
@@ -71,6 +72,9 @@ def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
             outcomes = _exchange_outcomes(spec, suite, golden, exchanges, calibration)
         for o in outcomes:
             o.message = f"[{suite.name}] {o.message}" if not o.message.startswith("[") else o.message
+            variant = (o.variant or "").split(" ")[0]  # `prompt-ids (tokenize)` judged a `prompt-ids` exchange
+            if o.exchange is None and (o.case_id, variant, o.turn) in sent:
+                o.exchange = evidence_key(suite.name, o.case_id, variant, o.turn)
         verdict = aggregate(outcomes)
         results.append(CheckResult(id=spec.id, family=spec.family, title=spec.title, why=spec.why, source=spec.source,
                                    compares=spec.compares, verdict=verdict, summary=_summary(outcomes, verdict),

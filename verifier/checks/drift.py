@@ -33,6 +33,7 @@ from verifier.calibration import Calibration
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.golden import GoldenTurn
 from verifier.providers import PositionScore
+from verifier.verdict import MAX_FIGURE_POSITIONS, Detection, DriftFigure, DriftSequence
 
 
 class TurnDrift(BaseModel):
@@ -222,8 +223,59 @@ UNCALIBRATED_GREEDY = ("this golden's calibration has no greedy-fallback part, s
 UNCALIBRATED = "this golden has no calibration.json, so drift has no thresholds; run `gpt-oss-verify golden calibrate`"
 
 
+def _significant(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def sequence(key: str, golden: GoldenTurn, positions: list[PositionScore], drifts: list[TurnDrift]) -> DriftSequence:
+    """The per-position series of one scored golden turn, for the report's plots."""
+    return DriftSequence(
+        key=key, kl=[_significant(d.kl_sum) for d in drifts],
+        delta=[_significant(got.token_logprob - ref.logprob) if got.token_logprob is not None else None
+               for ref, got in zip(golden.scores, positions)],
+        relative=[_significant(d.relative[0]) if d.relative else None for d in drifts])
+
+
+def figure(method: str, sequences: list[DriftSequence], cal: Calibration, decision: Decision) -> DriftFigure:
+    """Plot data: the series (at most MAX_FIGURE_POSITIONS positions), the running median they give,
+    the calibrated boundary and the calibration's detection budget."""
+    kept, budget, truncated = [], MAX_FIGURE_POSITIONS, False
+    for s in sequences:
+        if budget <= 0:
+            truncated = True
+            break
+        if len(s.kl) > budget:
+            s, truncated = DriftSequence(key=s.key, kl=s.kl[:budget], delta=s.delta[:budget],
+                                         relative=s.relative[:budget]), True
+        kept.append(s)
+        budget -= len(s.kl)
+    median, trajectory = RunningMedian(), []
+    for s in kept:
+        for value in s.relative:
+            if value is not None:
+                median.add(value)
+            trajectory.append(_significant(median.value))
+    return DriftFigure(
+        method=method, sequences=kept, running_median=trajectory,
+        boundary_positions=cal.logodds_boundary.positions, boundary_values=cal.logodds_boundary.values,
+        flip_margin=cal.flip_margin, decided_at_positions=decision.at_positions,
+        pass_after_positions=cal.pass_after_positions,
+        detection=_detection(cal), truncated=truncated)
+
+
+def _detection(cal: Calibration) -> dict[str, Detection]:
+    """The calibration's detection figures that have the expected shape (older files may not)."""
+    out = {}
+    for name, figures in sorted(cal.detection.items()):
+        try:
+            out[name] = Detection.model_validate(figures)
+        except ValueError:
+            continue
+    return out
+
+
 def _verdict(view: SuiteView, variant: str, turns: list[TurnDrift], method: str, errors: list[str],
-             cal: Calibration | None = None) -> list[Outcome]:
+             cal: Calibration | None = None, sequences: list[DriftSequence] | None = None) -> list[Outcome]:
     cal = cal or view.calibration
     if cal is None:
         return [Outcome(verdict=Verdict.SKIP, variant=variant, message=UNCALIBRATED)]
@@ -235,6 +287,7 @@ def _verdict(view: SuiteView, variant: str, turns: list[TurnDrift], method: str,
     expected = {"logodds_boundary": cal.logodds_boundary.model_dump(), "flip_margin": cal.flip_margin}
     word = "drift beyond honest noise" if decision.verdict is Verdict.FAIL else "no drift beyond honest noise"
     return [Outcome(verdict=decision.verdict, variant=variant, observed=observed, expected=expected,
+                    figure=figure(method, sequences, cal, decision) if sequences is not None else None,
                     message=f"{word} ({method}, {decision.at_positions} positions): {decision.reason}")]
 
 
@@ -256,10 +309,16 @@ def teacher_forced(view: SuiteView):
         return [Outcome(verdict=Verdict.SKIP, variant="score",
                         message=f"the provider offers no teacher forcing ({scored[0].error}); see the fallbacks")]
     flip = view.calibration.flip_margin if view.calibration else float("inf")
-    turns = [turn_drift(f"{ex.case_id}#{ex.turn}", view.golden.record(ex.case_id).turns[ex.turn - 1],
-                        ex.score.positions, flip)
-             for ex in scored if ex.score is not None]
-    return _verdict(view, "score", turns, "teacher forcing", [ex.error for ex in scored if ex.error])
+    turns, sequences = [], []
+    for ex in scored:
+        if ex.score is None:
+            continue
+        key, golden = f"{ex.case_id}#{ex.turn}", view.golden.record(ex.case_id).turns[ex.turn - 1]
+        drifts = position_drifts(key, golden, ex.score.positions, flip)
+        turns.append(pool(key, drifts))
+        sequences.append(sequence(key, golden, ex.score.positions, drifts))
+    return _verdict(view, "score", turns, "teacher forcing", [ex.error for ex in scored if ex.error],
+                    sequences=sequences)
 
 
 def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float) -> tuple[list[PositionScore], str | None]:
@@ -309,7 +368,7 @@ def greedy_logprobs(view: SuiteView):
     answered = [ex.observation for ex in greedy if ex.observation is not None and ex.observation.ok]
     if answered and not any(obs.logprobs for obs in answered):
         return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs", message="the provider returns no logprobs")]
-    turns, errors, departures = [], [], []
+    turns, errors, departures, sequences = [], [], [], []
     for ex in greedy:
         obs = ex.observation
         if obs is None or not obs.ok or not obs.logprobs:
@@ -319,11 +378,13 @@ def greedy_logprobs(view: SuiteView):
         positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin)
         if departure:
             departures.append(f"{ex.case_id}: {departure}")
-        turns.append(turn_drift(ex.case_id, golden, positions, cal.flip_margin))
+        drifts = position_drifts(ex.case_id, golden, positions, cal.flip_margin)
+        turns.append(pool(ex.case_id, drifts))
+        sequences.append(sequence(ex.case_id, golden, positions, drifts))
     if departures:
         return [Outcome(verdict=Verdict.FAIL, variant="greedy-logprobs", observed=departures,
                         message=f"drift beyond honest noise (greedy logprobs): {departures[0]}")]
-    return _verdict(view, "greedy-logprobs", turns, "greedy logprobs", errors, cal)
+    return _verdict(view, "greedy-logprobs", turns, "greedy logprobs", errors, cal, sequences)
 
 
 @check(

@@ -8,6 +8,7 @@ from collections import defaultdict
 from verifier import harmony, stats
 from verifier.checks.base import Exchange, Outcome, SuiteView, Verdict, check
 from verifier.checks.common import reasoning_length, thresholds
+from verifier.verdict import EffortFigure, EffortGroup
 
 
 def _first_turns(view: SuiteView) -> dict[str, list[Exchange]]:
@@ -43,6 +44,7 @@ def _golden_lengths(view: SuiteView) -> dict[str, dict[str, int]]:
 )
 def trend(view: SuiteView):
     alpha = float(thresholds()["effort_trend_alpha"])
+    golden = _golden_lengths(view)
     out = []
     for variant, exchanges in sorted(_first_turns(view).items()):
         by_group: dict[str, dict[str, int]] = defaultdict(dict)
@@ -61,7 +63,10 @@ def trend(view: SuiteView):
         rising = means[0] < means[1] < means[2]
         verdict = Verdict.PASS if p < alpha and rising else Verdict.FAIL
         word = "rises" if verdict is Verdict.PASS else "does not rise"
-        out.append(Outcome(verdict=verdict, variant=variant, observed=observed, expected=f"p < {alpha}",
+        plot = EffortFigure(levels=list(harmony.EFFORTS), groups=[
+            EffortGroup(group=group, provider=levels, golden=golden.get(group, {}))
+            for group, levels in sorted(by_group.items())])
+        out.append(Outcome(verdict=verdict, variant=variant, observed=observed, expected=f"p < {alpha}", figure=plot,
                            message=f"reasoning {word} with effort: means {observed['mean_reasoning_tokens']}, "
                                    f"Page p = {p:.2g} over {len(blocks)} prompts"))
     return out

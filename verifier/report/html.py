@@ -1,19 +1,33 @@
-"""The HTML report: one self-contained file (no external scripts, fonts or images), every provider
-string escaped by Jinja's autoescape, undefined template names an error (StrictUndefined)."""
+"""The HTML report: one self-contained file (no external scripts, fonts or images; plots are inline
+SVG), rendered from a `RunResult` alone.
+
+Provider text is untrusted. Every value goes through Jinja's autoescape; on top of that every value
+printed passes `visible()` (control and bidirectional-override characters shown as visible marks, so
+they can neither hide text nor reorder the page), evidence is cut to excerpts, long words wrap, and a
+Content-Security-Policy forbids scripts, plugins, frames and remote loads (defense in depth).
+Undefined template names are an error (StrictUndefined).
+"""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from verifier.result import RunResult
+from verifier.report import svg
+from verifier.report.safe import visible
+from verifier.result import ExchangeEvidence, HarmonyView, RunResult
 from verifier.suites import FAMILIES
+from verifier.verdict import DriftFigure, EffortFigure, Verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 EXCERPT = 4000
-
+INLINE_EVIDENCE = 12
+"""Failing outcomes per check whose exchange evidence is shown in place (the rest link to it)."""
 
 def excerpt(value, limit: int = EXCERPT) -> str:
     """A bounded, printable rendering of any evidence value (escaping is the template's job)."""
@@ -24,14 +38,94 @@ def excerpt(value, limit: int = EXCERPT) -> str:
     return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
 
 
+def _special(token: str) -> bool:
+    return token.startswith("<|") and token.endswith("|>")
+
+
+def message_pairs(provider: HarmonyView | None, golden: HarmonyView | None) -> list[tuple]:
+    """Provider and golden messages side by side: (provider, golden, differs) per position."""
+    ours = provider.messages if provider else []
+    ref = golden.messages if golden else []
+    out = []
+    for a, b in zip_longest(ours, ref):
+        differs = a is None or b is None or (a.channel, a.recipient, a.constrain, a.end) != (
+            b.channel, b.recipient, b.constrain, b.end)
+        out.append((a, b, differs and provider is not None and golden is not None))
+    return out
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"], default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=visible)
     env.filters["excerpt"] = excerpt
+    env.filters["special"] = _special
+    env.filters["golden_line"] = golden_line
+    env.globals["message_pairs"] = message_pairs
     return env
+
+
+def _count(checks, verdict: Verdict) -> int:
+    return sum(1 for c in checks if c.verdict == verdict)
+
+
+def _family_figures(checks) -> list[tuple[str, Markup]]:
+    """(caption, svg) for every outcome of these checks that carries plot data."""
+    out = []
+    for check in checks:
+        for o in check.outcomes:
+            if isinstance(o.figure, DriftFigure):
+                where = f"{check.id}, {o.variant or ''}".rstrip(", ")
+                out.append((f"{where}: {o.verdict.value}", svg.drift_statistic(o.figure)))
+                out.append((f"{where}: KL and Δℓ", svg.drift_kl(o.figure)))
+                if (budget := svg.detection_budget(o.figure)) is not None:
+                    out.append((f"{where}: detection budget (calibration)", budget))
+            elif isinstance(o.figure, EffortFigure):
+                out.append((f"{check.id}, {o.variant or ''}: {o.verdict.value}",
+                            svg.effort_lengths(o.figure, o.variant or "")))
+    return out
 
 
 def render_html(result: RunResult) -> str:
     families = [(f, [c for c in result.checks if c.family == f]) for f in FAMILIES]
+    families = [(f, cs) for f, cs in families if cs]
+    evidence: dict[str, tuple[int, ExchangeEvidence]] = {}
+    appendix: dict[str, list[tuple[int, ExchangeEvidence]]] = defaultdict(list)
+    for i, e in enumerate(result.evidence):
+        evidence.setdefault(e.key, (i, e))  # repeated samples share a key: outcomes point to the first
+        appendix[e.suite].append((i, e))
+    failing: dict[str, list[str]] = defaultdict(list)
+    for check in result.checks:
+        for o in check.outcomes:
+            if o.exchange and o.verdict in (Verdict.FAIL, Verdict.ERROR) and check.id not in failing[o.exchange]:
+                failing[o.exchange].append(check.id)
+    summary = [{"family": f, "verdict": _family_verdict(cs), "checks": cs,
+                "counts": {v.value: _count(cs, v) for v in Verdict}} for f, cs in families]
     return _environment().get_template("report.html.j2").render(
-        result=result, families=[(f, cs) for f, cs in families if cs])
+        result=result, families=families, summary=summary, evidence=evidence, failing=dict(failing),
+        figures={f: _family_figures(cs) for f, cs in families}, inline_evidence=INLINE_EVIDENCE,
+        counts={v.value: _count(result.checks, v) for v in Verdict},
+        appendix=[(suite, rows, sum(1 for _, e in rows if e.key in failing)) for suite, rows in appendix.items()],
+        goldens=sorted({golden_line(s.golden) for s in result.suites}), provenance=provenance)
+
+
+def golden_line(golden: dict) -> str:
+    """Golden checkpoint, dtype, backend and device in a few words."""
+    return f"{golden.get('checkpoint', '?')} {golden.get('dtype', '?')} ({golden.get('backend', '?')} on " \
+           f"{golden.get('device', '?')})"
+
+
+def provenance(golden: dict) -> str:
+    """Golden provenance in one line (see `verifier.golden.Provenance`)."""
+    libraries = golden.get("libraries") or {}
+    libs = ", ".join(f"{k} {v}" for k, v in sorted(libraries.items())) if isinstance(libraries, dict) else ""
+    return (f"{golden.get('checkpoint', '?')} (sha256 {str(golden.get('checkpoint_sha256', '?'))[:12]}), "
+            f"{golden.get('backend', '?')} {golden.get('dtype', '?')} on {golden.get('device', '?')}, date "
+            f"{golden.get('date', '?')}, top-{golden.get('top_k', '?')}, built {golden.get('created', '?')}"
+            + (f"; {libs}" if libs else ""))
+
+
+def _family_verdict(checks) -> str:
+    for v in (Verdict.FAIL, Verdict.ERROR, Verdict.PASS):
+        if any(c.verdict == v for c in checks):
+            return v.value
+    return Verdict.SKIP.value

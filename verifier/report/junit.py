@@ -19,13 +19,14 @@ def render_junit(result: RunResult) -> str:
     suite = ET.Element("testsuite", name="gpt-oss-verify", tests=str(len(result.checks)),
                        failures=str(counts[Verdict.FAIL]), errors=str(counts[Verdict.ERROR]),
                        skipped=str(counts[Verdict.SKIP]), time=f"{result.duration_s:.2f}",
-                       timestamp=result.created)
+                       timestamp=_clean(result.created))
     props = ET.SubElement(suite, "properties")
     for name, value in (("model", result.provider.model), ("base_url", result.provider.base_url),
-                        ("run_id", result.run_id), ("verdict", result.verdict)):
+                        ("run_id", result.run_id), ("verdict", result.verdict),
+                        ("verifier_version", result.verifier_version), ("schema_version", str(result.schema_version))):
         ET.SubElement(props, "property", name=name, value=_clean(value))
     for check in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"gpt_oss_verify.{check.family}", name=check.id)
+        case = ET.SubElement(suite, "testcase", classname=_clean(f"gpt_oss_verify.{check.family}"), name=_clean(check.id))
         detail = _clean("\n".join(f"{o.verdict.value}: {o.case_id or ''} {o.variant or ''} {o.message}"
                                   for o in check.outcomes if o.verdict in (Verdict.FAIL, Verdict.ERROR))[:20000])
         if check.verdict == Verdict.FAIL:
