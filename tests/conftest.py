@@ -54,3 +54,12 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 900):
 
     return subprocess.run([sys.executable, "-m", "verifier.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+def one_line_exit_2(proc) -> str:
+    """The single `gpt-oss-verify: error:` line of a refused command (exit 2, no traceback)."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpt-oss-verify: error: "), proc.stderr
+    return lines[0]

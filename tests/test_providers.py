@@ -9,11 +9,14 @@ import httpx
 import pytest
 
 from verifier.errors import ProviderError
-from verifier.providers import Provider, ScoringUnsupported
+from verifier.providers import Provider, RetryPolicy, ScoringUnsupported
+from verifier.providers._http import parse_retry_after
+
+FAST = RetryPolicy(attempts=3, base_s=0.001, cap_s=0.002, max_retry_after_s=0.01, cooldown_s=60)
 
 
-def _provider(handler) -> Provider:
-    return Provider("http://test/v1", "m", transport=httpx.MockTransport(handler))
+def _provider(handler, retry: RetryPolicy = FAST, api_key: str | None = None) -> Provider:
+    return Provider("http://test/v1", "m", api_key, transport=httpx.MockTransport(handler), retry=retry)
 
 
 def _sse(events: list[dict], named: bool = False) -> bytes:
@@ -113,7 +116,7 @@ def test_responses_stream_accumulates_to_the_non_stream_observation():
 
 def test_responses_stream_without_completion_is_an_error():
     obs = _provider(lambda r: httpx.Response(200, content=_sse(EVENTS[:-1], named=True))).responses({}, stream=True)
-    assert obs.error and "response.completed" in obs.error
+    assert obs.error and "cut short" in obs.error and obs.unavailable
 
 
 def test_http_errors_become_error_observations_with_status():
@@ -173,3 +176,144 @@ def test_score_unsupported_is_reported():
     p = _provider(lambda r: httpx.Response(200, json={"choices": [{"text": "x"}]}))
     with pytest.raises(ScoringUnsupported, match="no teacher-forced"):
         p.score([1, 2], 1, 20, {})
+
+
+# -- retries, outages, caps, secrets (transport edge cases; the real thing is tests/test_reliability.py) --
+
+CHAT_OK = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+
+
+def _flaky(failures: list):
+    """A handler that answers each queued failure once, then succeeds; records every request."""
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        if failures:
+            failure = failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return httpx.Response(200, json=CHAT_OK)
+
+    return handler, seen
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.Response(429, headers={"retry-after": "0"}, json={}), httpx.Response(503, text="busy"),
+    httpx.Response(500, text="oops"), httpx.Response(502), httpx.ConnectError("refused"),
+    httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("peer closed connection"),
+])
+def test_transient_failures_are_retried(failure):
+    handler, seen = _flaky([failure, failure])
+    obs = _provider(handler).chat({"messages": []})
+    assert obs.ok and obs.content == "hi" and len(seen) == 3
+
+
+def test_client_errors_are_not_retried():
+    handler, seen = _flaky([httpx.Response(400, json={"error": "bad"})])
+    obs = _provider(handler).chat({"messages": []})
+    assert obs.status == 400 and not obs.unavailable and len(seen) == 1
+
+
+def test_spent_attempts_make_an_unavailable_observation_not_a_verdict():
+    handler, seen = _flaky([httpx.Response(503, text="down")] * 10)
+    obs = _provider(handler).chat({"messages": []})
+    assert obs.unavailable and obs.status == 503 and "after 3 attempts" in obs.error and len(seen) == 3
+
+
+def test_a_persistent_500_is_the_providers_answer():
+    handler, seen = _flaky([httpx.Response(500, text="parser crashed")] * 10)
+    obs = _provider(handler).chat({"messages": []})
+    assert obs.status == 500 and not obs.unavailable and len(seen) == 3
+
+
+def test_retry_after_is_honoured_up_to_its_cap(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("verifier.providers._http.time.sleep", sleeps.append)
+    handler, _ = _flaky([httpx.Response(429, headers={"retry-after": "7"}), httpx.Response(429, headers={"retry-after": "900"})])
+    policy = RetryPolicy(attempts=3, base_s=0.001, cap_s=0.002, max_retry_after_s=60)
+    assert _provider(handler, policy).chat({"messages": []}).ok
+    assert sleeps == [7.0, 60.0]
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 25 Nov 2026 10:00:10 GMT", now=1795600800.0) == 10.0
+
+
+def test_backoff_is_capped_exponential_with_full_jitter():
+    import random
+
+    policy, rng = RetryPolicy(base_s=1.0, cap_s=5.0), random.Random(0)
+    delays = {n: [policy.delay(n, None, rng) for _ in range(500)] for n in (1, 2, 3, 6)}
+    assert max(delays[1]) <= 1.0 and max(delays[2]) <= 2.0 and max(delays[6]) <= 5.0
+    assert min(delays[3]) < 0.5 < 3.5 < max(delays[3])  # jitter spreads over [0, 4]
+
+
+def test_circuit_opens_after_consecutive_outages_and_stops_sending():
+    handler, seen = _flaky([httpx.ConnectError("refused")] * 1000)
+    provider = _provider(handler, RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0, breaker=3, cooldown_s=60))
+    observations = [provider.chat({"messages": []}) for _ in range(10)]
+    assert all(o.unavailable for o in observations)
+    assert len(seen) == 6 and "circuit open" in observations[-1].error
+
+
+def test_circuit_lets_a_probe_through_after_cooldown():
+    handler, seen = _flaky([httpx.ConnectError("refused")] * 2)
+    provider = _provider(handler, RetryPolicy(attempts=1, base_s=0.0, cap_s=0.0, breaker=2, cooldown_s=0.0))
+    assert [provider.chat({"messages": []}).ok for _ in range(3)] == [False, False, True]
+
+
+def test_streams_cut_short_are_retried():
+    cut = _sse([{"choices": [{"delta": {"content": "h"}}]}]).replace(b"data: [DONE]\n", b"")
+    whole = _sse([{"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]}])
+    handler, seen = _flaky([httpx.Response(200, content=cut)])
+    failures_then_whole = handler
+
+    def answer(request):
+        response = failures_then_whole(request)
+        return response if response.status_code != 200 or len(seen) == 1 else httpx.Response(200, content=whole)
+
+    obs = _provider(answer).chat({"messages": []}, stream=True)
+    assert obs.ok and obs.content == "hi" and len(seen) == 2
+
+
+def test_oversized_bodies_are_refused_without_retry():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(200, content=b"x" * 2048)
+
+    provider = _provider(handler)
+    provider.http.max_body_bytes = 1024
+    obs = provider.chat({"messages": []})
+    assert "exceeds 1024 bytes" in obs.error and len(seen) == 1
+
+
+def test_an_echoed_api_key_is_scrubbed_from_everything_kept():
+    key = "sk-test-0123456789abcdef"
+
+    def handler(request):
+        assert request.headers["authorization"] == f"Bearer {key}"
+        return httpx.Response(200, json={"choices": [{"message": {"content": f"your key is {key}"}}]})
+
+    obs = _provider(handler, api_key=key).chat({"messages": []})
+    assert key not in obs.model_dump_json() and "[REDACTED]" in obs.content
+
+
+def test_requests_carry_the_exchange_key():
+    from verifier.providers import request_id
+
+    handler, seen = _flaky([])
+    with request_id("abc123"):
+        _provider(handler).chat({"messages": []})
+    assert seen[0].headers["x-client-request-id"] == "abc123"
+
+
+def test_lone_surrogates_from_a_provider_become_replacement_characters():
+    body = b'{"choices": [{"message": {"content": "a\\ud800b", "reasoning": "\\udfff"}}]}'
+    obs = _provider(lambda r: httpx.Response(200, content=body)).chat({"messages": []})
+    assert obs.content == "a\ufffdb" and obs.reasoning == "\ufffd"
+    obs.model_dump_json()  # writable as UTF-8 (the journal's job)

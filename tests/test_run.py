@@ -11,7 +11,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import run_cli
+from conftest import one_line_exit_2, run_cli
 
 from verifier.serve.faults import FAULTS, VARIANTS
 
@@ -96,14 +96,6 @@ def test_every_variant_is_exercised():
     assert covered == set(VARIANTS)
 
 
-def _one_line_exit_2(proc) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gpt-oss-verify: error: ")
-    return lines[0]
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +114,7 @@ def _closed_port() -> int:
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, needle):
     port = _closed_port()
     proc = run_cli(*[a.format(port=port) for a in args], "--out", str(tmp_path)) if args[0] == "run" else run_cli(*args)
-    assert needle in _one_line_exit_2(proc)
+    assert needle in one_line_exit_2(proc)
 
 
 def test_corrupt_golden_is_refused(tmp_path):
@@ -130,7 +122,7 @@ def test_corrupt_golden_is_refused(tmp_path):
     bad.mkdir()
     (bad / "harmony.json").write_text("{broken")
     proc = run_cli("run", "--suite", "harmony", "--golden", str(bad), "--out", str(tmp_path))
-    assert "not a readable golden file" in _one_line_exit_2(proc)
+    assert "not a readable golden file" in one_line_exit_2(proc)
 
 
 def test_an_endpoint_that_is_not_openai_compatible_is_refused(tmp_path):
@@ -151,7 +143,7 @@ def test_an_endpoint_that_is_not_openai_compatible_is_refused(tmp_path):
                        "--out", str(tmp_path))
     finally:
         server.shutdown()
-    assert "did not answer with JSON" in _one_line_exit_2(proc)
+    assert "did not answer with JSON" in one_line_exit_2(proc)
 
 
 def test_listings():

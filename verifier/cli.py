@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +33,10 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except VerifierError as exc:
             _fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
-        except KeyboardInterrupt:
-            typer.echo("gpt-oss-verify: interrupted", err=True)
+        except KeyboardInterrupt as interrupt:
+            where = getattr(interrupt, "run_dir", None)
+            hint = f"; to finish it: gpt-oss-verify run --resume {where}" if where else ""
+            typer.echo(f"gpt-oss-verify: interrupted{hint}", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -47,7 +48,10 @@ def run(
     base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1. Without it, the built-in "
                                                  "reference provider serves the conformance checkpoint.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name to request (required with --base-url).")] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key "
+                                                    "(preferred: a flag shows in the process list).")] = None,
+    api_key: Annotated[str | None, typer.Option(help="The API key itself. It is sent to the provider only, never "
+                                                "written to the journal, results, reports or logs.")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite to run (repeatable). Default: all shipped suites.")] = None,
     golden: Annotated[Path | None, typer.Option(help="Directory of golden files (<suite>.json) for this model.")] = None,
     api: Annotated[list[str] | None, typer.Option(help="Only these API variants (repeatable), e.g. chat, "
@@ -60,26 +64,45 @@ def run(
     score_all: Annotated[bool, typer.Option("--score-all", help="Score every golden position, not only until "
                                             "the sequential test has the power to catch the calibrated "
                                             "faults (slower; catches subtler drift).")] = False,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 120.0,
+    timeout: Annotated[float, typer.Option(help="Per-request limit in seconds, for the whole response.")] = 120.0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 4,
+    retries: Annotated[int, typer.Option(help="Attempts per request on outages, rate limits and 5xx "
+                                         "(capped exponential backoff with jitter; Retry-After honoured).",
+                                         min=1)] = 5,
+    retry_base: Annotated[float, typer.Option(help="First backoff in seconds; doubles per attempt.", min=0)] = 0.5,
+    resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run: RUN_DIR's journal is replayed, "
+                                                "only what it lacks is sent. Takes the run's own settings.")] = None,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
+    from verifier.progress import for_terminal
+    from verifier.providers import RetryPolicy
     from verifier.runner import DEFAULT_SUITES, RunConfig, execute
 
-    api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             _fail(f"environment variable {api_key_env} is not set")
+    if resume is not None:
+        given = [name for name, value in (("--base-url", base_url), ("--model", model), ("--suite", suite),
+                                          ("--golden", golden), ("--api", api), ("--fault", fault),
+                                          ("--variant", variant), ("--score-all", score_all)) if value]
+        if given:
+            _fail(f"--resume takes the run's own settings; leave out {', '.join(given)}")
     config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
                        golden=golden, apis=api, out=out, faults=fault or [], variants=variant or [],
-                       drift_method=drift_method, score_all=score_all, timeout=timeout)
-    progress = None
-    if sys.stderr.isatty() and not os.environ.get("CI"):
-        progress = lambda label: typer.echo(f"  … {label}", err=True)  # noqa: E731
-    result, run_dir = execute(config, progress)
+                       drift_method=drift_method, score_all=score_all, timeout=timeout, concurrency=concurrency,
+                       retry=RetryPolicy(attempts=retries, base_s=retry_base))
+    progress = for_terminal()
+    try:
+        result, run_dir = execute(config, progress, resume)
+    finally:
+        progress.stop()
     _print_summary(result)
     typer.echo(f"verdict: {result.verdict}")
     typer.echo(f"report: {run_dir / 'report.html'}")
+    if result.verdict == "error" and any(o.verdict.value == "error" for c in result.checks for o in c.outcomes):
+        typer.echo(f"some requests found no service; to send them again: gpt-oss-verify run --resume {run_dir}",
+                   err=True)
     raise typer.Exit({"pass": 0, "fail": 1}.get(result.verdict, 2))
 
 
@@ -153,25 +176,63 @@ def report(
     result_json: Annotated[Path, typer.Argument(help="A result.json written by `run`.")],
     out: Annotated[Path | None, typer.Option(help="Directory to write report.html and junit.xml (default: beside it).")] = None,
 ):
-    """Re-render report.html and junit.xml from a result.json."""
+    """Re-render report.html and junit.xml from a result.json (nothing else is read)."""
     from verifier.report import write_reports
-    from verifier.runner import load_result
+    from verifier.result import load
 
-    result = load_result(result_json)
+    result = load(result_json)
     target = out or result_json.parent
     target.mkdir(parents=True, exist_ok=True)
     paths = write_reports(result, target)
     typer.echo(f"report: {paths['html']}")
+    typer.echo(f"junit: {paths['junit']}")
+
+
+@app.command()
+@guarded
+def compare(
+    results: Annotated[list[Path], typer.Argument(help="result.json files written by `run`, one per column.")],
+    out: Annotated[Path, typer.Option(help="Where to write the matrix (self-contained HTML).")] = Path("matrix.html"),
+    text: Annotated[bool, typer.Option("--text", help="Also print the matrix as a text table.")] = False,
+):
+    """Compare runs side by side, check by check, with drift figures: one HTML matrix."""
+    from verifier.report.compare import text_table, write_compare
+    from verifier.result import load
+
+    loaded = [load(path) for path in results]
+    if text:
+        typer.echo(text_table(loaded), nl=False)
+    typer.echo(f"matrix: {write_compare(loaded, out)}")
+
+
+@app.command()
+@guarded
+def schema(
+    out: Annotated[Path, typer.Option(help="Directory for result-v<N>.schema.json.")] = Path("reports/schema"),
+):
+    """Export the JSON Schema of result.json (the committed copy lives in reports/schema/)."""
+    from verifier.result import schema_json, schema_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = schema_path(out)
+    path.write_text(schema_json(), encoding="utf-8")
+    typer.echo(f"schema: {path}")
 
 
 @golden_app.command("build")
 @guarded
 def golden_build(
-    checkpoint: Annotated[Path | None, typer.Option(help="HF checkpoint directory (default: the conformance checkpoint).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint directory, Hugging Face layout (bf16 or MXFP4 "
+                                                    "experts) or OpenAI's original/ (default: the conformance checkpoint).")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite (repeatable). Default: all shipped suites.")] = None,
     out: Annotated[Path | None, typer.Option(help="Golden root; files go to OUT/<checkpoint>/<dtype>/<suite>.json.")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    dtype: Annotated[str | None, typer.Option(help="fp32 or bf16 (default fp32; backend mxfp4-triton: bf16, "
+                                              "written as dtype mxfp4).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    backend: Annotated[str, typer.Option(help="transformers (experts dequantised to --dtype) or mxfp4-triton "
+                                         "(experts kept MXFP4, Triton kernels; CUDA, Hopper).")] = "transformers",
+    batch_size: Annotated[int, typer.Option(help="Turns scored per forward pass (1: each alone, bit-identical "
+                                            "to the reference's own scoring).", min=1)] = 1,
     date: Annotated[str | None, typer.Option(help="Conversation date rendered into prompts.")] = None,
     top_k: Annotated[int, typer.Option(help="Top-K log-probabilities kept per position (≥ 20).", min=20)] = 20,
 ):
@@ -187,11 +248,11 @@ def golden_build(
     names = suite or available()
     loaded = [load_suite(n) for n in names]
     ckpt = checkpoint or default_checkpoint()
-    engine = Engine(ckpt, dtype, device)
+    engine = Engine(ckpt, dtype or ("bf16" if backend == "mxfp4-triton" else "fp32"), device, backend=backend)
     root = out or golden_dir()
     for s in loaded:
-        gf = build(engine, s, date or harmony.DEFAULT_DATE, top_k)
-        path = store.save(gf, store.golden_path(root, checkpoint_name(ckpt), dtype, s.name))
+        gf = build(engine, s, date or harmony.DEFAULT_DATE, top_k, batch_size=batch_size)
+        path = store.save(gf, store.golden_path(root, checkpoint_name(ckpt), engine.dtype, s.name))
         typer.echo(f"{s.name}: {len(gf.records)} records -> {path}")
 
 

@@ -8,7 +8,8 @@
     ├── CheckpointError     missing or malformed checkpoints
     ├── EncodingError       the offline Harmony vocabulary cannot be set up
     └── ProviderError       the endpoint could not be used (transport, HTTP, protocol)
-        └── ProviderHTTPError   the endpoint answered with an HTTP error status
+        ├── ProviderHTTPError   the endpoint answered with an HTTP error status
+        └── ProviderUnavailable every attempt failed for want of service (outage, rate limit)
 """
 
 from __future__ import annotations
@@ -50,3 +51,13 @@ class ProviderHTTPError(ProviderError):
         self.body = body
         self.url = url
         super().__init__(f"HTTP {status} from {url}: {body[:200]}")
+
+
+class ProviderUnavailable(ProviderError):
+    """Every attempt failed for want of service: connection errors, timeouts, streams cut short,
+    HTTP 408/429/502/503/504. An outage says nothing about conformance; `--resume` sends it again."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = ""):
+        self.status = status
+        self.body = body
+        super().__init__(message)

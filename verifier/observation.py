@@ -49,6 +49,8 @@ class Observation(BaseModel):
     """HTTP status (None if no response arrived)."""
     error: str | None = None
     """Transport or protocol failure: the observation says nothing about conformance."""
+    unavailable: bool = False
+    """The provider was unavailable on every attempt (outage, rate limit): `--resume` sends it again."""
     content: str | None = None
     """User-visible answer text (Chat `content`, Responses `output_text`, Completions `text`)."""
     reasoning: str | None = None

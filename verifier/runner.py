@@ -6,23 +6,26 @@ import datetime
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from verifier import __version__, calibration, harmony
+from verifier import __version__, calibration, harmony, journal
 from verifier import golden as golden_store
 from verifier.calibration import Calibration
 from verifier.checks import Exchange, drift, evaluate, merge
 from verifier.checks.base import VARIANTS
-from verifier.errors import ProviderError, UsageError
+from verifier.errors import GoldenError, ProviderError, ProviderUnavailable, UsageError
 from verifier.golden import GoldenFile
+from verifier.journal import Journal, Replay
 from verifier.observation import Observation
 from verifier.paths import golden_dir
-from verifier.providers import Provider, ScoringUnsupported, TokenizeUnsupported
+from verifier.providers import Provider, RetryPolicy, ScoringUnsupported, TokenizeUnsupported, request_id
 from verifier.result import Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
 from verifier.suites import Case, Suite, load_suite
 
@@ -59,6 +62,11 @@ class RunConfig(BaseModel):
     score_all: bool = False
     """Score every golden position instead of passing once the calibrated power is reached."""
     timeout: float = 120.0
+    """Per-request limit in seconds, for the whole response (a stream included)."""
+    concurrency: int = 4
+    """Requests in flight at once (tool loops run in parallel; the sequential drift test does not)."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries on outages and rate limits."""
 
 
 def _variants(suite: Suite, allowed: list[str] | None) -> list[str]:
@@ -69,35 +77,99 @@ def _variants(suite: Suite, allowed: list[str] | None) -> list[str]:
     return [v for v in names if allowed is None or v in allowed]
 
 
-class Journal:
-    """Append-only JSONL of every exchange, flushed as each completes."""
+class Progress:
+    """Where a run reports how far it is; the CLI shows a bar on a terminal, nothing elsewhere."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.fh = open(path, "a", encoding="utf-8")
+    def start(self, total: int) -> None:
+        """`total` units of work lie ahead (cases × API variants, plus one per drift suite)."""
 
-    def write(self, exchange: Exchange) -> None:
-        self.fh.write(exchange.model_dump_json() + "\n")
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+    def advance(self, label: str) -> None:
+        """One unit is done."""
 
-    def close(self) -> None:
-        self.fh.close()
+    def note(self, message: str) -> None:
+        """A line worth telling the user."""
+
+
+def _tasks(suite: Suite, allowed: list[str] | None) -> list[tuple[Case, str]]:
+    """The (case, variant) tool loops of a suite's behavioural checks, in a fixed order."""
+    out = []
+    for case in suite.cases:
+        for variant in _variants(suite, allowed):
+            if VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
+                continue  # tool_choice is a server-side constraint: a raw prompt cannot carry it
+            out.append((case, variant))
+    return out
+
+
+def _wants_prompt_ids(suite: Suite, allowed: list[str] | None) -> bool:
+    return "rendering" in suite.families and (allowed is None or "prompt-ids" in allowed)
+
+
+def _wants_drift(suite: Suite, allowed: list[str] | None) -> bool:
+    return "drift" in suite.families and (allowed is None or "score" in allowed)
+
+
+def work_units(suite: Suite, allowed: list[str] | None) -> int:
+    return len(_tasks(suite, allowed)) + len(suite.cases) * _wants_prompt_ids(suite, allowed) \
+        + _wants_drift(suite, allowed)
 
 
 class Runner:
-    def __init__(self, provider: Provider, journal: Journal, progress: Callable[[str], None] | None = None):
+    """Sends a run's requests, journals each exchange as it completes, replays journaled ones."""
+
+    def __init__(self, provider: Provider, journal: Journal, progress: Progress | None = None,
+                 replay: Replay | None = None, concurrency: int = 1):
         self.provider = provider
         self.journal = journal
-        self.progress = progress or (lambda _: None)
+        self.progress = progress or Progress()
+        self.replay = replay or Replay([])
+        self.concurrency = max(1, concurrency)
         self.cost = Cost()
         self.prompt_ids_supported: bool | None = None
         self.exchanges: list[Exchange] = []
+        self.lock = threading.Lock()
 
-    def _send(self, variant: str, request: dict, golden_date: str) -> tuple[dict, Observation]:
+    def _exchange(self, ex: Exchange, perform: Callable[[Exchange], None]) -> Exchange:
+        """Replay `ex` from the journal if it is there; else send it (perform fills it in) and journal it."""
+        ex.key = journal.exchange_key(ex.suite, ex.case_id, ex.variant, ex.turn, ex.request, ex.chat_request)
+        if (old := self.replay.take(ex.key)) is not None:
+            self._adopt(old)
+            return self._record(old, write=False)
+        ex.started = time.time()
+        began = time.monotonic()
+        with request_id(ex.key):
+            perform(ex)
+        ex.elapsed_s = time.monotonic() - began
+        if ex.observation is not None and ex.observation.unavailable:
+            ex.unavailable = True
+        return self._record(ex)
+
+    def _adopt(self, ex: Exchange) -> None:
+        """What the provider learned when a replayed exchange was first sent."""
+        if ex.score is not None:
+            self.provider.score_mode = ex.score.mode
+        if ex.variant == "prompt-ids" and ex.source:
+            self.provider.prompt_ids_mode = ex.source
+
+    def _record(self, exchange: Exchange, write: bool = True) -> Exchange:
+        with self.lock:
+            if write:
+                self.journal.write(exchange)
+            self.exchanges.append(exchange)
+            self.cost.requests += 1
+            obs = exchange.observation
+            if obs is not None:
+                self.cost.prompt_tokens += obs.usage.prompt_tokens or 0
+                self.cost.completion_tokens += obs.usage.completion_tokens or 0
+            if exchange.variant == "score":
+                self.cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
+        return exchange
+
+    def _body(self, variant: str, request: dict, golden_date: str) -> dict:
+        """The body sent for a Chat request on an API variant (without `model`)."""
         spec = VARIANTS[variant]
         if spec.api == "chat":
-            return request, self.provider.chat(request, spec.stream)
+            return request
         if spec.api == "responses":
             body = harmony.chat_to_responses(request)
             for key in ("temperature", "top_p"):
@@ -105,31 +177,34 @@ class Runner:
                     body[key] = request[key]
             if "max_tokens" in request:
                 body["max_output_tokens"] = request["max_tokens"]
-            return body, self.provider.responses(body, spec.stream)
-        prompt = harmony.render_chat(request, golden_date)
-        body = {"prompt": prompt, "max_tokens": request.get("max_tokens", 256)}
-        return body, self.provider.completions_harmony(prompt, body["max_tokens"], spec.stream)
+            return body
+        return {"prompt": harmony.render_chat(request, golden_date), "max_tokens": request.get("max_tokens", 256)}
 
-    def _record(self, exchange: Exchange) -> Exchange:
-        self.journal.write(exchange)
-        self.exchanges.append(exchange)
-        obs = exchange.observation
-        self.cost.requests += 1
-        if obs is not None:
-            self.cost.prompt_tokens += obs.usage.prompt_tokens or 0
-            self.cost.completion_tokens += obs.usage.completion_tokens or 0
-        return exchange
+    def _send(self, variant: str, body: dict) -> Observation:
+        spec = VARIANTS[variant]
+        if spec.api == "chat":
+            return self.provider.chat(body, spec.stream)
+        if spec.api == "responses":
+            return self.provider.responses(body, spec.stream)
+        return self.provider.completions_harmony(body["prompt"], body["max_tokens"], spec.stream)
+
+    def _observe(self, ex: Exchange, call: Callable[[dict], Observation]) -> Exchange:
+        """Send `ex.request` with `call` (unless the journal has it) and keep what came back."""
+        def perform(target: Exchange) -> None:
+            target.observation = call(target.request)
+
+        return self._exchange(ex, perform)
 
     def run_loop(self, suite: Suite, case: Case, variant: str, golden_date: str) -> list[Exchange]:
         """One case on one API variant: the first request, then each tool-loop follow-up."""
         out = []
         request: dict | None = case.request
         for turn in range(1, MAX_TURNS + 1):
-            started = time.monotonic()
-            body, obs = self._send(variant, request, golden_date)
-            out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn,
-                                             request=body, chat_request=request, observation=obs,
-                                             elapsed_s=time.monotonic() - started)))
+            body = self._body(variant, request, golden_date)
+            ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn, request=body,
+                                        chat_request=request), lambda sent: self._send(variant, sent))
+            out.append(ex)
+            obs = ex.observation
             if not obs.ok or not obs.tool_calls:
                 break
             request = case.follow_up(request, obs.reasoning, obs.tool_calls)
@@ -141,16 +216,17 @@ class Runner:
         tokens = ref.prompt_token_ids + ref.completion_token_ids
         start = len(ref.prompt_token_ids)
         candidates = {start + i: s.top_ids for i, s in enumerate(ref.scores)}
-        ex = Exchange(suite=suite.name, case_id=case.id, variant="score", turn=turn,
-                      request={"prompt_tokens": len(tokens), "scored_from": start}, chat_request=ref.request)
-        began = time.monotonic()
-        try:
-            ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
-        except ProviderError as exc:
-            ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
-        ex.elapsed_s = time.monotonic() - began
-        self.cost.prompt_tokens += len(tokens)
-        return self._record(ex)
+
+        def perform(ex: Exchange) -> None:
+            try:
+                ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
+            except ProviderError as exc:
+                ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
+                ex.unavailable = isinstance(exc, ProviderUnavailable)
+
+        return self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="score", turn=turn,
+                                       request={"prompt_tokens": len(tokens), "scored_from": start},
+                                       chat_request=ref.request), perform)
 
     def _decided(self, turns: list, calibration: Calibration | None) -> bool:
         if calibration is None or not turns:
@@ -182,9 +258,11 @@ class Runner:
             ref = golden.record(case.id).turns[0]
             request = {**ref.request, "temperature": 0, "logprobs": True, "top_logprobs": SCORE_TOP_K,
                        "max_tokens": len(ref.completion_token_ids) + 4}
-            obs = self.provider.chat(request)
-            out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
-                                             request=request, chat_request=ref.request, observation=obs)))
+            ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
+                                        request=request, chat_request=ref.request),
+                               self.provider.chat)
+            out.append(ex)
+            obs = ex.observation
             if not obs.ok or not obs.logprobs:
                 return out
             positions, departure = drift.greedy_positions(ref, obs.logprobs, flip)
@@ -195,16 +273,21 @@ class Runner:
 
     def sampling(self, suite: Suite, golden: GoldenFile) -> list[Exchange]:
         """Temperature-1 samples of each case's first turn."""
-        out = []
+        jobs = []
         for case in suite.cases:
             ref = golden.record(case.id).turns[0]
             for i in range(SAMPLES_PER_CASE):
                 request = {**ref.request, "temperature": 1.0, "top_p": 1.0, "seed": i,
                            "max_tokens": len(ref.completion_token_ids) + 4}
-                out.append(self._record(Exchange(suite=suite.name, case_id=case.id, variant="sampling", turn=1,
-                                                 request=request, chat_request=ref.request,
-                                                 observation=self.provider.chat(request))))
-        return out
+                jobs.append((case, ref, request))
+
+        def sample(job) -> Exchange:
+            case, ref, request = job
+            return self._observe(Exchange(suite=suite.name, case_id=case.id, variant="sampling", turn=1,
+                                          request=request, chat_request=ref.request),
+                                 self.provider.chat)
+
+        return self._parallel(sample, jobs)
 
     def run_drift(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None, method: str) -> list[Exchange]:
         """Teacher forcing where the provider offers it, else greedy logprobs, else sampling."""
@@ -224,31 +307,53 @@ class Runner:
         """Ask how the server renders the case's first request (None once it is known not to say)."""
         if self.prompt_ids_supported is False:
             return None
-        ex = Exchange(suite=suite.name, case_id=case.id, variant="prompt-ids", turn=1, request=case.request,
-                      chat_request=case.request)
-        try:
-            ex.tokens, ex.source = self.provider.prompt_token_ids(case.request)
+
+        def perform(ex: Exchange) -> None:
+            try:
+                ex.tokens, ex.source = self.provider.prompt_token_ids(case.request)
+            except ProviderError as exc:
+                ex.error, ex.unsupported = str(exc), isinstance(exc, TokenizeUnsupported)
+                ex.unavailable = isinstance(exc, ProviderUnavailable)
+
+        ex = self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="prompt-ids", turn=1,
+                                     request=case.request, chat_request=case.request), perform)
+        if ex.tokens is not None:
             self.prompt_ids_supported = True
-        except ProviderError as exc:
-            ex.error, ex.unsupported = str(exc), isinstance(exc, TokenizeUnsupported)
-            if ex.unsupported:
-                self.prompt_ids_supported = False
-        return self._record(ex)
+        elif ex.unsupported:
+            self.prompt_ids_supported = False
+        return ex
+
+    def _parallel(self, fn: Callable, jobs: list) -> list:
+        """fn over jobs, `concurrency` at a time; results in job order."""
+        if self.concurrency == 1 or len(jobs) < 2:
+            return [fn(job) for job in jobs]
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="request")
+        try:
+            return list(pool.map(fn, jobs))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def run_suite(self, suite: Suite, golden: GoldenFile, allowed: list[str] | None,
                   calibration: Calibration | None = None, drift_method: str = "auto") -> list[Exchange]:
         exchanges = []
-        if "drift" in suite.families and (allowed is None or "score" in allowed):
+        if _wants_drift(suite, allowed):
             exchanges += self.run_drift(suite, golden, calibration, drift_method)
-        for case in suite.cases:
-            if "rendering" in suite.families and (allowed is None or "prompt-ids" in allowed):
-                if (ex := self.prompt_ids_case(suite, case)) is not None:
-                    exchanges.append(ex)
-            for variant in _variants(suite, allowed):
-                if VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
-                    continue  # tool_choice is a server-side constraint: a raw prompt cannot carry it
-                exchanges += self.run_loop(suite, case, variant, golden.provenance.date)
-            self.progress(f"{suite.name}/{case.id}")
+            self.progress.advance(f"{suite.name}: drift")
+        if _wants_prompt_ids(suite, allowed):
+            first, *rest = suite.cases  # the first settles whether the server shows prompt ids at all
+            found = [self.prompt_ids_case(suite, first)] + self._parallel(lambda c: self.prompt_ids_case(suite, c), rest)
+            exchanges += [ex for ex in found if ex is not None]
+            for case in suite.cases:
+                self.progress.advance(f"{suite.name}/{case.id}: prompt ids")
+
+        def loop(task: tuple[Case, str]) -> list[Exchange]:
+            case, variant = task
+            out = self.run_loop(suite, case, variant, golden.provenance.date)
+            self.progress.advance(f"{suite.name}/{case.id}: {variant}")
+            return out
+
+        for loop_exchanges in self._parallel(loop, _tasks(suite, allowed)):
+            exchanges += loop_exchanges
         return exchanges
 
 
@@ -263,19 +368,33 @@ def load_golden(suite: Suite, root: Path) -> GoldenFile:
     return golden
 
 
-def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
-    from verifier.serve import start_background
-    from verifier.testmodel.compact import default_checkpoint
+def _check_one_checkpoint(goldens: list[GoldenFile], root: Path, builtin: bool) -> None:
+    """Refuse golden files of several checkpoints in one run, or of another model than the built-in one."""
+    found = sorted({(g.provenance.checkpoint, g.provenance.checkpoint_sha256) for g in goldens})
+    if len(found) > 1:
+        names = ", ".join(f"{name} ({sha[:12]})" for name, sha in found)
+        raise GoldenError(f"{root}: golden files of different checkpoints in one directory: {names}")
+    if builtin and found:
+        from verifier.reference.build import checkpoint_sha256
+        from verifier.testmodel.compact import default_checkpoint
 
-    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, variants=config.variants)
-    stack.callback(server.stop)
-    return server.url, BUILTIN_MODEL
+        name, sha = found[0]
+        if sha != checkpoint_sha256(default_checkpoint()):
+            raise GoldenError(f"{root}: golden is for checkpoint {name!r} ({sha[:12]}), not the conformance "
+                              f"checkpoint the built-in provider serves; pass --base-url for that model's endpoint")
 
 
-def execute(config: RunConfig, progress: Callable[[str], None] | None = None) -> tuple[RunResult, Path]:
-    """Run the verification; returns the result and the run directory it was written to."""
-    from verifier.report import write_reports
+class RunManifest(BaseModel):
+    """`run.json`: what a run was asked to do, so `--resume` can finish it."""
 
+    run_id: str
+    created: str
+    verifier_version: str
+    config: RunConfig
+    """The run's settings (the API key is never written)."""
+
+
+def _validate(config: RunConfig) -> None:
     if config.base_url is None and config.model not in (None, BUILTIN_MODEL):
         raise UsageError("--model needs --base-url (without it the built-in provider serves the conformance model)")
     if config.base_url is not None and not config.model:
@@ -287,37 +406,89 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
         raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*VARIANTS, 'score', 'prompt-ids'])}")
     if config.drift_method not in DRIFT_METHODS:
         raise UsageError(f"unknown drift method {config.drift_method!r}; choose from {', '.join(DRIFT_METHODS)}")
+    if config.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if config.base_url is None:
+        from verifier.serve import parse_names
+
+        parse_names(config.faults, config.variants)
+
+
+def resume_config(run_dir: Path, overrides: RunConfig) -> tuple[RunConfig, RunManifest]:
+    """The settings of an interrupted run, with this invocation's key, timeout, retries and concurrency."""
+    path = Path(run_dir) / "run.json"
+    try:
+        manifest = RunManifest.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} is not a run directory (no run.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{path} is not a run manifest of this verifier ({exc.__class__.__name__})") from None
+    update = {name: getattr(overrides, name) for name in ("api_key", "timeout", "concurrency", "retry")}
+    return manifest.config.model_copy(update={**update, "out": Path(run_dir).parent}), manifest
+
+
+def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
+    from verifier.serve import start_background
+    from verifier.testmodel.compact import default_checkpoint
+
+    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, variants=config.variants)
+    stack.callback(server.stop)
+    return server.url, BUILTIN_MODEL
+
+
+def execute(config: RunConfig, progress: Progress | None = None, resume: Path | None = None) -> tuple[RunResult, Path]:
+    """Run the verification (or finish the run in `resume`); returns the result and its run directory.
+
+    Everything that can be refused is checked before a run directory is made, so bad input leaves
+    earlier results as they were.
+    """
+    from verifier.report import write_reports
+    from verifier.report.evidence import collect as collect_evidence
+
+    manifest = None
+    if resume is not None:
+        config, manifest = resume_config(resume, config)
+    _validate(config)
     suites = [load_suite(name) for name in config.suites]
     root = config.golden or golden_dir() / DEFAULT_GOLDEN
     goldens = [load_golden(s, root) for s in suites]
+    _check_one_checkpoint(goldens, root, config.base_url is None)
     cal = calibration.load(root)
     if cal is not None and config.score_all:
         cal = cal.model_copy(update={"pass_after_positions": None})
     started = time.monotonic()
-    created = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
-    run_dir = config.out / new_run_id()
-    run_dir.mkdir(parents=True, exist_ok=False)
+    progress = progress or Progress()
     with ExitStack() as stack:
         if config.base_url is None:
-            from verifier.serve import parse_names
-
-            parse_names(config.faults, config.variants)
             base_url, model = _start_builtin(config, stack)
         else:
             base_url, model = config.base_url, config.model
-        provider = Provider(base_url, model, config.api_key, config.timeout)
+        provider = Provider(base_url, model, config.api_key, config.timeout, retry=config.retry)
         stack.callback(provider.close)
         provider.models()  # fails fast, with a clear cause, if this is not an OpenAI-compatible endpoint
-        journal = Journal(run_dir / "journal.jsonl")
-        stack.callback(journal.close)
-        runner = Runner(provider, journal, progress)
+        if manifest is None:
+            manifest = RunManifest(run_id=new_run_id(), created=_now(), verifier_version=__version__, config=config)
+            run_dir = config.out / manifest.run_id
+            run_dir.mkdir(parents=True, exist_ok=False)
+            (run_dir / "run.json").write_text(manifest.model_dump_json(indent=2))
+        else:
+            run_dir = Path(resume)
+        replay = Replay(journal.read(run_dir / journal.FILE))
+        log = Journal(run_dir / journal.FILE, config.api_key)
+        stack.callback(log.close)
+        runner = Runner(provider, log, progress, replay, config.concurrency)
+        progress.start(sum(work_units(s, config.apis) for s in suites))
         results = []
-        for suite, golden in zip(suites, goldens):
-            exchanges = runner.run_suite(suite, golden, config.apis, cal, config.drift_method)
-            results += evaluate(suite, golden, exchanges, cal)
+        try:
+            for suite, golden in zip(suites, goldens):
+                exchanges = runner.run_suite(suite, golden, config.apis, cal, config.drift_method)
+                results += evaluate(suite, golden, exchanges, cal)
+        except KeyboardInterrupt as interrupt:
+            interrupt.run_dir = run_dir  # the CLI says how to resume
+            raise
     checks = merge(results)
     result = RunResult(
-        run_id=run_dir.name, created=created, verifier_version=__version__,
+        run_id=manifest.run_id, created=manifest.created, verifier_version=__version__,
         provider=ProviderInfo(base_url=base_url, model=model, builtin=config.base_url is None,
                               faults=sorted(config.faults), variants=sorted(config.variants),
                               score_mode=provider.score_mode, prompt_ids_mode=provider.prompt_ids_mode),
@@ -326,10 +497,27 @@ def execute(config: RunConfig, progress: Callable[[str], None] | None = None) ->
         apis=sorted({ex.variant for ex in runner.exchanges}),
         verdict=run_verdict(checks), checks=checks, cost=runner.cost,
         duration_s=round(time.monotonic() - started, 2),
+        evidence=collect_evidence(runner.exchanges, {s.name: g for s, g in zip(suites, goldens)}),
     )
-    (run_dir / "result.json").write_text(result.model_dump_json(indent=2))
+    if resume is not None:
+        progress.note(f"resumed: {replay.replayed} exchanges replayed from the journal, "
+                      f"{len(runner.exchanges) - replay.replayed} sent")
+    _write_result(result, run_dir, config.api_key)
     write_reports(result, run_dir)
     return result, run_dir
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+
+
+def _write_result(result: RunResult, run_dir: Path, secret: str | None) -> None:
+    text = result.model_dump_json(indent=2)
+    if secret and secret in text:
+        text = text.replace(secret, "[REDACTED]")
+    tmp = run_dir / "result.json.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run_dir / "result.json")
 
 
 def load_result(path: Path) -> RunResult:

@@ -46,6 +46,12 @@ class Exchange(BaseModel):
     """Why a `score` or `prompt-ids` exchange has no result."""
     unsupported: bool = False
     """True when the error is that the server does not offer the endpoint at all."""
+    unavailable: bool = False
+    """True when the provider was unavailable on every attempt: no evidence; `--resume` sends it again."""
+    key: str = ""
+    """Journal key: a hash of suite, case, variant, turn and both request bodies (see `verifier.journal`)."""
+    started: float | None = None
+    """Wall-clock time the request was sent (seconds since the epoch)."""
     elapsed_s: float = 0.0
 
 

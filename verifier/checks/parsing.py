@@ -102,14 +102,24 @@ def final_text(view: ExchangeView):
 def http_status(view: SuiteView):
     answered = [ex for ex in view.exchanges if ex.observation is not None and ex.observation.status is not None]
     bad = [ex for ex in answered if ex.observation.status >= 400]
-    healthy = len(answered) - len(bad)
+    healthy = [ex for ex in answered if ex.observation.status < 400]
     out = []
     for ex in bad:
         obs = ex.observation
-        # an endpoint that answers nothing with 200 is down or misaddressed, which says nothing about conformance
-        verdict = Verdict.FAIL if healthy else Verdict.ERROR
-        out.append(Outcome(verdict=verdict, case_id=ex.case_id, variant=ex.variant, turn=ex.turn, expected=200,
-                           observed=obs.raw[:500], message=f"HTTP {obs.status} to a valid request"))
+        out.append(Outcome(verdict=_status_verdict(ex, healthy), case_id=ex.case_id, variant=ex.variant, turn=ex.turn,
+                           expected=200, observed=obs.raw[:500], message=f"HTTP {obs.status} to a valid request"
+                           + (" on every attempt: the provider was unavailable" if obs.unavailable else "")))
     if healthy:
-        out.append(Outcome(verdict=Verdict.PASS, message=f"{healthy} of {len(answered)} requests answered with 200"))
+        out.append(Outcome(verdict=Verdict.PASS, message=f"{len(healthy)} of {len(answered)} requests answered with 200"))
     return out
+
+
+def _status_verdict(ex, healthy: list) -> Verdict:
+    """A failing status is the provider's answer to that request only if the provider was up: not a rate
+    limit or gateway error after every retry, and not in an outage that lasted to the end of the suite
+    (some request after it was answered with 200)."""
+    if ex.observation.unavailable:
+        return Verdict.ERROR
+    if ex.started is None:  # an exchange from before the journal kept times
+        return Verdict.FAIL if healthy else Verdict.ERROR
+    return Verdict.FAIL if any((h.started or 0) > ex.started for h in healthy) else Verdict.ERROR

@@ -13,13 +13,14 @@ from collections.abc import Callable
 import httpx
 from pydantic import BaseModel
 
-from verifier.errors import ProviderError, ProviderHTTPError
+from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable
 from verifier.observation import Observation
 from verifier.providers import _chat, _completions, _responses
 from verifier.providers._completions import PositionScore
-from verifier.providers._http import Transport
+from verifier.providers._http import RetryPolicy, Transport, request_id
 
-__all__ = ["Provider", "PositionScore", "ScoreResult", "ScoringUnsupported", "TokenizeUnsupported"]
+__all__ = ["Provider", "PositionScore", "RetryPolicy", "ScoreResult", "ScoringUnsupported", "TokenizeUnsupported",
+           "request_id"]
 
 
 class ScoringUnsupported(ProviderError):
@@ -42,10 +43,10 @@ class Provider:
     """One endpoint (base URL ending in `/v1`) and model name."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, retry: RetryPolicy | None = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.http = Transport(self.base_url, api_key, timeout, transport)
+        self.http = Transport(self.base_url, api_key, timeout, transport, retry)
         self.score_mode: str | None = None
         self.prompt_ids_mode: str | None = None
 
@@ -68,6 +69,9 @@ class Provider:
             return parse(data, raw)
         except ProviderHTTPError as exc:
             return Observation(api=api, stream=stream, status=exc.status, error=str(exc), raw=exc.body)
+        except ProviderUnavailable as exc:
+            return Observation(api=api, stream=stream, status=exc.status, error=str(exc), raw=exc.body,
+                               unavailable=True)
         except ProviderError as exc:
             return Observation(api=api, stream=stream, error=str(exc))
 
