@@ -317,3 +317,11 @@ def test_lone_surrogates_from_a_provider_become_replacement_characters():
     obs = _provider(lambda r: httpx.Response(200, content=body)).chat({"messages": []})
     assert obs.content == "a\ufffdb" and obs.reasoning == "\ufffd"
     obs.model_dump_json()  # writable as UTF-8 (the journal's job)
+
+
+def test_persistent_500s_do_not_open_the_circuit():
+    handler, seen = _flaky([httpx.Response(500, text="parser crashed")] * 10)
+    provider = _provider(handler, RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0, breaker=3, cooldown_s=60))
+    observations = [provider.chat({"messages": []}) for _ in range(6)]
+    assert [o.status for o in observations[:5]] == [500] * 5 and observations[5].ok
+    assert not any(o.unavailable for o in observations) and len(seen) == 11

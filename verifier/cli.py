@@ -261,7 +261,10 @@ def golden_build(
 def golden_calibrate(
     golden: Annotated[Path | None, typer.Option(help="Golden directory to calibrate (default: the conformance fp32 golden).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint for local honest engines and perturbations.")] = None,
-    honest_dtype: Annotated[list[str] | None, typer.Option(help="Local reference dtype counted as honest (repeatable).")] = None,
+    honest_dtype: Annotated[list[str] | None, typer.Option(help="Local reference dtype counted as honest (repeatable): "
+                                                           "fp32, bf16, or mxfp4 (the mxfp4-triton backend, on "
+                                                           "--device cuda).")] = None,
+    device: Annotated[str, typer.Option(help="Device of the local honest engines: cpu or cuda.")] = "cpu",
     honest_url: Annotated[list[str] | None, typer.Option(help="Honest endpoint base URL (repeatable), e.g. vLLM.")] = None,
     honest_model: Annotated[str | None, typer.Option(help="Model name at the honest endpoints.")] = None,
     honest_label: Annotated[list[str] | None, typer.Option(help="A name for each --honest-url, in order "
@@ -296,7 +299,8 @@ def golden_calibrate(
         except (OSError, ValueError, KeyError) as exc:
             _fail(f"no usable saved calibration data in {root} ({exc}); calibrate without --saved")
     else:
-        honest = _honest_drift(turns, ckpt, honest_dtype or ([] if honest_url else ["bf16"]), urls, honest_model)
+        honest = _honest_drift(turns, ckpt, honest_dtype or ([] if honest_url else ["bf16"]), urls, honest_model,
+                               device)
     names = ", ".join(sorted(honest))
     where = root.resolve()
     shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
@@ -325,14 +329,15 @@ def golden_calibrate(
     typer.echo(f"calibration: {path}")
 
 
-def _honest_drift(turns, checkpoint: Path, dtypes: list[str], urls: dict[str, str], model: str | None) -> dict:
+def _honest_drift(turns, checkpoint: Path, dtypes: list[str], urls: dict[str, str], model: str | None,
+                  device: str = "cpu") -> dict:
     from verifier import calibration as cal
     from verifier.providers import Provider
     from verifier.reference.engine import Engine
 
     honest = {}
     for dtype in dtypes:
-        honest[f"reference-{dtype}"] = cal.collect(cal.engine_scorer(Engine(checkpoint, dtype)), turns)
+        honest[f"reference-{dtype}"] = cal.collect(cal.engine_scorer(Engine(checkpoint, dtype, device)), turns)
     for url, label in urls.items():
         provider = Provider(url, model)
         honest[label] = cal.collect(cal.provider_scorer(provider), turns)

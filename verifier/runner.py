@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import secrets
 import threading
@@ -518,14 +517,3 @@ def _write_result(result: RunResult, run_dir: Path, secret: str | None) -> None:
     tmp = run_dir / "result.json.tmp"
     tmp.write_text(text)
     os.replace(tmp, run_dir / "result.json")
-
-
-def load_result(path: Path) -> RunResult:
-    from verifier.errors import VerifierError
-
-    try:
-        return RunResult.model_validate(json.loads(Path(path).read_text()))
-    except FileNotFoundError:
-        raise VerifierError(f"no result file at {path}") from None
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise VerifierError(f"{path} is not a result.json of this verifier ({exc.__class__.__name__})") from None

@@ -7,7 +7,8 @@ jitter on connection errors, timeouts, truncated streams and HTTP 408/429/5xx, h
 500, which is the provider's own answer to that request (`ProviderHTTPError`). After several
 requests in a row have failed that way the circuit opens: requests fail at once, without being
 sent, until a probe after `cooldown_s` succeeds, so an outage ends a run quickly and `--resume`
-sends what it missed.
+sends what it missed. A persistent 500 does not count towards opening it: a provider that crashes on
+one kind of request (a conformance failure) must not cost the evidence of every other request.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class RetryPolicy(BaseModel):
     max_retry_after_s: float = 60.0
     """Longest `Retry-After` honoured; a longer one is cut to this."""
     breaker: int = 6
-    """Requests failing in a row (every attempt spent) before the circuit opens."""
+    """Requests finding no service in a row (every attempt spent) before the circuit opens."""
     cooldown_s: float = 30.0
     """How long an open circuit waits before letting one probe through."""
 
@@ -176,8 +177,9 @@ class Transport:
                 continue
             self.breaker.record(True)
             return result
-        self.breaker.record(False)
         final = failure.final
+        # a persistent 500 is the provider answering that request; only a want of service opens the circuit
+        self.breaker.record(not isinstance(final, ProviderUnavailable))
         final.args = (f"{final} (after {self.retry.attempts} attempts)",)
         raise final
 

@@ -117,23 +117,28 @@ class Plot:
             right = px + 7 * len(label) + 6 > self.right
             self.text(px - 3 if right else px + 3, self.top + 11, label, "end" if right else "start", color)
 
-    def legend(self, items: Sequence[tuple[str, str, str]]) -> None:
-        """(label, color, kind: dot, line, dash, hollow) left to right, above the panel on the right."""
+    def legend(self, items: Sequence[tuple[str, str, str]], stacked: bool = False) -> None:
+        """(label, color, kind: dot, line, dash, hollow) left to right, above the panel on the right; or,
+        `stacked`, one per line under the title (leave `top` room: 16 px a line)."""
         x = self.right
-        for label, color, kind in reversed(items):
-            width = 7 * len(label) + 26
-            x -= width
-            y = 12
-            if kind == "dot":
-                self.parts.append(f'<circle cx="{_n(x + 8)}" cy="{y}" r="3.5" fill="{color}"/>')
-            elif kind == "hollow":
-                self.parts.append(f'<circle cx="{_n(x + 8)}" cy="{y}" r="4" fill="#fff" stroke="{color}" '
-                                  f'stroke-width="1.6"/>')
+        for row, (label, color, kind) in enumerate(reversed(items)):
+            if stacked:
+                x, y = self.left, 28 + 16 * (len(items) - 1 - row)
             else:
-                dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
-                self.parts.append(f'<line x1="{_n(x)}" x2="{_n(x + 16)}" y1="{y}" y2="{y}" stroke="{color}" '
-                                  f'stroke-width="2"{dash}/>')
+                x, y = x - (7 * len(label) + 26), 12
+            self._key(x, y, color, kind)
             self.text(x + 20, y + 4, label)
+
+    def _key(self, x: float, y: float, color: str, kind: str) -> None:
+        if kind == "dot":
+            self.parts.append(f'<circle cx="{_n(x + 8)}" cy="{y}" r="3.5" fill="{color}"/>')
+        elif kind == "hollow":
+            self.parts.append(f'<circle cx="{_n(x + 8)}" cy="{y}" r="4" fill="#fff" stroke="{color}" '
+                              f'stroke-width="1.6"/>')
+        else:
+            dash = ' stroke-dasharray="5 3"' if kind == "dash" else ""
+            self.parts.append(f'<line x1="{_n(x)}" x2="{_n(x + 16)}" y1="{y}" y2="{y}" stroke="{color}" '
+                              f'stroke-width="2"{dash}/>')
 
     def svg(self, label: str) -> Markup:
         return Markup(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} {self.height}" '
@@ -295,17 +300,18 @@ def running_medians(runs: Sequence[tuple[str, DriftFigure]]) -> Markup | None:
     bounds = [(p, v) for p, v in zip(boundary.boundary_positions, boundary.boundary_values) if p <= n]
     values = [v for _, f in runs for v in f.running_median if v > 0] + [v for _, v in bounds]
     lo, hi, ticks = _decades(min(values, default=1e-9), max(values, default=1e-2))
-    plot = Plot(1100, 300, (0.5, n + 0.5), (lo, hi), log_y=True,
+    keys = len(runs) + bool(bounds)
+    plot = Plot(1100, 300 + 16 * keys, (0.5, n + 0.5), (lo, hi), log_y=True,
                 title="Running median relative log-odds error, provider by provider",
-                x_label="golden positions scored", y_label="running median")
+                x_label="golden positions scored", y_label="running median", top=34 + 16 * keys)
     plot.axes(_positions_ticks(n), ticks)
     items = []
     for i, (label, f) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         plot.line([(j + 1, v) for j, v in enumerate(f.running_median)], color, 2.0)
-        items.append((label[:40], color, "line"))
+        items.append((label[:120], color, "line"))
     if bounds:
         plot.line([*bounds, (n + 0.5, bounds[-1][1])], "#cf222e", 2.0, "6 4", step=True)
         items.append(("boundary", "#cf222e", "dash"))
-    plot.legend(items)
+    plot.legend(items, stacked=True)
     return plot.svg("running median relative log-odds error per provider")
