@@ -145,14 +145,14 @@ def _original_forward(tensors: dict, raw: dict, ids: torch.Tensor) -> torch.Tens
     # YaRN, as in the reference's RotaryEmbedding
     base, factor = raw["rope_theta"], raw["rope_scaling_factor"]
     freq = base ** (torch.arange(0, hd, 2, dtype=torch.float) / hd)
-    d_half = hd / 2
-    low = d_half * math.log(raw["initial_context_length"] / (raw["rope_ntk_beta"] * 2 * math.pi)) / math.log(base)
-    high = d_half * math.log(raw["initial_context_length"] / (raw["rope_ntk_alpha"] * 2 * math.pi)) / math.log(base)
-    mask_ramp = 1 - ((torch.arange(d_half) - low) / (high - low)).clamp(0, 1)
-    inv_freq = (1 / (factor * freq)) * (1 - mask_ramp) + (1 / freq) * mask_ramp
+    half = hd / 2
+    slow_dim = half * math.log(raw["initial_context_length"] / (raw["rope_ntk_beta"] * 2 * math.pi)) / math.log(base)
+    fast_dim = half * math.log(raw["initial_context_length"] / (raw["rope_ntk_alpha"] * 2 * math.pi)) / math.log(base)
+    keep = 1 - ((torch.arange(half) - slow_dim) / (fast_dim - slow_dim)).clamp(0, 1)  # 1: not interpolated
+    inv_freq = (1 / (factor * freq)) * (1 - keep) + (1 / freq) * keep
     angles = torch.arange(tokens, dtype=torch.float)[:, None] * inv_freq[None]
-    concentration = 0.1 * math.log(factor) + 1
-    cos, sin = angles.cos() * concentration, angles.sin() * concentration
+    yarn_gain = 0.1 * math.log(factor) + 1
+    cos, sin = angles.cos() * yarn_gain, angles.sin() * yarn_gain
 
     def rope(x):  # x [T, heads, hd]
         x1, x2 = x.chunk(2, dim=-1)
@@ -186,12 +186,12 @@ def _original_forward(tensors: dict, raw: dict, ids: torch.Tensor) -> torch.Tens
                               torch.float32)  # [E, 2I, H]
         w2 = mxfp4.dequantize(tensors[p + "mlp.mlp2_weight.blocks"], tensors[p + "mlp.mlp2_weight.scales"],
                               torch.float32)  # [E, H, I]
-        h = torch.einsum("beck,bk->bec", w1[top.indices], t) + f[p + "mlp.mlp1_bias"][top.indices]
+        h = torch.einsum("tjoh,th->tjo", w1[top.indices], t) + f[p + "mlp.mlp1_bias"][top.indices]
         glu = h[..., ::2].clamp(max=raw["swiglu_limit"])
         lin = h[..., 1::2].clamp(-raw["swiglu_limit"], raw["swiglu_limit"])
         h = glu * torch.sigmoid(1.702 * glu) * (lin + 1)
-        out = torch.einsum("beck,bek->bec", w2[top.indices], h) + f[p + "mlp.mlp2_bias"][top.indices]
-        x = x + torch.einsum("bec,be->bc", out, expert_weights)
+        out = torch.einsum("tjhi,tji->tjh", w2[top.indices], h) + f[p + "mlp.mlp2_bias"][top.indices]
+        x = x + torch.einsum("tjh,tj->th", out, expert_weights)
     return _rms(x, f["norm.scale"]) @ f["unembedding.weight"].T
 
 
