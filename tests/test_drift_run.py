@@ -44,3 +44,23 @@ def test_sampling_fallback(tmp_path, fault, expected):
     verdicts = _verdicts(result)
     assert verdicts["drift.sampling"] == expected, result["checks"]
     assert verdicts["drift.teacher_forced"] == "skip" and verdicts["drift.greedy_logprobs"] == "skip"
+
+
+def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_right_golden_positions():
+    """A provider may leave the leading header tokens out of chat logprobs: each reported position must
+    still meet the golden position it belongs to (an exact copy of golden then has no drift at all)."""
+    from verifier import golden as store
+    from verifier import harmony
+    from verifier.checks import drift
+    from verifier.observation import TokenLogprob, TopLogprob
+
+    turn = store.load(Path(__file__).parent.parent / "golden/gpt-oss-conformance/fp32/drift.json").records[0].turns[0]
+    skip = 3
+    echoed = [TokenLogprob(token=harmony.token_text(s.token), logprob=s.logprob,
+                           top=[TopLogprob(token=harmony.token_text(t), logprob=lp)
+                                for t, lp in zip(s.top_ids, s.top_logprobs)])
+              for s in turn.scores[skip:]]
+    aligned, positions, departure = drift.greedy_positions(turn, echoed, float("inf"))
+    assert departure is None and aligned.scores == turn.scores[skip:] and len(positions) == len(echoed)
+    pooled = drift.turn_drift("case", aligned, positions, float("inf"))
+    assert pooled.positions == len(echoed) and pooled.logodds_sq == 0 and pooled.delta_sq == 0

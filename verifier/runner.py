@@ -264,8 +264,8 @@ class Runner:
             obs = ex.observation
             if not obs.ok or not obs.logprobs:
                 return out
-            positions, departure = drift.greedy_positions(ref, obs.logprobs, flip)
-            turns.append(drift.turn_drift(case.id, ref, positions, flip))
+            aligned, positions, departure = drift.greedy_positions(ref, obs.logprobs, flip)
+            turns.append(drift.turn_drift(case.id, aligned, positions, flip))
             if departure or self._decided(turns, calibration):
                 return out
         return out

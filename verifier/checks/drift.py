@@ -321,11 +321,14 @@ def teacher_forced(view: SuiteView):
                     sequences=sequences)
 
 
-def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float) -> tuple[list[PositionScore], str | None]:
+def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float
+                     ) -> tuple[GoldenTurn, list[PositionScore], str | None]:
     """Align chat `top_logprobs` with golden completion tokens along their common prefix.
 
-    Returns the positions scored and, if the provider's greedy path left golden's, why: at a golden
-    near-tie that is honest (tolerated), at a decisive position it is evidence of drift.
+    Returns the golden turn from the position where the provider's logprobs begin (a provider may
+    leave out the leading header tokens), the positions scored against it, and, if the provider's
+    greedy path left golden's, why: at a golden near-tie that is honest (tolerated), at a decisive
+    position it is evidence of drift.
     """
     from verifier import harmony
 
@@ -333,7 +336,8 @@ def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float) -> 
     texts = [harmony.token_text(t) for t in golden.completion_token_ids]
     start = next((i for i, t in enumerate(texts) if logprobs and t == logprobs[0].token), None)
     if start is None:
-        return out, None
+        return golden, out, None
+    aligned = golden.model_copy(update={"scores": golden.scores[start:]})
     for offset, item in enumerate(logprobs):
         i = start + offset
         if i >= len(golden.scores):
@@ -343,10 +347,10 @@ def greedy_positions(golden: GoldenTurn, logprobs: list, flip_margin: float) -> 
         top = {candidates[t.token]: t.logprob for t in item.top if t.token in candidates}
         if item.token != texts[i]:
             if ref.margin >= flip_margin:
-                return out, f"greedy path left golden at a decisive position (margin {ref.margin:.2f} nats)"
-            return out, None
+                return aligned, out, f"greedy path left golden at a decisive position (margin {ref.margin:.2f} nats)"
+            return aligned, out, None
         out.append(PositionScore(token_logprob=item.logprob, top=top))
-    return out, None
+    return aligned, out, None
 
 
 @check(
@@ -375,7 +379,7 @@ def greedy_logprobs(view: SuiteView):
             errors.append(obs.error if obs is not None and obs.error else "no logprobs in the response")
             continue
         golden = view.golden.record(ex.case_id).turns[0]
-        positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin)
+        golden, positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin)
         if departure:
             departures.append(f"{ex.case_id}: {departure}")
         drifts = position_drifts(ex.case_id, golden, positions, cal.flip_margin)
