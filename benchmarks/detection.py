@@ -20,68 +20,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier import calibration as cal  # noqa: E402
-from verifier.checks.drift import decide  # noqa: E402
+from verifier.calibrate import Plan, detection_power, honest_drift  # noqa: E402
+from verifier.drift import calibration as cal  # noqa: E402
+from verifier.harness import vllm_cpu  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
-from verifier.reference import perturb  # noqa: E402
-from verifier.reference.engine import Engine  # noqa: E402
 from verifier.testmodel.compact import default_checkpoint  # noqa: E402
-from verifier.verdict import Verdict  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-yarn", "sliding-window-off",
           "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature"]
+VLLM_LABEL = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
 
 
 def honest_scores(turns, checkpoint: Path, with_vllm: bool, vllm_url: str | None) -> dict[str, list]:
-    from verifier.harness import vllm_cpu
-    from verifier.providers import Provider
-
-    honest = {"reference-bf16": cal.collect(cal.engine_scorer(Engine(checkpoint, "bf16")), turns)}
+    """The reference in bf16, and vLLM-CPU in bf16 when asked (at `vllm_url`, or started here)."""
+    plan = Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], model="gpt-oss-conformance")
     if vllm_url:
-        provider = Provider(vllm_url, "gpt-oss-conformance")
-        honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider), turns)
-    elif with_vllm:
+        return honest_drift(turns, plan.model_copy(update={"endpoints": {vllm_url: VLLM_LABEL}}))
+    if with_vllm:
         with vllm_cpu.serve(checkpoint) as server:
-            provider = Provider(server.url, server.model)
-            honest[f"vllm-cpu-{vllm_cpu.VERSION}-bf16"] = cal.collect(cal.provider_scorer(provider), turns)
-            provider.close()
-    return honest
-
-
-def out_of_sample_fpr(honest: dict[str, list], turns, runs: int, splits: int = 3, seed: int = 7) -> dict:
-    """Calibrate on half the cases, simulate honest runs on the other half, both ways round, for
-    `splits` random halvings. A run is a random subset (at least two turns) in random order, looked
-    at after every turn as `drift.teacher_forced` does."""
-    from verifier.checks.drift import pool
-
-    cases = sorted({key.split("#")[0] for key, _ in turns})
-    rng = random.Random(seed)
-    flagged, total, at = 0, 0, []
-    for _ in range(splits):
-        rng.shuffle(cases)
-        halves = [set(cases[: len(cases) // 2]), set(cases[len(cases) // 2 :])]
-        for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
-            pick = lambda data, keep: [t for (key, _), t in zip(turns, data) if key.split("#")[0] in keep]  # noqa: E731
-            calib = cal.calibrate({name: pick(data, train) for name, data in honest.items()}, "half", simulations=1000)
-            for data in honest.values():
-                held_out = [pool("turn", turn) for turn in pick(data, test)]
-                for _ in range(runs):
-                    order = list(held_out)
-                    rng.shuffle(order)
-                    decision = decide(order[: rng.randint(2, len(order))], calib, final=True)
-                    if decision.verdict is Verdict.FAIL:
-                        flagged, at = flagged + 1, at + [decision.at_positions]
-                    total += 1
-    return {"honest_runs": total, "false_positives": flagged, "fpr": flagged / total,
-            "flagged_at_positions": sorted(at)}
+            return honest_drift(turns, plan.model_copy(update={"endpoints": {server.url: VLLM_LABEL},
+                                                               "model": server.model}))
+    return honest_drift(turns, plan)
 
 
 def main() -> None:
@@ -101,11 +67,11 @@ def main() -> None:
     results = {"golden": str(GOLDEN), "positions": sum(len(t.scores) for _, t in turns), "turns": len(turns),
                "calibration": calibration.source, "faults": {}, "honest": {}}
     for name, data in honest.items():
-        results["honest"][name] = cal.detection(data, calibration)
-    results["honest_fpr_out_of_sample"] = out_of_sample_fpr(honest, turns, args.runs)
+        results["honest"][name] = cal.detection(data, calibration).model_dump()
+    held_out = cal.held_out_false_positives(honest, [key for key, _ in turns], args.runs)
+    results["honest_fpr_out_of_sample"] = held_out.model_dump()
     for fault in FAULTS:
-        data = cal.collect(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, calibration.flip_margin)
-        results["faults"][fault] = cal.detection(data, calibration)
+        results["faults"][fault] = detection_power(turns, checkpoint, [fault], calibration)[fault].model_dump()
         print(f"{fault:28} {results['faults'][fault]}", flush=True)
     results["seconds"] = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

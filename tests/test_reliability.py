@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from verifier.harness.chaos import FAULTS, ChaosProxy
+from verifier import journal
+from verifier.harness.chaos import DISRUPTIONS, ChaosProxy
 from verifier.providers import RetryPolicy
 from verifier.runner import BUILTIN_MODEL, RunConfig, execute
 
@@ -46,9 +47,9 @@ def clean(server, tmp_path_factory):
 def test_chaos_gives_the_clean_verdicts(server, clean, tmp_path):
     with ChaosProxy(server.url, rate=0.25, seed=7, retry_after="1") as proxy:
         result, _ = _run(proxy.url, tmp_path, retry=FAST_RETRY)
-        injected = Counter(e.fault for e in proxy.log if e.fault)
+        injected = Counter(e.disruption for e in proxy.log if e.disruption)
     print(f"\nchaos: {len(proxy.log)} requests, injected {dict(injected)}")
-    assert set(injected) == set(FAULTS), "every kind of fault must have been met"
+    assert set(injected) == set(DISRUPTIONS), "every kind of disruption must have been met"
     assert _comparable(result) == _comparable(clean)
     assert result.cost == clean.cost
 
@@ -63,8 +64,7 @@ def test_an_outage_is_an_error_never_a_fail_and_resume_finishes(server, clean, t
         assert not [c.id for c in result.checks if c.verdict.value == "fail"]
         proxy.outage_after = None
         proxy.outage = False
-        journaled = {json.loads(line)["key"] for line in (run_dir / "journal.jsonl").read_text().splitlines()
-                     if not json.loads(line)["unavailable"]}
+        journaled = {ex.key for ex in journal.read(run_dir / journal.FILE) if not ex.failed("unavailable")}
         mark = len(proxy.log)
         resumed, _ = execute(RunConfig(retry=policy), resume=run_dir)
         again = [e.request_id for e in proxy.log[mark:] if e.forwarded]
@@ -200,8 +200,8 @@ def test_a_progress_bar_on_a_terminal_and_none_in_ci(tmp_path):
 
 
 def test_a_torn_journal_line_is_dropped_and_appends_start_clean(tmp_path):
-    from verifier import journal
-    from verifier.checks.base import Exchange
+    from verifier.exchange import Exchange
+    from verifier.observation import Failure
 
     path = tmp_path / "journal.jsonl"
     first = Exchange(suite="s", case_id="c", variant="chat", turn=1, request={}, chat_request={}, key="k1")
@@ -215,5 +215,6 @@ def test_a_torn_journal_line_is_dropped_and_appends_start_clean(tmp_path):
     log.write(first.model_copy(update={"key": "k2"}))
     log.close()
     assert [ex.key for ex in journal.read(path)] == ["k1", "k2"]
-    replay = journal.Replay(journal.read(path) + [first.model_copy(update={"key": "k3", "unavailable": True})])
+    outage = Failure(kind="unavailable", message="HTTP 503")
+    replay = journal.Replay(journal.read(path) + [first.model_copy(update={"key": "k3", "failure": outage})])
     assert replay.take("k1") is not None and replay.take("k1") is None and replay.take("k3") is None

@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from conftest import REPO, run_cli
 
-from verifier.result import MAX_TEXT, SCHEMA_VERSION, RunResult, schema_json, schema_path
+from verifier.result import MAX_TEXT, SCHEMA_VERSION, RunResult, schema_path
 
 SMALL = ["--suite", "harmony", "--suite", "effort", "--suite", "drift", "--api", "chat", "--api", "score"]
 
@@ -54,30 +54,36 @@ def _load(run_dir: Path) -> RunResult:
 # -- result.json and its schema -------------------------------------------------------------------------------
 
 
-def test_committed_schema_is_the_exported_schema():
-    """reports/schema/ holds exactly what `gpt-oss-verify schema` exports: it cannot go stale."""
-    path = schema_path(REPO / "reports" / "schema")
-    assert path.name == f"result-v{SCHEMA_VERSION}.schema.json"
-    assert path.read_text() == schema_json(), "run `gpt-oss-verify schema` and commit reports/schema/"
+COMMITTED_SCHEMA = REPO / "reports" / "schema" / f"result-v{SCHEMA_VERSION}.schema.json"
+
+
+def _committed_schema() -> dict:
+    return json.loads(COMMITTED_SCHEMA.read_text())
+
+
+def test_committed_schema_is_what_a_fresh_process_exports(tmp_path):
+    """reports/schema/ holds exactly what `gpt-oss-verify schema`, run in a new process, writes: a model
+    change that is not exported and committed fails here."""
+    proc = run_cli("schema", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"schema: {schema_path(tmp_path)}"
+    exported = tmp_path / COMMITTED_SCHEMA.name
+    assert json.loads(exported.read_text()) == _committed_schema(), \
+        "run `gpt-oss-verify schema` and commit reports/schema/"
+    assert exported.read_text() == COMMITTED_SCHEMA.read_text()
 
 
 def test_schema_documents_every_field():
-    schema = json.loads(schema_json())
+    schema = _committed_schema()
     undocumented = [f"{name}.{prop}" for name, model in {**schema["$defs"], "RunResult": schema}.items()
                     for prop, spec in model.get("properties", {}).items() if not spec.get("description")]
     assert not undocumented
 
 
-def test_schema_command_writes_the_schema(tmp_path):
-    proc = run_cli("schema", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / f"result-v{SCHEMA_VERSION}.schema.json").read_text() == schema_json()
-
-
-def test_result_json_validates_against_the_exported_schema(honest):
+def test_result_json_validates_against_the_committed_schema(honest):
     import jsonschema
 
-    jsonschema.validate(json.loads((honest / "result.json").read_text()), json.loads(schema_json()))
+    jsonschema.validate(json.loads((honest / "result.json").read_text()), _committed_schema())
 
 
 def test_untrusted_strings_cannot_make_a_result_unwritable():
@@ -101,9 +107,8 @@ def test_harmony_views_show_provider_text_as_plain_tokens():
     """The token-level view: a reply's fields rebuilt as Harmony tokens match golden's tokens for the same
     reply, and control-token text in a provider's tool name stays plain text, never a control token."""
     from verifier import harmony
-    from verifier.observation import Observation
+    from verifier.observation import Observation, ToolCall
     from verifier.report.evidence import fields_view, token_view
-    from verifier.suites import ToolCall
 
     call = ToolCall(id="c", name="get_weather", arguments='{"city":"Tokyo"}')
     ours = fields_view(Observation(api="chat", stream=False, status=200, reasoning="Look it up.", tool_calls=[call],
@@ -141,6 +146,17 @@ class _Dom(HTMLParser):
         return sum(1 for t, _ in self.tags if t == tag)
 
 
+def _plots(result: RunResult) -> int:
+    """Plots the report draws for a result: per drift figure the statistic, KL and, where calibration
+    measured detection, the detection budget; per effort figure the reasoning lengths."""
+    figures = [o.figure for c in result.checks for o in c.outcomes if o.figure is not None]
+    return sum(1 if f.kind == "effort" else 3 if f.detection else 2 for f in figures)
+
+
+def _check_rows(dom: _Dom) -> list[str]:
+    return [a["id"].removeprefix("check-") for t, a in dom.tags if t == "tr" and a.get("id", "").startswith("check-")]
+
+
 def test_report_is_self_contained_and_carries_every_figure(honest):
     result = _load(honest)
     html = (honest / "report.html").read_text()
@@ -150,7 +166,9 @@ def test_report_is_self_contained_and_carries_every_figure(honest):
     csp = next(a["content"] for t, a in dom.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp
     # plots: drift statistic, KL, detection budget, reasoning length by effort
-    assert dom.count("svg") == 4
+    assert _plots(result) > 0 and dom.count("svg") == _plots(result)
+    assert sorted(_check_rows(dom)) == sorted(c.id for c in result.checks)
+    assert f'class="banner {result.verdict}"' in html
     for needle in ("Relative log-odds error per position", "KL(golden", "Detection budget", "Reasoning length by effort"):
         assert needle in html
     drift = next(c for c in result.checks if c.id == "drift.teacher_forced").outcomes[0].figure
@@ -262,7 +280,10 @@ def test_compare_puts_runs_side_by_side(honest, faulty, tmp_path):
     html = out.read_text()
     assert "fault raw-harmony-content" in html and a.provider.base_url in html and b.created in html
     assert re.search(r"median 0\.0000 ≤ boundary 0\.\d{4}", html)  # the drift figures of the honest run
-    assert _Dom(html).count("script") == 0 and _Dom(html).count("svg") == 1  # running medians
+    # one panel of running medians per drift check that has a figure in either run
+    drift_checks = {c.id for r in (a, b) for c in r.checks
+                    if c.family == "drift" and any(o.figure and o.figure.running_median for o in c.outcomes)}
+    assert drift_checks and _Dom(html).count("script") == 0 and _Dom(html).count("svg") == len(drift_checks)
     # the text table: a column per run, a line per check
     line = next(line for line in proc.stdout.splitlines() if line.startswith("parsing.no_control_tokens"))
     assert line.split()[1:] == ["pass", "FAIL"]
@@ -406,6 +427,31 @@ def _png(path: Path) -> tuple[int, int, list[bytes]]:
     return width, height, rows
 
 
+def _verdict_colour(html: str, verdict: str) -> bytes:
+    """The RGB the report's own stylesheet gives a verdict (`--fail: #cf222e;`)."""
+    found = re.search(rf"--{verdict}:\s*#([0-9a-fA-F]{{6}})", html)
+    assert found, f"no colour for {verdict} in the report's stylesheet"
+    return bytes.fromhex(found.group(1))
+
+
+def _banner_pixel(pixels: list[bytes]) -> bytes:
+    """A pixel inside the verdict banner, left of its heading text (top left of the page)."""
+    return pixels[30][100 * 3:100 * 3 + 3]
+
+
+@needs_chromium
+def test_banner_colour_follows_the_verdict(honest, faulty, tmp_path):
+    """The banner is painted in the colour of the run's verdict: pass and fail reports, in Chromium."""
+    seen = {}
+    for run_dir in (honest, faulty):
+        verdict = _load(run_dir).verdict
+        shot = tmp_path / f"{verdict}.png"
+        _chromium((run_dir / "report.html").as_uri(), f"--screenshot={shot}", "--window-size=1280,400")
+        seen[verdict] = _banner_pixel(_png(shot)[2])
+        assert seen[verdict] == _verdict_colour((run_dir / "report.html").read_text(), verdict), verdict
+    assert set(seen) == {"pass", "fail"} and seen["pass"] != seen["fail"]
+
+
 @needs_chromium
 def test_hostile_payloads_cannot_run_in_a_raw_page_either_unless_escaped(tmp_path):
     """The detector can fail: the same payloads written raw (no escaping, no CSP) do run in Chromium."""
@@ -439,12 +485,12 @@ def test_hostile_provider_text_is_inert_in_the_report(honest, tmp_path):
     parsed = _Dom(dom)
     for tag in ("script", "iframe", "object", "embed", "img", "link", "base", "form", "plaintext", "textarea"):
         assert parsed.count(tag) == 0, tag
-    assert parsed.count("style") == 1 and parsed.count("title") == 1 and parsed.count("svg") == 4
-    assert parsed.count("meta") == 4  # charset, viewport, CSP, referrer: no refresh
+    assert parsed.count("style") == 1 and parsed.count("title") == 1 and parsed.count("svg") == _plots(result)
+    honest_meta = [a for t, a in _Dom((honest / "report.html").read_text()).tags if t == "meta"]
+    assert [a for t, a in parsed.tags if t == "meta"] == honest_meta  # the template's own: no injected refresh
     assert not [k for _, attrs in parsed.tags for k in attrs if k.startswith("on")]
     assert not [v for _, attrs in parsed.tags for k, v in attrs.items() if k in ("href", "src") and not v.startswith("#")]
-    rows = [a["id"] for t, a in parsed.tags if t == "tr" and a.get("id", "").startswith("check-")]
-    assert len(rows) == len(result.checks)
+    assert len(_check_rows(parsed)) == len(result.checks)  # ids carry payloads, shown with controls made visible
     ids = {a.get("id") for _, a in parsed.tags}
     assert {"verdict", "summary", "run", "exchanges", f"x{len(result.evidence) - 1}"} <= ids
     assert "rendered from result.json" in "".join(parsed.text)  # the page's last line: nothing swallowed the rest
@@ -456,8 +502,9 @@ def test_hostile_provider_text_is_inert_in_the_report(honest, tmp_path):
     assert (width, height) == (1280, 2000)
     colors = {row[i:i + 3] for row in pixels[::7] for i in range(0, len(row), 21)}
     assert len(colors) > 50, "the screenshot is blank or nearly uniform"
-    banner = pixels[30][100 * 3:100 * 3 + 3]
-    assert banner == bytes((0xcf, 0x22, 0x2e)), f"no red FAIL banner at the top ({banner.hex()})"
+    assert result.verdict == "fail"
+    banner = _banner_pixel(pixels)
+    assert banner == _verdict_colour(dom, "fail"), f"no FAIL-coloured banner at the top ({banner.hex()})"
     background = bytes((0xf6, 0xf8, 0xfa))
     margin = {row[x * 3:x * 3 + 3] for row in pixels for x in range(1246, 1278)}
     assert margin == {background}, "something overflowed into the right margin: long text did not wrap"

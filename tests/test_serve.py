@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+
 import httpx
 import pytest
+from openai_harmony import (
+    Conversation,
+    DeveloperContent,
+    HarmonyEncodingName,
+    Message,
+    ReasoningEffort,
+    Role,
+    SystemContent,
+    ToolDescription,
+    load_harmony_encoding,
+)
 
 from verifier import harmony
 from verifier.golden import load
@@ -12,6 +25,29 @@ from verifier.suites import load_suite
 
 TOOLS = load_suite("tools")
 WEATHER_CASE = TOOLS.cases[0].request
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """openai-harmony's own encoding (only the offline vocabulary comes from the verifier): the
+    independent reference the built-in server's tokens are checked against."""
+    harmony.ensure_vocab()
+    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+def _weather_prompt(encoding, date: str) -> list[int]:
+    """WEATHER_CASE as openai-harmony renders it, built by hand from its own message types."""
+    fn = WEATHER_CASE["tools"][0]["function"]
+    assert WEATHER_CASE["reasoning_effort"] == "low" and len(WEATHER_CASE["messages"]) == 1
+    system = SystemContent.new().with_reasoning_effort(ReasoningEffort.LOW).with_conversation_start_date(date)
+    developer = DeveloperContent.new().with_function_tools(
+        [ToolDescription.new(fn["name"], fn["description"], fn["parameters"])])
+    conversation = Conversation.from_messages([
+        Message.from_role_and_content(Role.SYSTEM, system),
+        Message.from_role_and_content(Role.DEVELOPER, developer),
+        Message.from_role_and_content(Role.USER, WEATHER_CASE["messages"][0]["content"]),
+    ])
+    return encoding.render_conversation_for_completion(conversation, Role.ASSISTANT)
 
 
 def _fields(obs):
@@ -33,10 +69,10 @@ def test_stream_and_non_stream_agree(provider, api):
     assert plain.finish_reason == "tool_calls" and plain.tool_calls[0].name == "get_weather"
 
 
-def test_chat_reports_reasoning_in_both_fields_and_usage(provider):
+def test_chat_reports_reasoning_in_both_fields_and_usage(provider, reference):
     obs = provider.chat(WEATHER_CASE)
     assert obs.reasoning_fields == ["reasoning_content", "reasoning"]
-    assert obs.usage.reasoning_tokens == len(harmony.encode(obs.reasoning))
+    assert obs.usage.reasoning_tokens == len(reference.encode(obs.reasoning, disallowed_special=()))
 
 
 def test_chat_answer_matches_golden_greedy(provider):
@@ -72,10 +108,19 @@ def test_completions_echo_logprobs_legacy_format(server):
     assert len(lp["top_logprobs"][-1]) == 5
 
 
-def test_completions_harmony_round_trip(provider):
-    prompt = harmony.render_chat(WEATHER_CASE)
+def test_completions_harmony_round_trip(provider, reference):
+    """A raw Harmony prompt from openai-harmony: the completion's token ids, parsed by openai-harmony's
+    own parser, say what the reply's fields say, and end in its `<|call|>`."""
+    prompt = _weather_prompt(reference, harmony.DEFAULT_DATE)
     plain, streamed = provider.completions_harmony(prompt, 200), provider.completions_harmony(prompt, 200, stream=True)
-    assert plain.token_ids[-1] == harmony.CALL and plain.finish_reason == "tool_calls"
+    assert plain.token_ids[-1] == reference.encode("<|call|>", allowed_special="all")[0]
+    assert plain.finish_reason == "tool_calls"
+    parsed = reference.parse_messages_from_completion_tokens(plain.token_ids, Role.ASSISTANT)
+    analysis = [m.content[0].text for m in parsed if m.channel == "analysis"]
+    calls = [(m.recipient, m.content[0].text) for m in parsed if m.recipient]
+    assert [plain.reasoning] == analysis
+    assert calls == [(f"functions.{c.name}", c.arguments) for c in plain.tool_calls] == [
+        ("functions.get_weather", plain.tool_calls[0].arguments)]
     assert _fields(plain)[:4] == _fields(streamed)[:4]
 
 
@@ -123,13 +168,20 @@ def test_sampling_is_seeded(provider):
     assert provider.chat(body).reasoning == provider.chat(body).reasoning
 
 
-def test_tokenize_renders_like_the_reference(server):
+def test_tokenize_renders_like_openai_harmony(server, reference):
+    """/tokenize against openai-harmony's rendering of the same conversation, built without the verifier."""
     r = httpx.post(f"{server.url.removesuffix('/v1')}/tokenize", json={"model": "gpt-oss-conformance", **WEATHER_CASE},
                    timeout=30)
-    import datetime
-
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    assert r.json()["tokens"] == harmony.render_chat(WEATHER_CASE, today)
+    assert r.json()["tokens"] == _weather_prompt(reference, today)
+
+
+def test_chat_usage_counts_the_openai_harmony_prompt(provider, reference):
+    """usage.prompt_tokens of a Chat request equals the length of openai-harmony's rendering (today's date:
+    the built-in server renders with its own date)."""
+    obs = provider.chat(WEATHER_CASE)
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert obs.usage.prompt_tokens == len(_weather_prompt(reference, today))
 
 
 def test_tool_choice_constraint_forces_the_header(engine):

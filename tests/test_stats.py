@@ -1,4 +1,4 @@
-"""Statistics: boundaries of every function the checks rely on."""
+"""Statistics: boundaries of every function the checks rely on (drift statistics, Page's trend test)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from verifier import stats
+from verifier import trend
+from verifier.drift import statistics as stats
 
 
 def test_kl_of_identical_distributions_is_zero():
@@ -49,46 +50,33 @@ def test_empty_golden_top_gives_zero():
 
 
 def test_midranks_share_ties():
-    assert stats.midranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
+    assert trend.midranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
 
 
 def test_page_test_perfect_order_has_the_exact_minimum_p():
     blocks = [[1, 2, 3]] * 5
-    statistic, p = stats.page_trend_test(blocks)
+    statistic, p = trend.page_trend_test(blocks)
     assert statistic == 5 * (1 * 1 + 2 * 2 + 3 * 3)
     assert p == pytest.approx(6.0 ** -5)
 
 
 def test_page_test_all_ties_is_uninformative():
-    _, p = stats.page_trend_test([[4, 4, 4]] * 8)
+    _, p = trend.page_trend_test([[4, 4, 4]] * 8)
     assert p == pytest.approx(1.0)
 
 
 def test_page_test_reversed_order_is_not_significant():
-    _, p = stats.page_trend_test([[3, 2, 1]] * 6)
+    _, p = trend.page_trend_test([[3, 2, 1]] * 6)
     assert p == pytest.approx(1.0)
 
 
 def test_page_test_mixed_evidence_is_in_between():
-    _, p = stats.page_trend_test([[1, 2, 3], [1, 2, 3], [2, 1, 3], [3, 2, 1]])
+    _, p = trend.page_trend_test([[1, 2, 3], [1, 2, 3], [2, 1, 3], [3, 2, 1]])
     assert 0.01 < p < 0.9
 
 
-def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_data():
-    small = [[1.0, 2.0], [3.0], [2.0, 2.5]]
-    lo, hi = stats.bootstrap_ci(small)
-    assert lo <= stats.mean([v for g in small for v in g]) <= hi
-    big = small * 20
-    lo2, hi2 = stats.bootstrap_ci(big)
-    assert hi2 - lo2 < hi - lo
-
-
-def test_bootstrap_of_constant_groups_is_a_point():
-    assert stats.bootstrap_ci([[2.0], [2.0, 2.0]]) == (2.0, 2.0)
-
-
-def test_rms_and_mean_of_empty_are_nan():
-    assert math.isnan(stats.mean([])) and math.isnan(stats.rms([]))
+def test_mean_of_empty_is_nan():
+    assert math.isnan(trend.mean([])) and trend.mean([1.0, 2.0, 6.0]) == 3.0
 
 
 def test_logodds_errors_ignore_normalisation_and_need_the_top_token():

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from verifier.errors import SuiteError
-from verifier.suites import ToolCall, available, load_suite
+from verifier.observation import ToolCall
+from verifier.suites import available, load_suite
 
 
 def test_shipped_suites_load():

@@ -55,6 +55,14 @@ def test_hf_tokenizer_matches_harmony(checkpoint):
         assert tok.encode(text).ids == harmony.encode_with_specials(text)
 
 
+def test_tokenizer_ids_fit_the_vocabulary(checkpoint):
+    """Every id the tokenizer can produce has a model row (llama.cpp's converter asserts it)."""
+    data = json.loads((checkpoint / "tokenizer.json").read_text())
+    ids = [entry["id"] for entry in data["added_tokens"]] + list(data["model"]["vocab"].values())
+    assert max(ids) == harmony.VOCAB_SIZE - 1
+    assert len(set(ids)) == harmony.VOCAB_SIZE
+
+
 def test_shipped_golden_was_built_from_the_shipped_weights(checkpoint):
     digest = checkpoint_sha256(checkpoint)
     for path in sorted((golden_dir() / "gpt-oss-conformance").glob("*/*.json")):

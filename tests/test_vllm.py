@@ -85,7 +85,7 @@ def test_vllm_offers_tools_despite_tool_choice_none(honest_result):
     the call without streaming (content null, tokens billed) but returns it when streaming."""
     _, result = honest_result
     fails = _failing(result)
-    assert fails["rendering.prompt_ids"] == {("tool-choice-none", "prompt-ids (return_token_ids)", 1)}
+    assert fails["rendering.prompt_ids"] == {("tool-choice-none", "prompt-ids", 1)}
     assert {case for case, _, _ in fails["tools.tool_choice"]} == {"tool-choice-none"}
     assert ("tool-choice-none", "chat", 1) in fails["parsing.no_empty_answer"]
     assert ("tool-choice-none", "chat", 1) in fails["tools.no_tokens_after_call"]
@@ -101,14 +101,18 @@ def test_vllm_responses_rejects_a_named_tool_choice(honest_result):
 def test_honest_vllm_fails_only_the_known_findings(honest_result):
     code, result = honest_result
     assert code == 1
-    assert set(_failing(result)) == EXPECTED_HONEST_FINDINGS
+    failing = set(_failing(result))
+    assert HONEST_FINDINGS <= failing, sorted(HONEST_FINDINGS - failing)
+    assert failing <= HONEST_FINDINGS | HONEST_COLLATERAL, sorted(failing - HONEST_FINDINGS - HONEST_COLLATERAL)
 
 
-EXPECTED_HONEST_FINDINGS = {
-    "rendering.prompt_tokens", "rendering.prompt_ids", "parsing.no_empty_answer", "parsing.final_text",
-    "parsing.http_status", "tools.finish_reason", "tools.no_tokens_after_call", "tools.tool_choice",
+HONEST_FINDINGS = {
+    "rendering.prompt_tokens", "rendering.prompt_ids", "parsing.no_empty_answer", "parsing.http_status",
+    "tools.no_tokens_after_call", "tools.tool_choice",
 }
-"""Every one traced to the findings above (final_text and finish_reason: the tool-choice-none case)."""
+"""The checks the findings above show failing."""
+HONEST_COLLATERAL = {"parsing.final_text", "tools.finish_reason"}
+"""May also fail, through the tool-choice-none finding: what the model writes once vLLM offers it the tools."""
 
 
 @pytest.mark.parametrize("kind", ["int4-experts", "no-sinks", "swapped-checkpoint"])

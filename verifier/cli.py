@@ -54,11 +54,14 @@ def run(
                                                 "written to the journal, results, reports or logs.")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite to run (repeatable). Default: all shipped suites.")] = None,
     golden: Annotated[Path | None, typer.Option(help="Directory of golden files (<suite>.json) for this model.")] = None,
-    api: Annotated[list[str] | None, typer.Option(help="Only these API variants (repeatable), e.g. chat, "
-                                                  "chat-stream, responses, completions, score.")] = None,
+    api: Annotated[list[str] | None, typer.Option(help="Only these API variants and evidence kinds (repeatable): "
+                                                  "chat, chat-stream, responses, responses-stream, completions, "
+                                                  "completions-stream; score, prompt-ids, greedy-logprobs, sampling "
+                                                  "(one drift evidence kind selects that drift method).")] = None,
     out: Annotated[Path, typer.Option(help="Directory for run results.")] = Path("reports"),
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
-    variant: Annotated[list[str] | None, typer.Option(help="Honest variant of the built-in provider (repeatable).")] = None,
+    quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk of the built-in "
+                                                    "provider: an honest behaviour (repeatable); see `faults`.")] = None,
     drift_method: Annotated[str, typer.Option(help="auto (teacher forcing, else greedy logprobs, else sampling), "
                                               "teacher, greedy or sampling.")] = "auto",
     score_all: Annotated[bool, typer.Option("--score-all", help="Score every golden position, not only until "
@@ -74,9 +77,9 @@ def run(
                                                 "only what it lacks is sent. Takes the run's own settings.")] = None,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
+    from verifier.config import DEFAULT_SUITES, RetryPolicy, RunConfig
     from verifier.progress import for_terminal
-    from verifier.providers import RetryPolicy
-    from verifier.runner import DEFAULT_SUITES, RunConfig, execute
+    from verifier.runner import execute
 
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -85,11 +88,11 @@ def run(
     if resume is not None:
         given = [name for name, value in (("--base-url", base_url), ("--model", model), ("--suite", suite),
                                           ("--golden", golden), ("--api", api), ("--fault", fault),
-                                          ("--variant", variant), ("--score-all", score_all)) if value]
+                                          ("--quirk", quirk), ("--score-all", score_all)) if value]
         if given:
             _fail(f"--resume takes the run's own settings; leave out {', '.join(given)}")
     config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
-                       golden=golden, apis=api, out=out, faults=fault or [], variants=variant or [],
+                       golden=golden, apis=api, out=out, faults=fault or [], quirks=quirk or [],
                        drift_method=drift_method, score_all=score_all, timeout=timeout, concurrency=concurrency,
                        retry=RetryPolicy(attempts=retries, base_s=retry_base))
     progress = for_terminal()
@@ -121,7 +124,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     model: Annotated[str | None, typer.Option(help="Served model name.")] = None,
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode to switch on (repeatable); see `faults`.")] = None,
-    variant: Annotated[list[str] | None, typer.Option(help="Honest variant to switch on (repeatable); see `faults`.")] = None,
+    quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk to switch on: an "
+                                                    "honest behaviour (repeatable); see `faults`.")] = None,
     date: Annotated[str | None, typer.Option(help="Pin the conversation date (YYYY-MM-DD); default today.")] = None,
     dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
 ):
@@ -129,25 +133,25 @@ def serve(
     from verifier.serve import parse_names, serve_forever
     from verifier.testmodel.compact import NAME, default_checkpoint
 
-    parse_names(fault, variant)
+    parse_names(fault, quirk)
     ckpt = checkpoint or default_checkpoint()
     typer.echo(f"serving {ckpt} on http://{host}:{port}/v1", err=True)
-    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, variant)
+    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, quirk)
 
 
 @app.command()
 def faults():
-    """List the built-in provider's fault modes (and the checks each must fail) and honest variants."""
-    from verifier.serve.faults import FAULTS, VARIANTS
+    """List the built-in provider's fault modes (and the checks each must fail) and server quirks."""
+    from verifier.serve.faults import FAULTS, QUIRKS
 
     typer.echo("Faults (gpt-oss-verify run --fault NAME):")
     for f in sorted(FAULTS.values(), key=lambda f: (f.mode, f.name)):
         typer.echo(f"  {f.name:28} [mode {f.mode}] {f.description}\n  {'':28} seen in: {f.seen_in}\n"
                    f"  {'':28} caught by: {', '.join(f.targets)}"
                    + (f" (run with {' '.join(f.run_args)})" if f.run_args else ""))
-    typer.echo("Honest variants (gpt-oss-verify run --variant NAME; every check must still pass):")
-    for v in VARIANTS.values():
-        typer.echo(f"  {v.name:28} {v.description}")
+    typer.echo("Server quirks, honest behaviours (gpt-oss-verify run --quirk NAME; every check must still pass):")
+    for q in QUIRKS.values():
+        typer.echo(f"  {q.name:28} {q.description}")
 
 
 @app.command()
@@ -276,109 +280,30 @@ def golden_calibrate(
                                                           "it has scored enough positions for all of them.")] = None,
     simulations: Annotated[int, typer.Option(help="Simulated honest runs.")] = 2000,
     saved: Annotated[bool, typer.Option("--saved", help="Reuse the honest engines' scores saved by the last "
-                                        "calibration (calibration-data.json.gz) instead of scoring again.")] = False,
+                                        "calibration (calibration-data.json.gz, calibration-greedy-data.json.gz) "
+                                        "instead of scoring again.")] = False,
 ):
     """Calibrate drift thresholds on honest engines; write calibration.json into the golden directory."""
-    from verifier import calibration as cal
-    from verifier.paths import REPO_ROOT, golden_dir
+    from verifier import calibrate
+    from verifier.drift.calibration import FILE
+    from verifier.paths import golden_dir
     from verifier.runner import DEFAULT_GOLDEN
     from verifier.testmodel.compact import default_checkpoint
 
     root = golden or golden_dir() / DEFAULT_GOLDEN
-    turns = cal.golden_turns(root)
-    if not turns:
-        _fail(f"no golden files in {root}")
-    ckpt = checkpoint or default_checkpoint()
-    if honest_url and not honest_model and not saved:
-        _fail("--honest-model is required with --honest-url")
     labels = list(honest_label or [])
-    urls = {url: labels[i] if i < len(labels) else url for i, url in enumerate(honest_url or [])}
-    if saved:
-        try:
-            honest = cal.load_data(root, [key for key, _ in turns])
-        except (OSError, ValueError, KeyError) as exc:
-            _fail(f"no usable saved calibration data in {root} ({exc}); calibrate without --saved")
-    else:
-        honest = _honest_drift(turns, ckpt, honest_dtype or ([] if honest_url else ["bf16"]), urls, honest_model,
-                               device)
-    names = ", ".join(sorted(honest))
-    where = root.resolve()
-    shown = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
-    if len(honest) < 2:
+    plan = calibrate.Plan(
+        golden=root, checkpoint=checkpoint or default_checkpoint(), honest_dtypes=honest_dtype or None, device=device,
+        endpoints={url: labels[i] if i < len(labels) else url for i, url in enumerate(honest_url or [])},
+        model=honest_model, power_against=power_against or [], must_detect=must_detect or [],
+        simulations=simulations, saved=saved)
+    result = calibrate.calibrate_golden(plan)
+    if len(result.honest) < 2:
         typer.echo("warning: one honest engine cannot show how honest engines differ (engine spread 1.0); "
                    "add --honest-dtype or --honest-url so other honest engines are not flagged", err=True)
-    result = cal.calibrate(honest, f"honest engines [{names}] against {shown}", simulations=simulations)
-    result.golden_sha256 = cal.fingerprint(root)
-    cal.save_data(honest, [key for key, _ in turns], root)
-    result.detection = _detection(turns, ckpt, sorted(set(power_against or []) | set(must_detect or [])), result)
-    needed = [result.detection[f]["positions_for_99pct_power"] for f in must_detect or []]
-    if needed and all(n is not None for n in needed):
-        result.pass_after_positions = max(needed)
-    result.greedy = _greedy_calibration(root, turns, ckpt, must_detect or [], simulations)
-    path = cal.save(result, root)
-    typer.echo(f"flip margin {result.flip_margin:.3f} nats; median relative log-odds boundary "
-               f"{[round(v, 5) for v in result.logodds_boundary.values]} at {result.logodds_boundary.positions}")
-    for engine in result.honest:
-        typer.echo(f"honest {engine.name}: median relative log-odds {engine.median_relative:.4f}, mean KL "
-                   f"{engine.mean_kl:.1e}, false-positive rate {engine.false_positive_rate:.3f}")
-    for name, figures in result.detection.items():
-        typer.echo(f"{name}: {figures}")
-    greedy = result.greedy
-    typer.echo(f"greedy fallback: boundary {[round(v, 5) for v in greedy.logodds_boundary.values]}, flip margin "
-               f"{greedy.flip_margin:.3f}; detection {greedy.detection}")
-    typer.echo(f"calibration: {path}")
-
-
-def _honest_drift(turns, checkpoint: Path, dtypes: list[str], urls: dict[str, str], model: str | None,
-                  device: str = "cpu") -> dict:
-    from verifier import calibration as cal
-    from verifier.providers import Provider
-    from verifier.reference.engine import Engine
-
-    honest = {}
-    for dtype in dtypes:
-        honest[f"reference-{dtype}"] = cal.collect(cal.engine_scorer(Engine(checkpoint, dtype, device)), turns)
-    for url, label in urls.items():
-        provider = Provider(url, model)
-        honest[label] = cal.collect(cal.provider_scorer(provider), turns)
-        provider.close()
-    return honest
-
-
-def _greedy_calibration(root: Path, turns, checkpoint: Path, must_detect: list[str], simulations: int):
-    """The calibration of the greedy-logprobs fallback: the reference (fp32 and bf16) scoring golden
-    first turns after prompts rendered with other dates, as chat providers render their own."""
-    from verifier import calibration as cal
-    from verifier.reference import perturb
-    from verifier.reference.engine import Engine
-
-    first, date = cal.first_turns(turns), cal.golden_date(root)
-    honest = {}
-    for dtype in ("fp32", "bf16"):
-        scorer = cal.engine_scorer(Engine(checkpoint, dtype))
-        for days in cal.DATE_SHIFTS:
-            honest[f"reference-{dtype}-date+{days}d"] = cal.date_shifted(scorer, first, days, date)
-    cal.save_data(honest, [key for key, _ in first], root, cal.GREEDY_DATA_FILE)
-    names = ", ".join(sorted(honest))
-    greedy = cal.calibrate(honest, f"honest date-shifted prompts [{names}] against first turns of the golden",
-                           simulations=simulations)
-    for fault in must_detect:
-        drift_turns = cal.date_shifted(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), first, 30, date)
-        greedy.detection[fault] = cal.detection(drift_turns, greedy)
-    return greedy
-
-
-def _detection(turns, checkpoint: Path, faults: list[str], result) -> dict:
-    """Positions needed to flag each local perturbation (checkpoint and numeric faults of the reference)."""
-    from verifier import calibration as cal
-    from verifier.reference import perturb
-
-    out = {}
-    for fault in faults:
-        drift_turns = cal.collect(cal.engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns,
-                                  result.flip_margin)
-        out[fault] = cal.detection(drift_turns, result)
-    return out
+    for line in calibrate.report_lines(result):
+        typer.echo(line)
+    typer.echo(f"calibration: {root / FILE}")
 
 
 @checkpoint_app.command("materialize")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from verifier.errors import GoldenError
 from verifier.suites import Suite
@@ -93,6 +93,8 @@ class GoldenRecord(BaseModel):
 class Provenance(BaseModel):
     """Where a golden file came from."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     checkpoint: str
     """Checkpoint name (its directory name, or the name in conformance.json)."""
     checkpoint_sha256: str
@@ -100,15 +102,21 @@ class Provenance(BaseModel):
     backend: str
     """Reference backend, e.g. `transformers`."""
     dtype: str
+    """Precision the reference computed in, e.g. `fp32`, `bf16`."""
     device: str
+    """Device the reference ran on, e.g. `cpu`."""
     libraries: dict[str, str]
     """Versions of torch, transformers, openai-harmony and the verifier."""
     suite: str
+    """Name of the suite the records were built from."""
     suite_version: int
+    """Its version (suite.yaml)."""
     suite_sha256: str
+    """Hash of its content (suite.yaml and cases.jsonl)."""
     date: str
     """Conversation date rendered into every system message."""
     top_k: int
+    """Top-K log-probabilities kept at each golden position."""
     created: str
     """UTC time of the build, ISO 8601."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,6 @@ START = 200006
 END = 200007
 MESSAGE = 200008
 CALL = 200012
-END_OF_PROMPT = 200018
 ASSISTANT_STOPS = (RETURN, CALL)
 """Tokens that end an assistant turn: `<|return|>` after a final answer, `<|call|>` after a tool call."""
 
@@ -480,7 +478,3 @@ def leaked_markers(text: str | None) -> list[str]:
             found.append(header)
     return found
 
-
-def tool_call_json(call: ParsedMessage) -> Any:
-    """The JSON arguments of a parsed tool call, or raise ValueError."""
-    return json.loads(call.text)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from verifier.checks.base import Exchange
 from verifier.errors import VerifierError
+from verifier.exchange import Exchange
 
 FILE = "journal.jsonl"
 
@@ -86,7 +86,7 @@ class Replay:
     def __init__(self, exchanges: list[Exchange]):
         self.by_key: dict[str, deque[Exchange]] = defaultdict(deque)
         for ex in exchanges:
-            if ex.key and not ex.unavailable:
+            if ex.key and not ex.failed("unavailable"):
                 self.by_key[ex.key].append(ex)
         self.lock = threading.Lock()
         self.replayed = 0

@@ -6,13 +6,47 @@ checks never see the wire format.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from verifier.suites import ToolCall
+from verifier.errors import FailureKind, ProviderError
 
 Api = Literal["chat", "responses", "completions"]
+
+
+class Failure(BaseModel):
+    """Why a provider call gave no usable answer: made once, where the failure is caught, and read by kind."""
+
+    kind: FailureKind
+    """`unavailable`: no service on any attempt (no evidence; `--resume` sends it again); `unsupported`: the
+    provider has no endpoint for it; `http_status`: the provider answered with an HTTP error status;
+    `protocol`: the answer does not follow the protocol (not JSON, no choices, a stream without its end)."""
+    message: str
+    """What happened, in one line, as the report shows it."""
+    status: int | None = None
+    """The HTTP error status the provider answered with (`http_status`; `unavailable` after 429, 503 …)."""
+
+    @classmethod
+    def of(cls, exc: ProviderError) -> Failure:
+        return cls(kind=exc.kind, message=str(exc), status=exc.status)
+
+
+def legacy_failure(data: Any, kind: FailureKind) -> Any:
+    """A journal line written before `failure` existed, its `error` string made a `Failure` of `kind`."""
+    if not isinstance(data, dict) or data.get("error") is None or "failure" in data:
+        return data
+    status = data.get("status")
+    failure = Failure(kind=kind, message=data["error"], status=status if status and status >= 400 else None)
+    return {**data, "failure": failure}
+
+
+class ToolCall(BaseModel):
+    """A function call as the API reports it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 class Usage(BaseModel):
@@ -47,10 +81,8 @@ class Observation(BaseModel):
     stream: bool
     status: int | None = None
     """HTTP status (None if no response arrived)."""
-    error: str | None = None
-    """Transport or protocol failure: the observation says nothing about conformance."""
-    unavailable: bool = False
-    """The provider was unavailable on every attempt (outage, rate limit): `--resume` sends it again."""
+    failure: Failure | None = None
+    """Why the response is unusable (None: it is usable); the observation then says nothing about conformance."""
     content: str | None = None
     """User-visible answer text (Chat `content`, Responses `output_text`, Completions `text`)."""
     reasoning: str | None = None
@@ -72,6 +104,15 @@ class Observation(BaseModel):
     events: int = 0
     """Number of SSE events received (streams only)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_journal(cls, data: Any) -> Any:
+        """Journals written before `failure` said `error` and `unavailable`; `--resume` still reads them."""
+        if not isinstance(data, dict):
+            return data
+        http = (data.get("status") or 0) >= 400
+        return legacy_failure(data, "unavailable" if data.get("unavailable") else "http_status" if http else "protocol")
+
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.failure is None

@@ -1,11 +1,25 @@
-"""Progress of a run on a terminal: a rich progress bar on stderr; silent in CI and when not a TTY."""
+"""Progress of a run: the interface the runner reports to; on a terminal, a rich bar on stderr.
+
+Silent in CI and when stderr is not a TTY.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from verifier.runner import Progress
+
+class Progress:
+    """Where a run reports how far it is; the CLI shows a bar on a terminal, nothing elsewhere."""
+
+    def start(self, total: int) -> None:
+        """`total` units of work lie ahead (cases × API variants, plus one per drift suite)."""
+
+    def advance(self, label: str) -> None:
+        """One unit is done."""
+
+    def note(self, message: str) -> None:
+        """A line worth telling the user."""
 
 
 class Bar(Progress):
@@ -13,9 +27,10 @@ class Bar(Progress):
 
     def __init__(self):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
 
-        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        self.bar = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)
         self.task = None
 

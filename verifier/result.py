@@ -6,7 +6,8 @@ result.json` reproduces them. `gpt-oss-verify schema` exports its JSON Schema to
 
 Versioning: fields may be added (with defaults) within a version; removing or retyping a field, or
 changing what one means, bumps `SCHEMA_VERSION`. Version 1 gained, compatibly, `evidence`,
-`Outcome.exchange` and `Outcome.figure` (a result.json without them still loads).
+`Outcome.exchange`, `Outcome.figure`, `Outcome.suite` and `config` (a result.json without them still
+loads; an outcome without `suite` has it in its message).
 
 Provider text is untrusted: every string in a result is valid Unicode (lone surrogates, which a JSON
 `\\udXXX` escape can smuggle in, become U+FFFD) and at most `MAX_TEXT` characters, so a hostile or
@@ -16,11 +17,13 @@ broken provider can neither make result.json unwritable nor blow it up. The jour
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from verifier.config import RunConfig
+from verifier.golden import Provenance
 from verifier.verdict import Documented, Outcome, Verdict
 
 SCHEMA_VERSION = 1
@@ -63,7 +66,8 @@ class ProviderInfo(Documented):
     faults: list[str] = Field(default_factory=list)
     """Fault modes switched on in the built-in provider."""
     variants: list[str] = Field(default_factory=list)
-    """Honest variants switched on in the built-in provider."""
+    """Server quirks (`--quirk`: honest behaviours) switched on in the built-in provider; named `variants`
+    in schema v1."""
     score_mode: str | None = None
     """How teacher-forced log-probabilities were obtained, if they were."""
     prompt_ids_mode: str | None = None
@@ -79,8 +83,8 @@ class SuiteInfo(Documented):
     """Suite version (suite.yaml)."""
     sha256: str
     """Hash of the suite's content: the golden records must have been built from the same."""
-    golden: dict
-    """Provenance of the golden records used (see `verifier.golden.Provenance`)."""
+    golden: Provenance
+    """Provenance of the golden records used."""
 
 
 class Cost(Documented):
@@ -140,7 +144,8 @@ class ExchangeEvidence(Documented):
     case_id: str
     """Case id within the suite."""
     variant: str
-    """API variant, or `score`, `prompt-ids`, `greedy-logprobs`, `sampling`."""
+    """API variant (e.g. `chat`, `responses-stream`) or evidence kind (`score`, `prompt-ids`,
+    `greedy-logprobs`, `sampling`); see `verifier.exchange`."""
     turn: int
     """Turn of the tool loop, from 1."""
     status: int | None = None
@@ -175,7 +180,7 @@ class RunResult(Documented):
     suites: list[SuiteInfo]
     """Suites run, with the golden records each was judged against."""
     apis: list[str]
-    """API variants exercised, e.g. chat, chat-stream, responses, completions."""
+    """API variants and evidence kinds exercised, e.g. chat, chat-stream, responses, completions, score."""
     verdict: Literal["pass", "fail", "error"]
     """fail if any check failed; error if none failed but one could not be decided; else pass."""
     checks: list[CheckResult]
@@ -186,6 +191,9 @@ class RunResult(Documented):
     """Wall-clock duration of the run in seconds."""
     evidence: list[ExchangeEvidence] = Field(default_factory=list)
     """Every exchange, as excerpts, in the order sent; outcomes point into it by key."""
+    config: RunConfig | None = None
+    """How the run was configured (as `run.json` says; never the API key). None in results written before
+    it was recorded."""
 
     @model_validator(mode="after")
     def _clean(self) -> RunResult:
@@ -211,6 +219,10 @@ def clean_text(text: str, limit: int = MAX_TEXT) -> str:
 def _clean_value(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, PurePath):
+        text = str(value)
+        cleaned = clean_text(text, limit=max(MAX_TEXT, len(text)))
+        return value if cleaned == text else type(value)(cleaned)
     if isinstance(value, BaseModel):
         _clean_model(value)
         return value

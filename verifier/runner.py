@@ -12,89 +12,93 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from verifier import __version__, calibration, harmony, journal
+from verifier import __version__, harmony, journal
 from verifier import golden as golden_store
-from verifier.calibration import Calibration
-from verifier.checks import Exchange, drift, evaluate, merge
-from verifier.checks.base import VARIANTS
-from verifier.errors import GoldenError, ProviderError, ProviderUnavailable, UsageError
+from verifier.checks import evaluate, merge
+from verifier.config import DRIFT_METHODS, RunConfig
+from verifier.drift import calibration
+from verifier.drift.align import greedy_positions
+from verifier.drift.calibration import Calibration
+from verifier.drift.sequential import SequentialTest
+from verifier.drift.statistics import turn_drift
+from verifier.errors import GoldenError, ProviderError, UsageError
+from verifier.exchange import (
+    API_VARIANTS,
+    DEFAULT_API_VARIANTS,
+    DRIFT_EVIDENCE,
+    EVIDENCE_KINDS,
+    FAMILY_API_VARIANTS,
+    Exchange,
+)
 from verifier.golden import GoldenFile
 from verifier.journal import Journal, Replay
-from verifier.observation import Observation
+from verifier.observation import Failure, Observation
 from verifier.paths import golden_dir
-from verifier.providers import Provider, RetryPolicy, ScoringUnsupported, TokenizeUnsupported, request_id
+from verifier.progress import Progress
+from verifier.providers import Provider, request_id
 from verifier.result import Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
 from verifier.suites import Case, Suite, load_suite
 
 BUILTIN_MODEL = "gpt-oss-conformance"
 DEFAULT_GOLDEN = Path("gpt-oss-conformance") / "fp32"
-DEFAULT_SUITES = ["harmony", "tools", "effort", "drift"]
-BEHAVIOUR_VARIANTS = ["chat", "chat-stream", "responses", "responses-stream", "completions"]
-FAMILY_VARIANTS = {"effort": ["chat", "responses"]}
 MAX_TURNS = 4
 SCORE_TOP_K = 20
 SAMPLES_PER_CASE = 16
-DRIFT_METHODS = ("auto", "teacher", "greedy", "sampling")
+DRIFT_METHOD_OF: dict[str, str] = {"score": "teacher", "greedy-logprobs": "greedy", "sampling": "sampling"}
+"""The drift method that gathers each drift evidence kind."""
 
 
-class RunConfig(BaseModel):
-    """What to verify and where to write it."""
+class HarmonyPrompt(BaseModel):
+    """What a `completions` API variant sends: the Chat request rendered to Harmony tokens by the reference."""
 
-    base_url: str | None = None
-    """Provider base URL ending in /v1; None starts the built-in provider on the conformance checkpoint."""
-    model: str | None = None
-    api_key: str | None = Field(default=None, exclude=True, repr=False)
-    """Credential, from the environment; never written anywhere."""
-    suites: list[str] = Field(default_factory=lambda: list(DEFAULT_SUITES))
-    golden: Path | None = None
-    """Directory of golden files (`<suite>.json`); default: the conformance checkpoint's fp32 golden."""
-    apis: list[str] | None = None
-    """Restrict to these API variants."""
-    out: Path = Path("reports")
-    faults: list[str] = Field(default_factory=list)
-    variants: list[str] = Field(default_factory=list)
-    """Honest variants of the built-in provider (see `gpt-oss-verify faults`)."""
-    drift_method: str = "auto"
-    """`auto` (teacher forcing, else greedy logprobs, else sampling) or one of them forced."""
-    score_all: bool = False
-    """Score every golden position instead of passing once the calibrated power is reached."""
-    timeout: float = 120.0
-    """Per-request limit in seconds, for the whole response (a stream included)."""
-    concurrency: int = 4
-    """Requests in flight at once (tool loops run in parallel; the sequential drift test does not)."""
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    """Retries on outages and rate limits."""
+    prompt: list[int]
+    max_tokens: int
 
 
-def _variants(suite: Suite, allowed: list[str] | None) -> list[str]:
+Body = dict | HarmonyPrompt
+"""A request on one API variant: a Chat or Responses JSON body, or a rendered Harmony prompt for Completions."""
+
+
+def api_variants(suite: Suite, allowed: list[str] | None) -> list[str]:
+    """The API variants a suite's behavioural checks run on: the defaults, or those of `allowed` (`--api`)
+    that its families use (the effort family runs on the APIs that carry `reasoning_effort` only)."""
     behavioural = [f for f in suite.families if f != "drift"]
     if not behavioural:
         return []
-    names = FAMILY_VARIANTS.get(behavioural[0], BEHAVIOUR_VARIANTS) if len(behavioural) == 1 else BEHAVIOUR_VARIANTS
-    return [v for v in names if allowed is None or v in allowed]
+    family = FAMILY_API_VARIANTS.get(behavioural[0]) if len(behavioural) == 1 else None
+    if allowed is None:
+        return list(family or DEFAULT_API_VARIANTS)
+    return [v for v in (family or API_VARIANTS) if v in allowed]
 
 
-class Progress:
-    """Where a run reports how far it is; the CLI shows a bar on a terminal, nothing elsewhere."""
+def drift_method(allowed: list[str] | None, forced: str = "auto") -> str | None:
+    """The drift method of a run: `--drift-method`, or the one drift evidence kind `--api` names.
 
-    def start(self, total: int) -> None:
-        """`total` units of work lie ahead (cases × API variants, plus one per drift suite)."""
-
-    def advance(self, label: str) -> None:
-        """One unit is done."""
-
-    def note(self, message: str) -> None:
-        """A line worth telling the user."""
+    None when `--api` names no drift evidence kind (no drift requests are sent). All three kinds, or no
+    `--api`, leave `--drift-method` in charge. A UsageError when `--api` names two of the three, or
+    contradicts `--drift-method`.
+    """
+    kinds = [k for k in DRIFT_EVIDENCE if allowed is None or k in allowed]
+    if len(kinds) == len(DRIFT_EVIDENCE):
+        return forced
+    if len(kinds) > 1:
+        raise UsageError(f"--api names drift evidence {', '.join(kinds)}: name one of {', '.join(DRIFT_EVIDENCE)} "
+                         f"(that method only), or all three (--drift-method auto tries them in turn)")
+    method = DRIFT_METHOD_OF[kinds[0]] if kinds else None
+    if forced != "auto" and method != forced:
+        wanted = next(k for k, m in DRIFT_METHOD_OF.items() if m == forced)
+        raise UsageError(f"--drift-method {forced} sends `{wanted}` requests: add --api {wanted}")
+    return method
 
 
 def _tasks(suite: Suite, allowed: list[str] | None) -> list[tuple[Case, str]]:
     """The (case, variant) tool loops of a suite's behavioural checks, in a fixed order."""
     out = []
     for case in suite.cases:
-        for variant in _variants(suite, allowed):
-            if VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
+        for variant in api_variants(suite, allowed):
+            if API_VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
                 continue  # tool_choice is a server-side constraint: a raw prompt cannot carry it
             out.append((case, variant))
     return out
@@ -105,7 +109,15 @@ def _wants_prompt_ids(suite: Suite, allowed: list[str] | None) -> bool:
 
 
 def _wants_drift(suite: Suite, allowed: list[str] | None) -> bool:
-    return "drift" in suite.families and (allowed is None or "score" in allowed)
+    return "drift" in suite.families and any(allowed is None or k in allowed for k in DRIFT_EVIDENCE)
+
+
+def unsent(suites: list[Suite], allowed: list[str] | None) -> list[str]:
+    """The names of `allowed` (`--api`) that no suite of the run sends."""
+    sent = {v for s in suites for v in api_variants(s, allowed)}
+    sent |= {"prompt-ids"} if any(_wants_prompt_ids(s, allowed) for s in suites) else set()
+    sent |= set(DRIFT_EVIDENCE) if any(_wants_drift(s, allowed) for s in suites) else set()
+    return [name for name in allowed or [] if name not in sent]
 
 
 def work_units(suite: Suite, allowed: list[str] | None) -> int:
@@ -139,8 +151,6 @@ class Runner:
         with request_id(ex.key):
             perform(ex)
         ex.elapsed_s = time.monotonic() - began
-        if ex.observation is not None and ex.observation.unavailable:
-            ex.unavailable = True
         return self._record(ex)
 
     def _adopt(self, ex: Exchange) -> None:
@@ -164,9 +174,9 @@ class Runner:
                 self.cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
         return exchange
 
-    def _body(self, variant: str, request: dict, golden_date: str) -> dict:
-        """The body sent for a Chat request on an API variant (without `model`)."""
-        spec = VARIANTS[variant]
+    def _body(self, variant: str, request: dict, golden_date: str) -> Body:
+        """What is sent for a Chat request on an API variant (without `model`)."""
+        spec = API_VARIANTS[variant]
         if spec.api == "chat":
             return request
         if spec.api == "responses":
@@ -177,15 +187,15 @@ class Runner:
             if "max_tokens" in request:
                 body["max_output_tokens"] = request["max_tokens"]
             return body
-        return {"prompt": harmony.render_chat(request, golden_date), "max_tokens": request.get("max_tokens", 256)}
+        return HarmonyPrompt(prompt=harmony.render_chat(request, golden_date), max_tokens=request.get("max_tokens", 256))
 
-    def _send(self, variant: str, body: dict) -> Observation:
-        spec = VARIANTS[variant]
+    def _send(self, variant: str, body: Body) -> Observation:
+        spec = API_VARIANTS[variant]
+        if isinstance(body, HarmonyPrompt):
+            return self.provider.completions_harmony(body.prompt, body.max_tokens, spec.stream)
         if spec.api == "chat":
             return self.provider.chat(body, spec.stream)
-        if spec.api == "responses":
-            return self.provider.responses(body, spec.stream)
-        return self.provider.completions_harmony(body["prompt"], body["max_tokens"], spec.stream)
+        return self.provider.responses(body, spec.stream)
 
     def _observe(self, ex: Exchange, call: Callable[[dict], Observation]) -> Exchange:
         """Send `ex.request` with `call` (unless the journal has it) and keep what came back."""
@@ -200,8 +210,9 @@ class Runner:
         request: dict | None = case.request
         for turn in range(1, MAX_TURNS + 1):
             body = self._body(variant, request, golden_date)
-            ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn, request=body,
-                                        chat_request=request), lambda sent: self._send(variant, sent))
+            sent = body.model_dump() if isinstance(body, HarmonyPrompt) else body
+            ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn, request=sent,
+                                        chat_request=request), lambda _, body=body: self._send(variant, body))
             out.append(ex)
             obs = ex.observation
             if not obs.ok or not obs.tool_calls:
@@ -220,38 +231,34 @@ class Runner:
             try:
                 ex.score = self.provider.score(tokens, start, SCORE_TOP_K, candidates)
             except ProviderError as exc:
-                ex.error, ex.unsupported = str(exc), isinstance(exc, ScoringUnsupported)
-                ex.unavailable = isinstance(exc, ProviderUnavailable)
+                ex.failure = Failure.of(exc)
 
         return self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="score", turn=turn,
                                        request={"prompt_tokens": len(tokens), "scored_from": start},
                                        chat_request=ref.request), perform)
 
-    def _decided(self, turns: list, calibration: Calibration | None) -> bool:
-        if calibration is None or not turns:
-            return False
-        return drift.decide(turns, calibration, final=False).verdict is not None
-
     def teacher_forcing(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
         """Score golden turns in suite order until the sequential test decides (or the provider cannot)."""
-        out, turns = [], []
+        out: list[Exchange] = []
+        test = SequentialTest(calibration) if calibration else None
         flip = calibration.flip_margin if calibration else float("inf")
         for case in suite.cases:
             for turn, ref in enumerate(golden.record(case.id).turns, 1):
                 ex = self._score_turn(suite, case, turn, ref)
                 out.append(ex)
-                if ex.unsupported:
+                if ex.failed("unsupported"):
                     return out
-                if ex.score is not None:
-                    turns.append(drift.turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, flip))
-                if self._decided(turns, calibration):
+                if test is not None and ex.score is not None:
+                    test.add(turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, flip))
+                if test is not None and test.decided:
                     return out
         return out
 
     def greedy_logprobs(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
         """Greedy chat with top_logprobs on each case's first turn, until the sequential test decides."""
-        out, turns = [], []
+        out: list[Exchange] = []
         calibration = calibration.greedy if calibration else None
+        test = SequentialTest(calibration) if calibration else None
         flip = calibration.flip_margin if calibration else float("inf")
         for case in suite.cases:
             ref = golden.record(case.id).turns[0]
@@ -264,9 +271,10 @@ class Runner:
             obs = ex.observation
             if not obs.ok or not obs.logprobs:
                 return out
-            aligned, positions, departure = drift.greedy_positions(ref, obs.logprobs, flip)
-            turns.append(drift.turn_drift(case.id, aligned, positions, flip))
-            if departure or self._decided(turns, calibration):
+            aligned, positions, departure = greedy_positions(ref, obs.logprobs, flip)
+            if test is not None:
+                test.add(turn_drift(case.id, aligned, positions, flip))
+            if departure or (test is not None and test.decided):
                 return out
         return out
 
@@ -293,7 +301,7 @@ class Runner:
         out: list[Exchange] = []
         if method in ("auto", "teacher"):
             out += self.teacher_forcing(suite, golden, calibration)
-            if method == "teacher" or not all(ex.unsupported for ex in out):
+            if method == "teacher" or not all(ex.failed("unsupported") for ex in out):
                 return out
         if method in ("auto", "greedy"):
             greedy = self.greedy_logprobs(suite, golden, calibration)
@@ -311,14 +319,13 @@ class Runner:
             try:
                 ex.tokens, ex.source = self.provider.prompt_token_ids(case.request)
             except ProviderError as exc:
-                ex.error, ex.unsupported = str(exc), isinstance(exc, TokenizeUnsupported)
-                ex.unavailable = isinstance(exc, ProviderUnavailable)
+                ex.failure = Failure.of(exc)
 
         ex = self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="prompt-ids", turn=1,
                                      request=case.request, chat_request=case.request), perform)
         if ex.tokens is not None:
             self.prompt_ids_supported = True
-        elif ex.unsupported:
+        elif ex.failed("unsupported"):
             self.prompt_ids_supported = False
         return ex
 
@@ -398,19 +405,20 @@ def _validate(config: RunConfig) -> None:
         raise UsageError("--model needs --base-url (without it the built-in provider serves the conformance model)")
     if config.base_url is not None and not config.model:
         raise UsageError("--model is required with --base-url")
-    if (config.faults or config.variants) and config.base_url is not None:
-        raise UsageError("--fault and --variant apply to the built-in provider only (leave out --base-url)")
-    unknown = sorted(set(config.apis or []) - set(VARIANTS) - {"score", "prompt-ids", "greedy-logprobs", "sampling"})
+    if (config.faults or config.quirks) and config.base_url is not None:
+        raise UsageError("--fault and --quirk apply to the built-in provider only (leave out --base-url)")
+    unknown = sorted(set(config.apis or []) - set(API_VARIANTS) - set(EVIDENCE_KINDS))
     if unknown:
-        raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*VARIANTS, 'score', 'prompt-ids'])}")
+        raise UsageError(f"unknown API variants {unknown}; known: {', '.join([*API_VARIANTS, *EVIDENCE_KINDS])}")
     if config.drift_method not in DRIFT_METHODS:
         raise UsageError(f"unknown drift method {config.drift_method!r}; choose from {', '.join(DRIFT_METHODS)}")
+    drift_method(config.apis, config.drift_method)
     if config.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     if config.base_url is None:
         from verifier.serve import parse_names
 
-        parse_names(config.faults, config.variants)
+        parse_names(config.faults, config.quirks)
 
 
 def resume_config(run_dir: Path, overrides: RunConfig) -> tuple[RunConfig, RunManifest]:
@@ -430,7 +438,7 @@ def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
     from verifier.serve import start_background
     from verifier.testmodel.compact import default_checkpoint
 
-    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, variants=config.variants)
+    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, quirks=config.quirks)
     stack.callback(server.stop)
     return server.url, BUILTIN_MODEL
 
@@ -448,7 +456,10 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
     if resume is not None:
         config, manifest = resume_config(resume, config)
     _validate(config)
+    method = drift_method(config.apis, config.drift_method)
     suites = [load_suite(name) for name in config.suites]
+    if missing := unsent(suites, config.apis):
+        raise UsageError(f"--api {' '.join(missing)}: no suite of this run sends it (suites: {', '.join(config.suites)})")
     root = config.golden or golden_dir() / DEFAULT_GOLDEN
     goldens = [load_golden(s, root) for s in suites]
     _check_one_checkpoint(goldens, root, config.base_url is None)
@@ -480,7 +491,7 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
         results = []
         try:
             for suite, golden in zip(suites, goldens):
-                exchanges = runner.run_suite(suite, golden, config.apis, cal, config.drift_method)
+                exchanges = runner.run_suite(suite, golden, config.apis, cal, method)
                 results += evaluate(suite, golden, exchanges, cal)
         except KeyboardInterrupt as interrupt:
             interrupt.run_dir = run_dir  # the CLI says how to resume
@@ -489,14 +500,14 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
     result = RunResult(
         run_id=manifest.run_id, created=manifest.created, verifier_version=__version__,
         provider=ProviderInfo(base_url=base_url, model=model, builtin=config.base_url is None,
-                              faults=sorted(config.faults), variants=sorted(config.variants),
+                              faults=sorted(config.faults), variants=sorted(config.quirks),
                               score_mode=provider.score_mode, prompt_ids_mode=provider.prompt_ids_mode),
-        suites=[SuiteInfo(name=s.name, version=s.version, sha256=s.sha256, golden=g.provenance.model_dump())
+        suites=[SuiteInfo(name=s.name, version=s.version, sha256=s.sha256, golden=g.provenance)
                 for s, g in zip(suites, goldens)],
         apis=sorted({ex.variant for ex in runner.exchanges}),
         verdict=run_verdict(checks), checks=checks, cost=runner.cost,
         duration_s=round(time.monotonic() - started, 2),
-        evidence=collect_evidence(runner.exchanges, {s.name: g for s, g in zip(suites, goldens)}),
+        evidence=collect_evidence(runner.exchanges, {s.name: g for s, g in zip(suites, goldens)}), config=config,
     )
     if resume is not None:
         progress.note(f"resumed: {replay.replayed} exchanges replayed from the journal, "

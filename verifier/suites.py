@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from verifier.errors import SuiteError
+from verifier.observation import ToolCall
 from verifier.paths import suites_dir
 
 FAMILIES = ("rendering", "parsing", "tools", "effort", "drift")
@@ -60,14 +61,6 @@ class Case(BaseModel):
         if follow.get("tool_choice") not in (None, "auto", "none"):
             follow["tool_choice"] = "auto"  # as agent SDKs do after a forced call, so the loop can end
         return follow
-
-
-class ToolCall(BaseModel):
-    """A function call as the API reports it."""
-
-    id: str
-    name: str
-    arguments: str
 
 
 class Suite(BaseModel):

@@ -37,7 +37,7 @@ class DriftSequence(Documented):
 
 
 class Detection(Documented):
-    """How fast the sequential test flags one fault, measured at calibration (`verifier.calibration.detection`)."""
+    """How fast the sequential test flags one fault, measured at calibration (`verifier.drift.calibration.detection`)."""
 
     power_all_positions: float
     """Share of simulated runs over every golden position that flag it."""
@@ -111,10 +111,13 @@ class Outcome(Documented):
     """pass, fail, error (the evidence could not be gathered) or skip (does not apply)."""
     message: str
     """One line: what was found."""
+    suite: str | None = None
+    """Suite the evidence came from (None in results written before this field: their messages begin `[suite]`)."""
     case_id: str | None = None
     """Suite case the evidence came from (None for run-wide outcomes)."""
     variant: str | None = None
-    """API variant, e.g. `chat`, `responses-stream`, `completions`."""
+    """API variant (e.g. `chat`, `responses-stream`) or evidence kind (`score`, `prompt-ids`, `greedy-logprobs`,
+    `sampling`) of the exchange judged."""
     turn: int | None = None
     """Turn of the tool loop, from 1."""
     expected: Any = None
@@ -125,3 +128,8 @@ class Outcome(Documented):
     """Key of the exchange this outcome judged, in `RunResult.evidence` (None for run-wide outcomes)."""
     figure: Figure | None = None
     """Plot data for the report (drift series, reasoning lengths by effort), where the check has any."""
+
+    @property
+    def line(self) -> str:
+        """The message as reports show it: `[suite] message`."""
+        return f"[{self.suite}] {self.message}" if self.suite else self.message

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from verifier.calibration import Calibration
 from verifier.checks import drift, effort, parsing, rendering, tools  # noqa: F401  (registers checks)
-from verifier.checks.base import REGISTRY, VARIANTS, CheckSpec, Exchange, ExchangeView, Outcome, SuiteView, Verdict
+from verifier.checks.base import REGISTRY, CheckSpec, ExchangeView, Outcome, SuiteView, Verdict
+from verifier.drift.calibration import Calibration
+from verifier.exchange import Exchange
 from verifier.golden import GoldenFile
 from verifier.result import CheckResult, aggregate, evidence_key
 from verifier.suites import FAMILIES, Suite
 
-__all__ = ["REGISTRY", "VARIANTS", "Exchange", "Verdict", "evaluate", "checks_for"]
+__all__ = ["REGISTRY", "Verdict", "evaluate", "checks_for"]
 
 
 def ordered() -> list[CheckSpec]:
@@ -36,11 +37,12 @@ def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchan
         turn = record.turns[ex.turn - 1] if ex.turn <= len(record.turns) else None
         view = ExchangeView(case=cases[ex.case_id], exchange=ex, golden=turn, record=record,
                             golden_date=golden.provenance.date, calibration=calibration)
-        if obs.status is not None and obs.status >= 400:
-            out.append(view.outcome(Verdict.SKIP, f"HTTP {obs.status}: nothing to check (see parsing.http_status)"))
+        failure = obs.failure
+        if failure is not None and failure.status is not None:  # an HTTP error status: parsing.http_status's to judge
+            out.append(view.outcome(Verdict.SKIP, f"HTTP {failure.status}: nothing to check (see parsing.http_status)"))
             continue
-        if not obs.ok:
-            out.append(view.outcome(Verdict.ERROR, f"no usable response: {obs.error}"))
+        if failure is not None:
+            out.append(view.outcome(Verdict.ERROR, f"no usable response: {failure.message}"))
             continue
         outcome = spec.fn(view)
         if outcome is not None:
@@ -55,9 +57,9 @@ def _summary(outcomes: list[Outcome], verdict: Verdict) -> str:
     first = next((o for o in outcomes if o.verdict == verdict), outcomes[0])
     tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     if len(outcomes) == 1:
-        return first.message
+        return first.line
     where = f" ({first.case_id or ''} {first.variant or ''})".replace("( ", "(").replace(" )", ")")
-    return f"{tally}; e.g.{where}: {first.message}" if verdict in (Verdict.FAIL, Verdict.ERROR) else tally
+    return f"{tally}; e.g.{where}: {first.line}" if verdict in (Verdict.FAIL, Verdict.ERROR) else tally
 
 
 def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
@@ -71,10 +73,9 @@ def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
         else:
             outcomes = _exchange_outcomes(spec, suite, golden, exchanges, calibration)
         for o in outcomes:
-            o.message = f"[{suite.name}] {o.message}" if not o.message.startswith("[") else o.message
-            variant = (o.variant or "").split(" ")[0]  # `prompt-ids (tokenize)` judged a `prompt-ids` exchange
-            if o.exchange is None and (o.case_id, variant, o.turn) in sent:
-                o.exchange = evidence_key(suite.name, o.case_id, variant, o.turn)
+            o.suite = suite.name
+            if o.exchange is None and (o.case_id, o.variant, o.turn) in sent:
+                o.exchange = evidence_key(suite.name, o.case_id, o.variant, o.turn)
         verdict = aggregate(outcomes)
         results.append(CheckResult(id=spec.id, family=spec.family, title=spec.title, why=spec.why, source=spec.source,
                                    compares=spec.compares, verdict=verdict, summary=_summary(outcomes, verdict),

@@ -16,62 +16,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from verifier import harmony
-from verifier.calibration import Calibration
+from verifier.drift.calibration import Calibration
+from verifier.exchange import Exchange
 from verifier.golden import GoldenFile, GoldenRecord, GoldenTurn
-from verifier.observation import Api, Observation
-from verifier.providers import ScoreResult
+from verifier.observation import Observation
 from verifier.suites import Case, Suite
 from verifier.verdict import Outcome, Verdict
-
-
-class Exchange(BaseModel):
-    """One request sent to the provider and what came back."""
-
-    suite: str
-    case_id: str
-    variant: str
-    turn: int
-    request: dict
-    """The body sent (without `model`), in the API's own shape."""
-    chat_request: dict
-    """The same request as a Chat body: what golden rendering and follow-ups are computed from."""
-    observation: Observation | None = None
-    score: ScoreResult | None = None
-    """Teacher-forced scores, for `score` exchanges."""
-    tokens: list[int] | None = None
-    """Prompt token ids the server reported, for `prompt-ids` exchanges."""
-    source: str | None = None
-    """Where they came from: `return_token_ids` (the chat endpoint itself) or `tokenize`."""
-    error: str | None = None
-    """Why a `score` or `prompt-ids` exchange has no result."""
-    unsupported: bool = False
-    """True when the error is that the server does not offer the endpoint at all."""
-    unavailable: bool = False
-    """True when the provider was unavailable on every attempt: no evidence; `--resume` sends it again."""
-    key: str = ""
-    """Journal key: a hash of suite, case, variant, turn and both request bodies (see `verifier.journal`)."""
-    started: float | None = None
-    """Wall-clock time the request was sent (seconds since the epoch)."""
-    elapsed_s: float = 0.0
-
-
-class Variant(BaseModel):
-    name: str
-    api: Api
-    stream: bool
-
-
-VARIANTS = {
-    v.name: v
-    for v in [
-        Variant(name="chat", api="chat", stream=False),
-        Variant(name="chat-stream", api="chat", stream=True),
-        Variant(name="responses", api="responses", stream=False),
-        Variant(name="responses-stream", api="responses", stream=True),
-        Variant(name="completions", api="completions", stream=False),
-        Variant(name="completions-stream", api="completions", stream=True),
-    ]
-}
 
 
 @dataclass

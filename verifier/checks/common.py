@@ -1,29 +1,60 @@
-"""Helpers shared by checks: golden margins, token counts, thresholds."""
+"""Helpers shared by checks: golden margins, token counts, and the fixed thresholds of `thresholds.json`.
+
+Thresholds come from two places:
+- `thresholds.json` (next to this module): the fixed thresholds of the parsing, tools and effort checks,
+  each with what it means and where its value comes from (`Thresholds` below); none is calibrated;
+- a golden directory's `calibration.json` (`verifier.drift.calibration`): the drift boundaries, α and the flip
+  margin, measured on honest engines. Where it exists its flip margin replaces `wide_margin_nats`.
+"""
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from verifier import harmony
+from verifier.drift.calibration import Calibration
 from verifier.golden import GoldenTurn
+from verifier.observation import ToolCall
 
 THRESHOLDS_FILE = Path(__file__).parent / "thresholds.json"
 
 
+class Threshold(BaseModel):
+    """One fixed threshold and its provenance."""
+
+    value: float
+    meaning: str
+    """What it bounds, and which check uses it."""
+    provenance: str
+    """Where the value comes from: measured (on what) or chosen."""
+
+
+class Thresholds(BaseModel):
+    """The fixed thresholds of `thresholds.json`."""
+
+    wide_margin_nats: Threshold
+    """Golden margin from which golden text is compared exactly, where there is no calibration."""
+    effort_trend_alpha: Threshold
+    """Significance level of `effort.trend`."""
+    usage_slack_tokens: Threshold
+    """Completion tokens beyond the reply's own that `tools.no_tokens_after_call` tolerates."""
+
+
 @cache
-def thresholds() -> dict:
-    """Calibrated thresholds (see the file's `provenance` for the data behind each)."""
-    return json.loads(THRESHOLDS_FILE.read_text())
+def thresholds() -> Thresholds:
+    """The fixed thresholds (see each one's `provenance`: none of them is calibrated)."""
+    return Thresholds.model_validate_json(THRESHOLDS_FILE.read_text())
 
 
-def wide_margin(calibration=None) -> float:
-    """Golden top-1/top-2 gap (nats) above which honest engines never flip the argmax: the calibrated
-    flip margin, or the uncalibrated default of thresholds.json."""
+def wide_margin(calibration: Calibration | None = None) -> float:
+    """Golden top-1/top-2 gap (nats) from which golden text is stable: the calibrated flip margin (above it
+    honest engines never flip the argmax), or the uncalibrated default `wide_margin_nats`."""
     if calibration is not None:
         return calibration.flip_margin
-    return float(thresholds()["wide_margin_nats"])
+    return thresholds().wide_margin_nats.value
 
 
 def min_margin(turn: GoldenTurn, end: int | None = None) -> float:
@@ -41,7 +72,8 @@ def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | N
     return None
 
 
-def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False, calibration=None) -> tuple[bool, float]:
+def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False,
+                       calibration: Calibration | None = None) -> tuple[bool, float]:
     """Whether golden text on `channel` is stable enough to compare exactly, and the margin that decided it.
 
     Exact comparison is fair only where every golden token up to the end of that message had a wide
@@ -59,7 +91,7 @@ def reasoning_length(text: str | None) -> int:
     return len(harmony.encode(text)) if text else 0
 
 
-def canonical_completion(reasoning: str | None, content: str | None, calls: list) -> list[int]:
+def canonical_completion(reasoning: str | None, content: str | None, calls: list[ToolCall]) -> list[int]:
     """The tokens a Harmony model emits for this reply: analysis, then a call or a final answer.
 
     Provider text is encoded as plain text, so control-token text inside it cannot pose as a token.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from verifier import harmony, stats
-from verifier.checks.base import Exchange, Outcome, SuiteView, Verdict, check
+from verifier import harmony
+from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.checks.common import reasoning_length, thresholds
+from verifier.exchange import Exchange
+from verifier.trend import mean, page_trend_test
 from verifier.verdict import EffortFigure, EffortGroup
 
 
@@ -37,13 +39,14 @@ def _golden_lengths(view: SuiteView) -> dict[str, dict[str, int]]:
 
 @check(
     "effort.trend", "effort",
-    title="reasoning length rises low < medium < high (Page's trend test, one-sided, α = 0.01)",
+    title="reasoning length rises low < medium < high (Page's trend test, one-sided, "
+          f"α = {thresholds().effort_trend_alpha.value:g})",
     why="if effort does not change the reasoning, the provider is not honouring it, whatever it claims",
     source="a 13-point AIME25 gap for one large cloud that ran everything at medium",
     compares="statistics", apis=("chat", "responses"), scope="suite",
 )
 def trend(view: SuiteView):
-    alpha = float(thresholds()["effort_trend_alpha"])
+    alpha = thresholds().effort_trend_alpha.value
     golden = _golden_lengths(view)
     out = []
     for variant, exchanges in sorted(_first_turns(view).items()):
@@ -56,8 +59,8 @@ def trend(view: SuiteView):
         if len(blocks) < 3:
             out.append(Outcome(verdict=Verdict.SKIP, variant=variant, message="fewer than 3 complete prompt groups"))
             continue
-        means = [stats.mean([b[i] for b in blocks]) for i in range(3)]
-        statistic, p = stats.page_trend_test(blocks)
+        means = [mean([b[i] for b in blocks]) for i in range(3)]
+        statistic, p = page_trend_test(blocks)
         observed = {"mean_reasoning_tokens": dict(zip(harmony.EFFORTS, [round(m, 1) for m in means])),
                     "page_L": statistic, "p_value": p, "prompts": len(blocks)}
         rising = means[0] < means[1] < means[2]

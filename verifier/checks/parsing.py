@@ -5,6 +5,8 @@ from __future__ import annotations
 from verifier import harmony
 from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
 from verifier.checks.common import text_is_comparable
+from verifier.exchange import Exchange
+from verifier.observation import Failure
 
 
 def _visible_fields(view: ExchangeView) -> dict[str, str]:
@@ -101,24 +103,33 @@ def final_text(view: ExchangeView):
 )
 def http_status(view: SuiteView):
     answered = [ex for ex in view.exchanges if ex.observation is not None and ex.observation.status is not None]
-    bad = [ex for ex in answered if ex.observation.status >= 400]
-    healthy = [ex for ex in answered if ex.observation.status < 400]
-    out = []
-    for ex in bad:
-        obs = ex.observation
-        out.append(Outcome(verdict=_status_verdict(ex, healthy), case_id=ex.case_id, variant=ex.variant, turn=ex.turn,
-                           expected=200, observed=obs.raw[:500], message=f"HTTP {obs.status} to a valid request"
-                           + (" on every attempt: the provider was unavailable" if obs.unavailable else "")))
+    bad = [ex for ex in answered if _error_status(ex) is not None]
+    healthy = [ex for ex in answered if _error_status(ex) is None]
+    out = [_status_outcome(ex, _error_status(ex), healthy) for ex in bad]
     if healthy:
         out.append(Outcome(verdict=Verdict.PASS, message=f"{len(healthy)} of {len(answered)} requests answered with 200"))
     return out
 
 
-def _status_verdict(ex, healthy: list) -> Verdict:
+def _status_outcome(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> Outcome:
+    message = f"HTTP {failure.status} to a valid request"
+    if failure.kind == "unavailable":
+        message += " on every attempt: the provider was unavailable"
+    return Outcome(verdict=_status_verdict(ex, failure, healthy), case_id=ex.case_id, variant=ex.variant,
+                   turn=ex.turn, expected=200, observed=ex.observation.raw[:500], message=message)
+
+
+def _error_status(ex: Exchange) -> Failure | None:
+    """The exchange's failure if the provider answered it with an HTTP error status."""
+    failure = ex.observation.failure
+    return failure if failure is not None and failure.status is not None else None
+
+
+def _status_verdict(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> Verdict:
     """A failing status is the provider's answer to that request only if the provider was up: not a rate
     limit or gateway error after every retry, and not in an outage that lasted to the end of the suite
     (some request after it was answered with 200)."""
-    if ex.observation.unavailable:
+    if failure.kind == "unavailable":
         return Verdict.ERROR
     if ex.started is None:  # an exchange from before the journal kept times
         return Verdict.FAIL if healthy else Verdict.ERROR

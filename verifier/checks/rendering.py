@@ -6,6 +6,7 @@ import datetime
 
 from verifier import harmony
 from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
+from verifier.exchange import Exchange
 
 
 def _dates(created: int | None) -> list[str]:
@@ -54,16 +55,19 @@ def prompt_ids(view: SuiteView):
     for ex in view.exchanges:
         if ex.variant != "prompt-ids":
             continue
-        base = dict(case_id=ex.case_id, variant=f"prompt-ids ({ex.source or 'none'})", turn=1)
-        if ex.tokens is None:
-            verdict = Verdict.SKIP if ex.unsupported else Verdict.ERROR
-            out.append(Outcome(verdict=verdict, message=f"no token ids: {ex.error}", **base))
-            continue
-        candidates = [harmony.render_chat(ex.chat_request, d) for d in _dates(None)]
-        if ex.tokens in candidates:
-            out.append(Outcome(verdict=Verdict.PASS, message=f"{len(ex.tokens)} ids equal the reference rendering", **base))
-        else:
-            out.append(Outcome(verdict=Verdict.FAIL, expected=harmony.decode(candidates[0]),
-                               observed=harmony.decode(ex.tokens),
-                               message=_first_difference(ex.tokens, candidates[0]), **base))
+        out.append(_prompt_ids_outcome(ex))
     return out
+
+
+def _prompt_ids_outcome(ex: Exchange) -> Outcome:
+    """One `prompt-ids` exchange judged; the message names where the ids came from (`ex.source`)."""
+    base = dict(case_id=ex.case_id, variant=ex.variant, turn=ex.turn)
+    if ex.tokens is None:
+        verdict = Verdict.SKIP if ex.failed("unsupported") else Verdict.ERROR
+        return Outcome(verdict=verdict, message=f"no token ids: {ex.failure.message if ex.failure else None}", **base)
+    candidates = [harmony.render_chat(ex.chat_request, d) for d in _dates(None)]
+    if ex.tokens in candidates:
+        return Outcome(verdict=Verdict.PASS,
+                       message=f"{len(ex.tokens)} ids (from {ex.source}) equal the reference rendering", **base)
+    return Outcome(verdict=Verdict.FAIL, expected=harmony.decode(candidates[0]), observed=harmony.decode(ex.tokens),
+                   message=f"ids from {ex.source}: {_first_difference(ex.tokens, candidates[0])}", **base)

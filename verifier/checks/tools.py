@@ -7,8 +7,9 @@ from collections import defaultdict
 
 import jsonschema
 
+from verifier import harmony
 from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
-from verifier.checks.common import canonical_completion, text_is_comparable
+from verifier.checks.common import canonical_completion, text_is_comparable, thresholds
 
 
 @check(
@@ -91,8 +92,6 @@ def no_tokens_after_call(view: ExchangeView):
     if obs.api == "completions":
         if obs.token_ids is None:
             return view.outcome(Verdict.SKIP, "no completion token ids reported")
-        from verifier import harmony
-
         trailing = harmony.parse_completion(obs.token_ids).trailing_tokens
         if trailing:
             return view.outcome(Verdict.FAIL, f"{trailing} tokens generated after the stop token", 0, trailing)
@@ -103,7 +102,7 @@ def no_tokens_after_call(view: ExchangeView):
     if not (obs.reasoning or obs.content or obs.tool_calls):
         return view.outcome(Verdict.SKIP, "nothing was returned to account for (see parsing.no_empty_answer)")
     expected = len(canonical_completion(obs.reasoning, obs.content, obs.tool_calls))
-    if spent > expected + 2:
+    if spent > expected + thresholds().usage_slack_tokens.value:
         return view.outcome(Verdict.FAIL, f"usage reports {spent} completion tokens but the reply accounts for "
                             f"{expected}: tokens generated after the stop, or output the server dropped", expected, spent)
     return view.outcome(Verdict.PASS, f"{spent} completion tokens, consistent with the reply ({expected})",
@@ -138,8 +137,9 @@ def loop(view: SuiteView):
         if last.status is not None and last.status >= 400:
             out.append(Outcome(verdict=Verdict.SKIP, message=f"turn {len(exchanges)} got HTTP {last.status} "
                                "(see parsing.http_status)", **base))
-        elif last.error:
-            out.append(Outcome(verdict=Verdict.ERROR, message=f"turn {len(exchanges)} failed: {last.error}", **base))
+        elif last.failure:
+            out.append(Outcome(verdict=Verdict.ERROR, message=f"turn {len(exchanges)} failed: {last.failure.message}",
+                               **base))
         elif got == want:
             out.append(Outcome(verdict=Verdict.PASS, message=f"{want[0]} turns, the last ending {want[1]}", **base))
         else:

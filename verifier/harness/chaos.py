@@ -1,6 +1,6 @@
 """A chaos proxy for tests: loopback only, in front of a provider, failing requests on purpose.
 
-Each request meets, with probability `rate`, one of the faults a hosted API shows: HTTP 429 with
+Each request meets, with probability `rate`, one of the disruptions a hosted API shows: HTTP 429 with
 `Retry-After`, HTTP 500 or 503, a connection reset before any answer, a body cut off mid-way
 (connection dropped), a stream closed cleanly before its end (no `[DONE]`), or a slow answer.
 Choices come from a seeded generator, so a run is repeatable. `outage` makes every request fail
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-FAULTS = ("429", "500", "503", "reset", "cut-body", "cut-stream", "slow")
-"""What the proxy can do to a request."""
+DISRUPTIONS = ("429", "500", "503", "reset", "cut-body", "cut-stream", "slow")
+"""What the proxy can do to a request (not to be confused with the built-in server's fault modes,
+`verifier.serve.faults.FAULTS`, which are conformance defects)."""
 FORWARDED_HEADERS = ("content-type", "authorization", "x-client-request-id", "accept")
 
 
@@ -32,7 +33,8 @@ class Logged:
 
     path: str
     request_id: str | None
-    fault: str | None
+    disruption: str | None
+    """What the proxy did to it (None: forwarded untouched)."""
     forwarded: bool
     """True when the request reached the provider behind the proxy."""
     at: float = field(default_factory=time.monotonic)
@@ -50,13 +52,13 @@ class _Server(ThreadingHTTPServer):
 class ChaosProxy:
     """Start with `with ChaosProxy(upstream, rate=0.2, seed=1) as proxy:`; `proxy.url` ends in /v1."""
 
-    def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0, faults: tuple[str, ...] = FAULTS,
+    def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0, disruptions: tuple[str, ...] = DISRUPTIONS,
                  retry_after: str = "1", slow_s: tuple[float, float] = (0.2, 0.8), api_key: str | None = None,
                  echo_key: bool = False, latency_s: float = 0.0):
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.prefix = parts.path.rstrip("/").removesuffix("/v1")
-        self.rate, self.faults, self.retry_after, self.slow_s = rate, faults, retry_after, slow_s
+        self.rate, self.disruptions, self.retry_after, self.slow_s = rate, disruptions, retry_after, slow_s
         self.api_key = api_key
         self.echo_key = echo_key
         self.latency_s = latency_s
@@ -90,7 +92,7 @@ class ChaosProxy:
                 self.outage = True
             if self.outage:
                 return "outage"
-            return self.rng.choice(self.faults) if self.rng.random() < self.rate else None
+            return self.rng.choice(self.disruptions) if self.rng.random() < self.rate else None
 
     def _record(self, entry: Logged) -> None:
         with self.lock:
@@ -125,25 +127,25 @@ class ChaosProxy:
                 if proxy.api_key is not None and self.headers.get("authorization") != f"Bearer {proxy.api_key}":
                     return self._send_json(401, {"error": {"message": "invalid api key "
                                                            f"{self.headers.get('authorization')}"}})
-                fault = proxy._pick()
-                entry = Logged(self.path, self.headers.get("x-client-request-id"), fault, forwarded=False)
+                disruption = proxy._pick()
+                entry = Logged(self.path, self.headers.get("x-client-request-id"), disruption, forwarded=False)
                 proxy._record(entry)
-                if fault in ("429", "500", "503", "outage"):
-                    status = 503 if fault == "outage" else int(fault)
-                    headers = {"Retry-After": proxy.retry_after} if fault == "429" else {}
-                    return self._send_json(status, {"error": {"message": f"chaos {fault}"}}, headers)
-                if fault == "reset":
+                if disruption in ("429", "500", "503", "outage"):
+                    status = 503 if disruption == "outage" else int(disruption)
+                    headers = {"Retry-After": proxy.retry_after} if disruption == "429" else {}
+                    return self._send_json(status, {"error": {"message": f"chaos {disruption}"}}, headers)
+                if disruption == "reset":
                     return self._reset()
-                if fault == "slow":
+                if disruption == "slow":
                     time.sleep(proxy.rng.uniform(*proxy.slow_s))
                 time.sleep(proxy.latency_s)
                 status, headers, payload = self._forward(body)
                 entry.forwarded = True
                 if proxy.echo_key:
                     payload = _echo(payload, self.headers.get("authorization") or "")
-                if fault == "cut-body" and len(payload) > 1:
+                if disruption == "cut-body" and len(payload) > 1:
                     return self._send(status, headers, payload, cut=len(payload) // 2)
-                if fault == "cut-stream" and b"data: " in payload:
+                if disruption == "cut-stream" and b"data: " in payload:
                     events = payload.split(b"\n\n")
                     return self._send(status, headers, b"\n\n".join(events[: max(1, len(events) // 2)]) + b"\n\n")
                 return self._send(status, headers, payload)

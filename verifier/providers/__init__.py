@@ -1,9 +1,10 @@
 """Providers: OpenAI-compatible endpoints behind one object. All HTTP of the verifier lives here.
 
 `Provider.chat`, `.responses` and `.completions_harmony` return an `Observation` whether or not
-the call streamed; a failed call returns an observation with `error` set (and `status` when an
-HTTP status arrived) rather than raising, so one bad response never loses the rest of a run.
-`Provider.score` returns teacher-forced log-probabilities or raises `ScoringUnsupported`.
+the call streamed; a failed call returns an observation whose `failure` says what kind of failure it
+was (and `status` when an HTTP status arrived) rather than raising, so one bad response never loses
+the rest of a run. `Provider.score` returns teacher-forced log-probabilities or raises
+`ScoringUnsupported`; `Provider.prompt_token_ids` raises `TokenizeUnsupported`.
 """
 
 from __future__ import annotations
@@ -11,32 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-from pydantic import BaseModel
 
-from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable
-from verifier.observation import Observation
+from verifier.errors import (
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+    ScoringUnsupported,
+    TokenizeUnsupported,
+)
+from verifier.observation import Failure, Observation
 from verifier.providers import _chat, _completions, _responses
-from verifier.providers._completions import PositionScore
 from verifier.providers._http import RetryPolicy, Transport, request_id
+from verifier.scores import PositionScore, ScoreResult
 
-__all__ = ["Provider", "PositionScore", "RetryPolicy", "ScoreResult", "ScoringUnsupported", "TokenizeUnsupported",
-           "request_id"]
-
-
-class ScoringUnsupported(ProviderError):
-    """The provider offers no way to get log-probabilities of given tokens."""
-
-
-class TokenizeUnsupported(ProviderError):
-    """The provider has no endpoint that shows how it renders a chat request."""
-
-
-class ScoreResult(BaseModel):
-    """Teacher-forced scores of tokens[start:]."""
-
-    mode: str
-    """How they were obtained: `prompt_logprobs` (vLLM) or `echo_logprobs` (OpenAI legacy)."""
-    positions: list[PositionScore]
+__all__ = ["Provider", "RetryPolicy", "request_id"]
 
 
 class Provider:
@@ -58,7 +47,7 @@ class Provider:
         data = self.http.get_json("/models")
         items = data.get("data")
         if not isinstance(items, list):
-            raise ProviderError(f"{self.base_url}/models did not return an OpenAI model list")
+            raise ProviderProtocolError(f"{self.base_url}/models did not return an OpenAI model list")
         return [str(m.get("id")) for m in items if isinstance(m, dict)]
 
     def _call(self, api: str, stream: bool, path: str, body: dict, parse: Callable, fold: Callable) -> Observation:
@@ -67,13 +56,8 @@ class Provider:
                 return fold(self.http.post_sse(path, body))
             data, raw = self.http.post_json(path, body)
             return parse(data, raw)
-        except ProviderHTTPError as exc:
-            return Observation(api=api, stream=stream, status=exc.status, error=str(exc), raw=exc.body)
-        except ProviderUnavailable as exc:
-            return Observation(api=api, stream=stream, status=exc.status, error=str(exc), raw=exc.body,
-                               unavailable=True)
         except ProviderError as exc:
-            return Observation(api=api, stream=stream, error=str(exc))
+            return Observation(api=api, stream=stream, status=exc.status, failure=Failure.of(exc), raw=exc.body)
 
     def chat(self, request: dict, stream: bool = False) -> Observation:
         body = {**request, "model": self.model}

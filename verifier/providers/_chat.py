@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from verifier.observation import Observation, TokenLogprob, TopLogprob, Usage
+from verifier.observation import Failure, Observation, TokenLogprob, ToolCall, TopLogprob, Usage
 from verifier.providers._http import RAW_EXCERPT
-from verifier.suites import ToolCall
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 """Where servers put gpt-oss reasoning in a Chat message (vLLM sends `reasoning`, others the first)."""
@@ -54,7 +53,8 @@ def parse_response(data: dict, raw: str) -> Observation:
     """A non-streamed Chat Completions response."""
     choices = data.get("choices") or []
     if not choices:
-        return Observation(api="chat", stream=False, status=200, error="response has no choices", raw=raw)
+        return Observation(api="chat", stream=False, status=200, raw=raw,
+                           failure=Failure(kind="protocol", message="response has no choices"))
     choice = choices[0]
     message = choice.get("message") or {}
     reasoning, fields = _reasoning(message)

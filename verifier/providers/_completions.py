@@ -6,21 +6,10 @@ import json
 import math
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field
-
 from verifier import harmony
-from verifier.observation import Observation, Usage
+from verifier.observation import Failure, Observation, ToolCall, Usage
 from verifier.providers._http import RAW_EXCERPT
-from verifier.suites import ToolCall
-
-
-class PositionScore(BaseModel):
-    """The provider's distribution at one teacher-forced position."""
-
-    token_logprob: float | None
-    """Log-probability of the token actually at this position (None if not reported)."""
-    top: dict[int, float] = Field(default_factory=dict)
-    """Top-K token id -> log-probability, as reported."""
+from verifier.scores import PositionScore
 
 
 def harmony_observation(prompt_len: int, data: dict, raw: str, stream: bool, events: int = 0) -> Observation:
@@ -41,7 +30,8 @@ def harmony_observation(prompt_len: int, data: dict, raw: str, stream: bool, eve
         reasoning_fields=["analysis"] if parsed.reasoning else [], tool_calls=calls, finish_reason=finish,
         usage=Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")),
         token_ids=tokens, created=data.get("created"), raw=raw, events=events,
-        error=None if token_ids or text else "completion returned no text and no token ids",
+        failure=None if token_ids or text else Failure(kind="protocol",
+                                                       message="completion returned no text and no token ids"),
     )
 
 

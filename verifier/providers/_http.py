@@ -1,6 +1,8 @@
 """HTTP transport: JSON requests, server-sent events, retries, size caps, secret scrubbing.
 
-The only module that talks HTTP. Every request is retried with capped exponential backoff and full
+Every request the verifier sends to a provider goes through this module (only the test harnesses
+talk HTTP otherwise: harness/vllm_cpu.py polls `/models` of the vLLM server it starts, harness/chaos.py
+is a proxy). Every request is retried with capped exponential backoff and full
 jitter on connection errors, timeouts, truncated streams and HTTP 408/429/5xx, honouring
 `Retry-After`, for a bounded number of attempts. When they are spent the caller gets
 `ProviderUnavailable` (an outage: it says nothing about conformance), except for a persistent HTTP
@@ -24,9 +26,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import httpx
-from pydantic import BaseModel
 
-from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable
+from verifier.config import RetryPolicy
+from verifier.errors import ProviderError, ProviderHTTPError, ProviderProtocolError, ProviderUnavailable
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest response body or stream accepted; beyond it the response is an error, not a verdict."""
@@ -52,30 +54,6 @@ def request_id(value: str):
         yield
     finally:
         REQUEST_ID.reset(token)
-
-
-class RetryPolicy(BaseModel):
-    """How hard to try before calling the provider unavailable."""
-
-    attempts: int = 5
-    """Attempts per request, the first included."""
-    base_s: float = 0.5
-    """Backoff before the second attempt; doubles each time, with full jitter."""
-    cap_s: float = 20.0
-    """Longest backoff between two attempts."""
-    max_retry_after_s: float = 60.0
-    """Longest `Retry-After` honoured; a longer one is cut to this."""
-    breaker: int = 6
-    """Requests finding no service in a row (every attempt spent) before the circuit opens."""
-    cooldown_s: float = 30.0
-    """How long an open circuit waits before letting one probe through."""
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        backoff = rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
-        if retry_after is not None:
-            return max(backoff, min(retry_after, self.max_retry_after_s))
-        return backoff
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -207,7 +185,7 @@ class Transport:
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise ProviderError(f"response from {self.base_url}{path} exceeds {self.max_body_bytes} bytes")
+                raise ProviderProtocolError(f"response from {self.base_url}{path} exceeds {self.max_body_bytes} bytes")
             if time.monotonic() > deadline:
                 raise _Retry(ProviderUnavailable(f"response from {self.base_url}{path} took over {self.timeout:g} s"))
             chunks.append(chunk)
@@ -235,10 +213,10 @@ class Transport:
         try:
             data = _mended(json.loads(text))
         except json.JSONDecodeError:
-            raise ProviderError(f"{self.base_url}{path} did not answer with JSON "
+            raise ProviderProtocolError(f"{self.base_url}{path} did not answer with JSON "
                                 f"(content-type {response.headers.get('content-type', 'none')})") from None
         if not isinstance(data, dict):
-            raise ProviderError(f"{self.base_url}{path} answered JSON that is not an object")
+            raise ProviderProtocolError(f"{self.base_url}{path} answered JSON that is not an object")
         return data
 
     # -- server-sent events ---------------------------------------------------------------------
@@ -270,7 +248,7 @@ class Transport:
         for line in response.iter_lines():
             received += len(line) + 1
             if received > self.max_body_bytes:
-                raise ProviderError(f"stream from {path} exceeds {self.max_body_bytes} bytes")
+                raise ProviderProtocolError(f"stream from {path} exceeds {self.max_body_bytes} bytes")
             if time.monotonic() > deadline:
                 raise _Retry(ProviderUnavailable(f"stream from {self.base_url}{path} took over {self.timeout:g} s"))
             line = self.scrub(line)
@@ -294,9 +272,9 @@ def _parse_event(payload: str, path: str) -> dict:
     try:
         data = _mended(json.loads(payload))
     except json.JSONDecodeError:
-        raise ProviderError(f"stream from {path} sent an event that is not JSON: {payload[:80]!r}") from None
+        raise ProviderProtocolError(f"stream from {path} sent an event that is not JSON: {payload[:80]!r}") from None
     if not isinstance(data, dict):
-        raise ProviderError(f"stream from {path} sent an event that is not a JSON object")
+        raise ProviderProtocolError(f"stream from {path} sent an event that is not a JSON object")
     return data
 
 

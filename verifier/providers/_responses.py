@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from verifier.observation import Observation, Usage
+from verifier.observation import Failure, Observation, ToolCall, Usage
 from verifier.providers._http import RAW_EXCERPT
-from verifier.suites import ToolCall
 
 REASONING_PARTS = ("reasoning_text", "summary_text", "text")
 REASONING_DELTAS = {
@@ -104,5 +103,5 @@ def accumulate(events: Iterable[tuple[str | None, dict]]) -> Observation:
         finish_reason=_finish(final.get("status"), tool_calls, final.get("incomplete_details")),
         usage=_usage(final.get("usage")), created=final.get("created_at"),
         raw="\n".join(raw)[:RAW_EXCERPT], events=count,
-        error=None if final else "stream ended without response.completed",
+        failure=None if final else Failure(kind="protocol", message="stream ended without response.completed"),
     )

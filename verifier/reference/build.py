@@ -9,11 +9,12 @@ from pathlib import Path
 
 from verifier import __version__, harmony
 from verifier.golden import GoldenFile, GoldenMessage, GoldenRecord, GoldenTurn, Provenance, TokenScore, now
+from verifier.observation import ToolCall
 from verifier.paths import cache_dir
 from verifier.reference import constraints
 from verifier.reference.checkpoints import resolve
 from verifier.reference.engine import Engine
-from verifier.suites import Case, Suite, ToolCall
+from verifier.suites import Case, Suite
 
 MAX_TURNS = 4
 DEFAULT_MAX_TOKENS = 256

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from markupsafe import Markup
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from verifier.calibration import Boundary
+from verifier.drift.sequential import DriftLimits, DriftSummary
 from verifier.report import svg
 from verifier.report.html import _environment
 from verifier.result import CheckResult, RunResult
@@ -38,31 +38,30 @@ class Column(BaseModel):
     """One run as a column of the matrix."""
 
     label: str
-    """Model, with faults and variants of the built-in provider."""
+    """Model, with faults and server quirks of the built-in provider."""
     result: RunResult
 
 
 def label(result: RunResult) -> str:
-    extra = [f"fault {f}" for f in result.provider.faults] + [f"variant {v}" for v in result.provider.variants]
+    extra = [f"fault {f}" for f in result.provider.faults] + [f"quirk {v}" for v in result.provider.variants]
     return result.provider.model + (f" ({', '.join(extra)})" if extra else "")
 
 
 def drift_cell(check: CheckResult) -> DriftCell | None:
     """The decision figures of a drift check (from its deciding outcome), if it computed any."""
     for o in check.outcomes:
-        observed, expected = o.observed, o.expected
-        if not isinstance(observed, dict) or "median_relative" not in observed:
+        try:
+            summary = DriftSummary.model_validate(o.observed)
+        except ValidationError:
             continue
-        positions = observed.get("decided_at_positions", observed.get("positions"))
-        boundary = None
-        if isinstance(expected, dict) and isinstance(expected.get("logodds_boundary"), dict) and positions:
-            try:
-                boundary = Boundary.model_validate(expected["logodds_boundary"]).at(int(positions))
-            except (ValueError, TypeError):
-                boundary = None
-        return DriftCell(method=observed.get("method"), positions=positions,
-                         median_relative=observed.get("median_relative"), boundary=boundary,
-                         mean_kl=observed.get("mean_kl"), confident_flips=observed.get("confident_flips"))
+        positions = summary.decided_at_positions if summary.decided_at_positions is not None else summary.positions
+        try:
+            limits = DriftLimits.model_validate(o.expected)
+        except ValidationError:
+            limits = None
+        boundary = limits.logodds_boundary.at(positions) if limits is not None and positions else None
+        return DriftCell(method=summary.method, positions=positions, median_relative=summary.median_relative,
+                         boundary=boundary, mean_kl=summary.mean_kl, confident_flips=summary.confident_flips)
     return None
 
 

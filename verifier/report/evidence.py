@@ -11,7 +11,9 @@ import re
 from collections.abc import Iterable
 
 from verifier import harmony
+from verifier.exchange import API_VARIANTS, DRIFT_EVIDENCE, Exchange
 from verifier.golden import GoldenFile, GoldenTurn
+from verifier.observation import Observation
 from verifier.result import ExchangeEvidence, HarmonyMessage, HarmonyView, clean_text, evidence_key
 
 REQUEST_EXCERPT = 1500
@@ -73,7 +75,7 @@ def token_view(tokens: list[int]) -> HarmonyView:
     return view
 
 
-def fields_view(obs) -> HarmonyView:
+def fields_view(obs: Observation) -> HarmonyView:
     """A Chat or Responses reply as the Harmony messages its fields stand for (no tokens are shown by
     those APIs): analysis for the reasoning, a commentary call per tool call, final for the content.
     Provider text is encoded as plain text, so control-token text in it cannot pose as a token."""
@@ -104,7 +106,7 @@ def fields_view(obs) -> HarmonyView:
     return view
 
 
-def provider_view(obs) -> HarmonyView | None:
+def provider_view(obs: Observation | None) -> HarmonyView | None:
     if obs is None or not obs.ok or (obs.status is not None and obs.status >= 400):
         return None
     if obs.api == "completions" and obs.token_ids is not None:
@@ -126,8 +128,8 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def exchange_evidence(ex, golden: GoldenFile | None) -> ExchangeEvidence:
-    """One exchange (`verifier.checks.base.Exchange`) as evidence."""
+def exchange_evidence(ex: Exchange, golden: GoldenFile | None) -> ExchangeEvidence:
+    """One exchange as evidence."""
     obs = ex.observation
     record = golden.record(ex.case_id) if golden is not None else None
     turn = record.turns[ex.turn - 1] if record is not None and ex.turn <= len(record.turns) else None
@@ -138,7 +140,8 @@ def exchange_evidence(ex, golden: GoldenFile | None) -> ExchangeEvidence:
         response = _json({"mode": getattr(ex.score, "mode", None), "positions": len(ex.score.positions)})
     elif ex.tokens is not None:
         response = _json({"source": ex.source, "prompt_token_ids": ex.tokens})
-    error = ex.error or (obs.error if obs is not None else None)
+    failure = ex.failure or (obs.failure if obs is not None else None)
+    error = failure.message if failure is not None else None
     return ExchangeEvidence(
         key=evidence_key(ex.suite, ex.case_id, ex.variant, ex.turn), suite=ex.suite, case_id=ex.case_id,
         variant=ex.variant, turn=ex.turn, status=obs.status if obs is not None else None,
@@ -147,11 +150,11 @@ def exchange_evidence(ex, golden: GoldenFile | None) -> ExchangeEvidence:
         provider=provider_view(obs), golden=golden_view(turn) if ex.variant not in ("prompt-ids",) else None)
 
 
-VARIANT_ORDER = ["score", "greedy-logprobs", "sampling", "prompt-ids", "chat", "chat-stream", "responses",
-                 "responses-stream", "completions", "completions-stream"]
+VARIANT_ORDER = [*DRIFT_EVIDENCE, "prompt-ids", *API_VARIANTS]
+"""Order of the evidence of one case: drift evidence, prompt ids, then each API variant."""
 
 
-def collect(exchanges: Iterable, goldens: dict[str, GoldenFile]) -> list[ExchangeEvidence]:
+def collect(exchanges: Iterable[Exchange], goldens: dict[str, GoldenFile]) -> list[ExchangeEvidence]:
     """Evidence of every exchange of a run; `goldens` by suite name, in run order. Sorted by suite,
     case (golden order), API variant and turn, whatever order concurrent requests completed in."""
     suites = list(goldens)

@@ -18,7 +18,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from verifier.report import svg
+import verifier.report.svg as svg
+from verifier.golden import Provenance
 from verifier.report.safe import visible
 from verifier.result import ExchangeEvidence, HarmonyView, RunResult
 from verifier.suites import FAMILIES
@@ -108,19 +109,16 @@ def render_html(result: RunResult) -> str:
         goldens=sorted({golden_line(s.golden) for s in result.suites}), provenance=provenance)
 
 
-def golden_line(golden: dict) -> str:
+def golden_line(golden: Provenance) -> str:
     """Golden checkpoint, dtype, backend and device in a few words."""
-    return f"{golden.get('checkpoint', '?')} {golden.get('dtype', '?')} ({golden.get('backend', '?')} on " \
-           f"{golden.get('device', '?')})"
+    return f"{golden.checkpoint} {golden.dtype} ({golden.backend} on {golden.device})"
 
 
-def provenance(golden: dict) -> str:
-    """Golden provenance in one line (see `verifier.golden.Provenance`)."""
-    libraries = golden.get("libraries") or {}
-    libs = ", ".join(f"{k} {v}" for k, v in sorted(libraries.items())) if isinstance(libraries, dict) else ""
-    return (f"{golden.get('checkpoint', '?')} (sha256 {str(golden.get('checkpoint_sha256', '?'))[:12]}), "
-            f"{golden.get('backend', '?')} {golden.get('dtype', '?')} on {golden.get('device', '?')}, date "
-            f"{golden.get('date', '?')}, top-{golden.get('top_k', '?')}, built {golden.get('created', '?')}"
+def provenance(golden: Provenance) -> str:
+    """Golden provenance in one line."""
+    libs = ", ".join(f"{k} {v}" for k, v in sorted(golden.libraries.items()))
+    return (f"{golden.checkpoint} (sha256 {golden.checkpoint_sha256[:12]}), {golden.backend} {golden.dtype} on "
+            f"{golden.device}, date {golden.date}, top-{golden.top_k}, built {golden.created}"
             + (f"; {libs}" if libs else ""))
 
 

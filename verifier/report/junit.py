@@ -27,7 +27,7 @@ def render_junit(result: RunResult) -> str:
         ET.SubElement(props, "property", name=name, value=_clean(value))
     for check in result.checks:
         case = ET.SubElement(suite, "testcase", classname=_clean(f"gpt_oss_verify.{check.family}"), name=_clean(check.id))
-        detail = _clean("\n".join(f"{o.verdict.value}: {o.case_id or ''} {o.variant or ''} {o.message}"
+        detail = _clean("\n".join(f"{o.verdict.value}: {o.case_id or ''} {o.variant or ''} {o.line}"
                                   for o in check.outcomes if o.verdict in (Verdict.FAIL, Verdict.ERROR))[:20000])
         if check.verdict == Verdict.FAIL:
             ET.SubElement(case, "failure", message=_clean(check.summary[:500])).text = detail

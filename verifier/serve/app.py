@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import verifier.serve.faults as fault_modes
+import verifier.serve.render as render
 from verifier import harmony
 from verifier.reference.build import reasoning_token_count
 from verifier.reference.engine import Engine, Generation
-from verifier.serve import faults as fault_modes
-from verifier.serve import render
 
 MAX_TOKENS_DEFAULT = 1024
 
@@ -45,7 +45,7 @@ def error_response(status: int, message: str, kind: str = "invalid_request_error
 class Settings:
     model: str
     faults: frozenset[str]
-    variants: frozenset[str] = frozenset()
+    quirks: frozenset[str] = frozenset()
     date: str | None = None
     """Pinned conversation date; None renders today's date (UTC), as real servers do."""
 
@@ -83,17 +83,17 @@ class Server:
 
     def assistant_turn(self, chat_body: dict, sampling_body: dict, top_logprobs: int, max_names: tuple[str, ...]):
         """Render, decode and parse one assistant turn: (prompt, generation, reply)."""
-        faults, variants = self.settings.faults, self.settings.variants
+        faults, quirks = self.settings.faults, self.settings.quirks
         fault_modes.check_request(chat_body, faults)
         prompt = fault_modes.render(chat_body, self.settings.today(), faults)
         stops, transform = fault_modes.decoding(chat_body, faults)
         max_tokens = _int(sampling_body, *max_names, default=MAX_TOKENS_DEFAULT)
         gen = self.engine.generate(prompt, max_tokens, stops, k=top_logprobs, transform=transform,
                                    **_sampling(sampling_body))
-        emitted = fault_modes.emitted_tokens(gen.tokens, faults, variants)
+        emitted = fault_modes.emitted_tokens(gen.tokens, faults, quirks)
         if emitted != gen.tokens:
             gen.tokens, gen.scored = emitted, []
-        return prompt, gen, render.Reply.build(gen, faults, variants)
+        return prompt, gen, render.Reply.build(gen, faults, quirks)
 
     def _meta(self, prefix: str, prompt: list[int], gen: Generation) -> render.Meta:
         return render.Meta(id=f"{prefix}{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
@@ -108,7 +108,7 @@ class Server:
         effort = body.get("reasoning_effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning_effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning_effort")
-        logprobs = bool(body.get("logprobs")) and "no-logprobs" not in self.settings.variants
+        logprobs = bool(body.get("logprobs")) and "no-logprobs" not in self.settings.quirks
         k = _int(body, "top_logprobs", default=0) if logprobs else 0
         prompt, gen, reply = self.assistant_turn(body, body, k, ("max_completion_tokens", "max_tokens"))
         meta = self._meta("chatcmpl-", prompt, gen)
@@ -143,11 +143,11 @@ class Server:
             tokens = list(prompt)
         else:
             raise BadRequest("prompt must be a string or a non-empty list of token ids", "prompt")
-        variants = self.settings.variants
-        if ({"no-prompt-logprobs", "no-logprobs"} & variants) and (body.get("echo") or body.get("prompt_logprobs") is not None):
+        quirks = self.settings.quirks
+        if ({"no-prompt-logprobs", "no-logprobs"} & quirks) and (body.get("echo") or body.get("prompt_logprobs") is not None):
             raise BadRequest("echo and prompt_logprobs are not supported", "prompt_logprobs")
         max_tokens = _int(body, "max_tokens", default=16)
-        logprobs = None if "no-logprobs" in variants else _int(body, "logprobs", default=None)
+        logprobs = None if "no-logprobs" in quirks else _int(body, "logprobs", default=None)
         prompt_logprobs = _int(body, "prompt_logprobs", default=None)
         echo = bool(body.get("echo"))
         if echo and logprobs is not None and prompt_logprobs is None:
@@ -160,7 +160,7 @@ class Server:
             if "no-call-stop" in faults:
                 stops, transform = (harmony.RETURN, harmony.END_OF_TEXT), fault_modes.RunOnAfterCall()
             gen = self.engine.generate(tokens, max_tokens, stops, k=logprobs or 0, transform=transform, **_sampling(body))
-            emitted = fault_modes.emitted_tokens(gen.tokens, faults, self.settings.variants)
+            emitted = fault_modes.emitted_tokens(gen.tokens, faults, self.settings.quirks)
             if emitted != gen.tokens:
                 gen.tokens, gen.scored = emitted, []
         meta = render.Meta(id=f"cmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,

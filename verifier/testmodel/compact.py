@@ -18,6 +18,7 @@ import torch
 from verifier import harmony
 from verifier.errors import CheckpointError
 from verifier.paths import cache_dir
+from verifier.testmodel.tokenizer import TOKENIZER_VERSION, build_tokenizer_json
 
 NAME = "gpt-oss-conformance"
 WEIGHTS = Path(__file__).parent / "weights" / "conformance.safetensors"
@@ -109,8 +110,6 @@ def materialize(out: Path, weights: Path = WEIGHTS) -> Path:
     from safetensors.torch import save_file
     from transformers import GenerationConfig
 
-    from verifier.testmodel.tokenizer import build_tokenizer_json
-
     compact, used, meta = load_compact(weights)
     out.mkdir(parents=True, exist_ok=True)
     config = full_config()
@@ -136,7 +135,7 @@ def materialize(out: Path, weights: Path = WEIGHTS) -> Path:
 def default_checkpoint() -> Path:
     """The materialised conformance checkpoint in the cache (materialised on first use)."""
     digest = weights_digest()[:12]
-    out = cache_dir() / "checkpoints" / f"{NAME}-{digest}"
+    out = cache_dir() / "checkpoints" / f"{NAME}-{digest}-t{TOKENIZER_VERSION}"
     if not (out / "model.safetensors").is_file() or not (out / "tokenizer.json").is_file():
         tmp = out.with_name(out.name + ".partial")
         materialize(tmp)

@@ -25,10 +25,20 @@ O200K_PATTERN = "|".join([
 ])
 
 
+TOKENIZER_VERSION = 2
+"""Bumped whenever the written `tokenizer.json` changes, so caches built by older versions are not reused.
+2: `<|reserved_201088|>` (id 201088 = the vocabulary size) left out."""
+
+
 def special_tokens() -> dict[str, int]:
-    """Every o200k_harmony special token (name -> id), 199998..201087."""
+    """Every o200k_harmony special token inside the vocabulary (name -> id), 199998..201087.
+
+    openai-harmony also names `<|reserved_201088|>`, whose id equals the vocabulary size: no model row
+    exists for it, and converters that check ids against `vocab_size` (llama.cpp's) refuse the file.
+    """
     enc = harmony.encoding()
-    return {name: enc.encode(name, allowed_special="all")[0] for name in enc.special_tokens_set}
+    found = {name: enc.encode(name, allowed_special="all")[0] for name in enc.special_tokens_set}
+    return {name: token for name, token in found.items() if token < harmony.VOCAB_SIZE}
 
 
 def _read_bpe(path: str) -> dict[bytes, int]:
@@ -42,7 +52,7 @@ def _read_bpe(path: str) -> dict[bytes, int]:
 
 def build_tokenizer_json(target: Path) -> Path:
     """Write `tokenizer.json` for o200k_harmony to `target` (cached after the first build)."""
-    cached = cache_dir() / "tokenizer" / "o200k_harmony.tokenizer.json"
+    cached = cache_dir() / "tokenizer" / f"o200k_harmony-v{TOKENIZER_VERSION}.tokenizer.json"
     if not cached.is_file():
         from transformers.convert_slow_tokenizer import TikTokenConverter
 

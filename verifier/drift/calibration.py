@@ -12,18 +12,32 @@ engines at hand flags the next honest one; measured here, calibrating on half th
 on the other half gave 2.2% false positives without the widening and none with it.
 The flip margin is the largest change of a golden top-1/top-2 gap any honest engine showed: no
 honest engine can flip a top-1 whose golden margin is wider.
+
+This module takes plain values (per-position drift, scorers as functions); the workflow that builds
+scorers from engines and endpoints and writes the files is `verifier.calibrate`.
 """
 
 from __future__ import annotations
 
 import bisect
+import datetime
+import gzip
+import hashlib
 import json
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from verifier import harmony
+from verifier.drift.sequential import Boundary, RunningMedian, decide
+from verifier.drift.statistics import TurnDrift, pool, position_drifts, running
 from verifier.errors import GoldenError
+from verifier.golden import GoldenTurn
+from verifier.golden import load as load_golden
+from verifier.scores import PositionScore
+from verifier.verdict import Detection, Verdict
 
 GRID = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 FILE = "calibration.json"
@@ -31,18 +45,18 @@ DATA_FILE = "calibration-data.json.gz"
 GREEDY_DATA_FILE = "calibration-greedy-data.json.gz"
 _FIELDS = ("kl_sum", "logodds_sq", "logodds_ref_sq", "logodds_n", "delta_sq", "delta_n", "margin_decrease_max",
            "relative")
+DEFAULT_ALPHA = 0.01
+"""Family-wise false-positive rate per run: what calibration allows each honest engine, and the level
+of the sampling test when a golden has no calibration."""
+DATE_SHIFTS = (1, 30, 365)
+"""Days by which the honest date-shifted prompts of the greedy calibration move golden's date."""
 
-
-class Boundary(BaseModel):
-    """A running statistic's upper boundary as a step function of the positions scored."""
-
-    positions: list[int]
-    values: list[float]
-
-    def at(self, n: int) -> float | None:
-        """The boundary at n positions: that of the largest grid point <= n (None below the first)."""
-        i = bisect.bisect_right(self.positions, n)
-        return self.values[i - 1] if i else None
+Scorer = Callable[[list[int], int], list[PositionScore]]
+"""`score(tokens, start)`: one PositionScore per token of tokens[start:] (teacher forcing)."""
+Turns = list[tuple[str, GoldenTurn]]
+"""Golden turns with their keys, `<suite>/<case>#<turn>`."""
+Drift = list[list[TurnDrift]]
+"""Per turn, the per-position drift of one engine."""
 
 
 class EngineSummary(BaseModel):
@@ -67,7 +81,7 @@ class Calibration(BaseModel):
     golden_sha256: dict[str, str] = Field(default_factory=dict)
     """sha256 of each golden file the honest engines were scored against: a calibration is only valid
     for that golden (`load` refuses it once a golden file changes)."""
-    alpha: float = 0.01
+    alpha: float = DEFAULT_ALPHA
     """Family-wise false-positive rate per run that the boundary allows, for every honest engine."""
     flip_margin: float
     """The largest shrinking of a golden top-1/top-2 gap any honest engine showed (nats): a top-1 with a
@@ -85,41 +99,12 @@ class Calibration(BaseModel):
     """For `drift.greedy_logprobs`: a chat request is rendered by the provider with its own date, not
     golden's, so the honest difference is larger. Measured with the reference scoring golden
     completions after prompts rendered with other dates (`date_shifted`)."""
-    detection: dict = Field(default_factory=dict)
+    detection: dict[str, Detection] = Field(default_factory=dict)
     """Per perturbation measured at calibration: power over all golden positions and the positions
     needed for 99% power. `pass_after_positions` is the largest of those, when every one is reached."""
 
 
-DATE_SHIFTS = (1, 30, 365)
-"""Days by which the honest date-shifted prompts of the greedy calibration move golden's date."""
-
-
-def first_turns(turns: list[tuple[str, object]]) -> list[tuple[str, object]]:
-    """The first turn of each case: what greedy chat decoding can be compared against."""
-    return [(key, turn) for key, turn in turns if key.endswith("#1")]
-
-
-def date_shifted(score, turns: list[tuple[str, object]], days: int, golden_date: str) -> list[list]:
-    """Drift of a scorer on golden completions after each turn's request rendered with golden's date
-    moved by `days`: what an honest chat provider, which renders today's date, shows."""
-    import datetime
-
-    from verifier import harmony
-    from verifier.checks.drift import position_drifts
-
-    date = (datetime.date.fromisoformat(golden_date) + datetime.timedelta(days=days)).isoformat()
-    out = []
-    for key, turn in turns:
-        prompt = harmony.render_chat(turn.request, date)
-        out.append(position_drifts(key, turn, score(prompt + turn.completion_token_ids, len(prompt)), float("inf")))
-    return out
-
-
-def golden_date(golden_dir: Path) -> str:
-    """The conversation date the golden files were rendered with."""
-    from verifier.golden import load as load_golden
-
-    return load_golden(golden_files(golden_dir)[0]).provenance.date
+# -- the files of a golden directory ----------------------------------------------------------------
 
 
 def golden_files(golden_dir: Path) -> list[Path]:
@@ -127,9 +112,26 @@ def golden_files(golden_dir: Path) -> list[Path]:
     return [p for p in sorted(Path(golden_dir).glob("*.json")) if p.name != FILE]
 
 
-def fingerprint(golden_dir: Path) -> dict[str, str]:
-    import hashlib
+def golden_turns(golden_dir: Path) -> Turns:
+    """Every turn of every golden file in a golden directory: (key, GoldenTurn)."""
+    out = []
+    for path in golden_files(golden_dir):
+        for record in load_golden(path).records:
+            out += [(f"{path.stem}/{record.case_id}#{i}", turn) for i, turn in enumerate(record.turns, 1)]
+    return out
 
+
+def first_turns(turns: Turns) -> Turns:
+    """The first turn of each case: what greedy chat decoding can be compared against."""
+    return [(key, turn) for key, turn in turns if key.endswith("#1")]
+
+
+def golden_date(golden_dir: Path) -> str:
+    """The conversation date the golden files were rendered with."""
+    return load_golden(golden_files(golden_dir)[0]).provenance.date
+
+
+def fingerprint(golden_dir: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in golden_files(golden_dir)}
 
 
@@ -157,34 +159,54 @@ def save(calibration: Calibration, golden_dir: Path) -> Path:
     return path
 
 
-def save_data(honest: dict[str, list[list]], keys: list[str], golden_dir: Path, name: str = DATA_FILE) -> Path:
+def save_data(honest: dict[str, Drift], keys: list[str], golden_dir: Path, name: str = DATA_FILE) -> Path:
     """The honest engines' per-position drift, so the boundaries can be audited and recomputed."""
-    import gzip
-
     rows = {name: [[[getattr(p, f) for f in _FIELDS] for p in turn] for turn in turns] for name, turns in honest.items()}
     path = Path(golden_dir) / name
     path.write_bytes(gzip.compress(json.dumps({"fields": _FIELDS, "turns": keys, "engines": rows}).encode(), mtime=0))
     return path
 
 
-def load_data(golden_dir: Path, keys: list[str] | None = None, name: str = DATA_FILE) -> dict[str, list[list]]:
+def load_data(golden_dir: Path, keys: list[str] | None = None, name: str = DATA_FILE) -> dict[str, Drift]:
     """Honest per-position drift saved by `save_data`, as TurnDrift lists; with `keys`, the golden turns
     it must have been saved for (ValueError otherwise)."""
-    import gzip
-
-    from verifier.checks.drift import TurnDrift
-
     raw = json.loads(gzip.decompress((Path(golden_dir) / name).read_bytes()))
     if keys is not None and raw["turns"] != keys:
         raise ValueError("the saved data was measured on other golden turns")
     fields, out = raw["fields"], {}
-    for name, turns in raw["engines"].items():
-        out[name] = [[TurnDrift(key=key, positions=1, kl_max=row[0], **dict(zip(fields, row))) for row in turn]
-                     for key, turn in zip(raw["turns"], turns)]
+    for engine, turns in raw["engines"].items():
+        out[engine] = [[TurnDrift(key=key, positions=1, kl_max=row[0], **dict(zip(fields, row))) for row in turn]
+                       for key, turn in zip(raw["turns"], turns)]
     return out
 
 
-def _runs(turns: list[list], simulations: int, rng: random.Random):
+# -- collecting drift -------------------------------------------------------------------------------
+
+
+def collect(score: Scorer, turns: Turns, flip_margin: float = float("inf")) -> Drift:
+    """Drift of a scorer on golden prompts and completions, per turn, per position."""
+    out = []
+    for key, turn in turns:
+        tokens = turn.prompt_token_ids + turn.completion_token_ids
+        out.append(position_drifts(key, turn, score(tokens, len(turn.prompt_token_ids)), flip_margin))
+    return out
+
+
+def date_shifted(score: Scorer, turns: Turns, days: int, golden_date: str) -> Drift:
+    """Drift of a scorer on golden completions after each turn's request rendered with golden's date
+    moved by `days`: what an honest chat provider, which renders today's date, shows."""
+    date = (datetime.date.fromisoformat(golden_date) + datetime.timedelta(days=days)).isoformat()
+    out = []
+    for key, turn in turns:
+        prompt = harmony.render_chat(turn.request, date)
+        out.append(position_drifts(key, turn, score(prompt + turn.completion_token_ids, len(prompt)), float("inf")))
+    return out
+
+
+# -- the boundary -----------------------------------------------------------------------------------
+
+
+def _runs(turns: Drift, simulations: int, rng: random.Random) -> Iterator[list[TurnDrift]]:
     """Simulated runs of one engine, looked at after every position: turns drawn with replacement (a
     bootstrap over the case mix, so that boundaries allow for cases the calibration has not seen)."""
     for _ in range(simulations):
@@ -192,10 +214,8 @@ def _runs(turns: list[list], simulations: int, rng: random.Random):
         yield [position for turn in order for position in turn]
 
 
-def _trajectory(positions: list) -> list[tuple[int, float]]:
+def _trajectory(positions: list[TurnDrift]) -> list[tuple[int, float]]:
     """(positions scored, running median relative log-odds error) after each position."""
-    from verifier.checks.drift import RunningMedian
-
     out, n, median = [], 0, RunningMedian()
     for p in positions:
         n += p.positions
@@ -234,11 +254,9 @@ def _boundary(per_engine: dict[str, list[list[float | None]]], grid: list[int], 
     return Boundary(positions=grid, values=values)
 
 
-def calibrate(honest: dict[str, list[list]], source: str, alpha: float = 0.01, simulations: int = 1000,
+def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPHA, simulations: int = 1000,
               seed: int = 0) -> Calibration:
     """The boundary from honest engines' drift: per engine, per turn, the per-position `TurnDrift`s."""
-    from verifier.checks.drift import running
-
     rng = random.Random(seed)
     total = min(sum(p.positions for turn in turns for p in turn) for turns in honest.values())
     grid = [g for g in GRID if g <= total]
@@ -259,59 +277,13 @@ def calibrate(honest: dict[str, list[list]], source: str, alpha: float = 0.01, s
                        simulations=simulations)
 
 
-# -- collecting drift data ------------------------------------------------------------------------
+# -- detection power --------------------------------------------------------------------------------
 
 
-def golden_turns(golden_dir: Path) -> list[tuple[str, object]]:
-    """Every turn of every golden file in a golden directory: (key, GoldenTurn)."""
-    from verifier.golden import load as load_golden
-
-    out = []
-    for path in golden_files(golden_dir):
-        for record in load_golden(path).records:
-            out += [(f"{path.stem}/{record.case_id}#{i}", turn) for i, turn in enumerate(record.turns, 1)]
-    return out
-
-
-def collect(score, turns: list[tuple[str, object]], flip_margin: float = float("inf")) -> list[list]:
-    """Drift of a scorer, per turn, per position: `score(tokens, start)` returns one PositionScore per
-    scored token."""
-    from verifier.checks.drift import position_drifts
-
-    out = []
-    for key, turn in turns:
-        tokens = turn.prompt_token_ids + turn.completion_token_ids
-        out.append(position_drifts(key, turn, score(tokens, len(turn.prompt_token_ids)), flip_margin))
-    return out
-
-
-def engine_scorer(engine, k: int = 20):
-    """A scorer backed by a local reference engine (no HTTP)."""
-    from verifier.providers import PositionScore
-
-    def score(tokens: list[int], start: int) -> list:
-        return [PositionScore(token_logprob=s.logprob, top=dict(zip(s.top.ids, s.top.logprobs)))
-                for s in engine.score(tokens, start, k)]
-
-    return score
-
-
-def provider_scorer(provider, k: int = 20):
-    """A scorer backed by an endpoint's teacher forcing."""
-
-    def score(tokens: list[int], start: int) -> list:
-        return provider.score(tokens, start, k, {}).positions
-
-    return score
-
-
-def detection(turns: list[list], calibration: Calibration, simulations: int = 1000, seed: int = 1) -> dict:
+def detection(turns: Drift, calibration: Calibration, simulations: int = 1000, seed: int = 1) -> Detection:
     """How many scored positions the sequential test needs to flag a provider whose drift, per turn and
     position, is `turns` (collected with the calibrated flip margin): turns in random order, a look
     after every position. Returns power over all positions and the positions needed for 99% power."""
-    from verifier.checks.drift import decide
-    from verifier.verdict import Verdict
-
     rng = random.Random(seed)
     flagged_at = []
     for _ in range(simulations):
@@ -322,5 +294,46 @@ def detection(turns: list[list], calibration: Calibration, simulations: int = 10
     hits = sorted(n for n in flagged_at if n is not None)
     power = len(hits) / simulations
     needed = hits[int(0.99 * simulations) - 1] if power >= 0.99 else None
-    return {"power_all_positions": power, "positions_for_99pct_power": needed,
-            "median_positions_to_flag": hits[len(hits) // 2] if hits else None}
+    return Detection(power_all_positions=power, positions_for_99pct_power=needed,
+                     median_positions_to_flag=hits[len(hits) // 2] if hits else None)
+
+
+class HeldOut(BaseModel):
+    """Honest false positives out of sample: boundaries calibrated on some cases, runs over the others."""
+
+    honest_runs: int
+    false_positives: int
+    fpr: float
+    flagged_at_positions: list[int]
+    """Positions at which the flagged runs were flagged, ascending."""
+
+
+def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: int, splits: int = 3, seed: int = 7,
+                             simulations: int = 1000) -> HeldOut:
+    """Calibrate on half the cases, simulate honest runs on the other half, both ways round, for
+    `splits` random halvings. A run is a random subset (at least two turns) of the held-out turns in
+    random order, looked at after every turn as `drift.teacher_forced` does. `keys` name the turns
+    of `honest` (`<suite>/<case>#<turn>`)."""
+    cases = sorted({key.split("#")[0] for key in keys})
+    rng = random.Random(seed)
+    flagged, total, at = 0, 0, []
+    for _ in range(splits):
+        rng.shuffle(cases)
+        halves = [set(cases[: len(cases) // 2]), set(cases[len(cases) // 2 :])]
+        for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+            calib = calibrate({name: _of_cases(data, keys, train) for name, data in honest.items()}, "half",
+                              simulations=simulations)
+            for data in honest.values():
+                held_out = [pool("turn", turn) for turn in _of_cases(data, keys, test)]
+                for _ in range(runs):
+                    order = list(held_out)
+                    rng.shuffle(order)
+                    decision = decide(order[: rng.randint(2, len(order))], calib, final=True)
+                    if decision.verdict is Verdict.FAIL:
+                        flagged, at = flagged + 1, at + [decision.at_positions]
+                    total += 1
+    return HeldOut(honest_runs=total, false_positives=flagged, fpr=flagged / total, flagged_at_positions=sorted(at))
+
+
+def _of_cases(data: Drift, keys: list[str], cases: set[str]) -> Drift:
+    return [turn for key, turn in zip(keys, data) if key.split("#")[0] in cases]

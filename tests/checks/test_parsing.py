@@ -1,0 +1,197 @@
+"""parsing.*: control-token leaks, reasoning apart from the answer, empty answers, final text where golden
+is decisive, HTTP status."""
+
+from __future__ import annotations
+
+from verifier.checks.common import thresholds
+
+from .builders import (
+    BETWEEN,
+    FINAL,
+    NEAR_TIE,
+    REASONING,
+    calibration,
+    call,
+    completion,
+    exchange,
+    exchange_view,
+    failed,
+    golden_turn,
+    observation,
+    record,
+    request,
+    run,
+    shows,
+    suite_view,
+    tie_in,
+)
+from .builders import Verdict as V
+
+
+def _view(obs, golden=None, cal=None):
+    return exchange_view(exchange(obs), golden, cal)
+
+
+# -- parsing.no_control_tokens --------------------------------------------------------------------
+
+
+@shows("parsing.no_control_tokens", V.PASS)
+def test_clean_fields_pass():
+    return run("parsing.no_control_tokens", _view(observation(calls=[call()])))
+
+
+@shows("parsing.no_control_tokens", V.FAIL)
+def test_a_raw_channel_header_in_content_fails():
+    outcomes = run("parsing.no_control_tokens", _view(observation(content="analysisthinkingassistantfinal Paris")))
+    assert "content: assistantfinal" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.no_control_tokens", V.FAIL)
+def test_a_control_token_in_a_tool_name_fails():
+    garbled = call(name="get_weather<|channel|>commentary")
+    outcomes = run("parsing.no_control_tokens", _view(observation(calls=[garbled])))
+    assert "tool_calls[0].name: <|channel|>" in outcomes[0].message
+    return outcomes
+
+
+# -- parsing.reasoning_separated ------------------------------------------------------------------
+
+
+def _golden(reasoning: str = REASONING):
+    return golden_turn(request(), completion(reasoning=reasoning))
+
+
+@shows("parsing.reasoning_separated", V.PASS)
+def test_reasoning_in_its_own_field_passes():
+    outcomes = run("parsing.reasoning_separated", _view(observation(), _golden()))
+    assert outcomes[0].observed == ["reasoning_content"]
+    return outcomes
+
+
+@shows("parsing.reasoning_separated", V.FAIL)
+def test_no_reasoning_where_golden_reasons_fails():
+    return run("parsing.reasoning_separated", _view(observation(reasoning=None), _golden()))
+
+
+@shows("parsing.reasoning_separated", V.FAIL)
+def test_reasoning_repeated_in_content_fails():
+    outcomes = run("parsing.reasoning_separated", _view(observation(content=REASONING + " " + FINAL), _golden()))
+    assert "also appears in content" in outcomes[0].message
+    return outcomes
+
+
+def test_reasoning_is_not_asked_for_where_golden_has_none():
+    assert run("parsing.reasoning_separated", _view(observation(reasoning=None), _golden(reasoning=""))) == []
+
+
+# -- parsing.no_empty_answer ----------------------------------------------------------------------
+
+
+@shows("parsing.no_empty_answer", V.PASS)
+def test_a_tool_call_without_content_is_an_answer():
+    return run("parsing.no_empty_answer", _view(observation(content=None, calls=[call()])))
+
+
+@shows("parsing.no_empty_answer", V.FAIL)
+def test_whitespace_content_and_no_call_fails():
+    outcomes = run("parsing.no_empty_answer", _view(observation(content="  \n")))
+    assert "unreported completion tokens" in outcomes[0].message
+    return outcomes
+
+
+# -- parsing.final_text: compared only where every golden margin up to the answer is wide ---------
+
+
+def test_the_margins_used_here_straddle_the_thresholds():
+    assert NEAR_TIE < thresholds().wide_margin_nats.value < BETWEEN < calibration().flip_margin
+
+
+@shows("parsing.final_text", V.PASS)
+def test_the_golden_answer_at_decisive_margins_passes():
+    return run("parsing.final_text", _view(observation(), golden_turn(request(), completion())))
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_another_answer_at_decisive_margins_fails():
+    outcomes = run("parsing.final_text", _view(observation(content="Lyon"), golden_turn(request(), completion())))
+    assert (outcomes[0].expected, outcomes[0].observed) == (FINAL, "Lyon")
+    return outcomes
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_another_answer_after_a_near_tie_in_the_answer_is_not_compared():
+    done = completion()
+    outcomes = run("parsing.final_text", _view(observation(content="Lyon"), golden_turn(request(), done,
+                                                                                        tie_in(done, "final"))))
+    assert outcomes[0].message.startswith(f"golden has a near-tie (margin {NEAR_TIE:.2f} nats)")
+    return outcomes
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_a_near_tie_in_the_reasoning_makes_the_answer_incomparable():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    return run("parsing.final_text", _view(observation(content="Lyon"), golden))
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_a_forced_position_does_not_count_as_a_near_tie():
+    done = completion()
+    (position,) = tie_in(done, "final")
+    golden = golden_turn(request(), done, tie_in(done, "final"), forced=[position])
+    return run("parsing.final_text", _view(observation(content="Lyon"), golden))
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_a_margin_above_the_default_compares_without_calibration():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "final", BETWEEN))
+    return run("parsing.final_text", _view(observation(content="Lyon"), golden))
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_the_same_margin_below_the_calibrated_flip_margin_is_not_compared():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "final", BETWEEN))
+    return run("parsing.final_text", _view(observation(content="Lyon"), golden, calibration()))
+
+
+def test_final_text_does_not_apply_to_a_golden_tool_call():
+    golden = golden_turn(request(), completion(call=call()))
+    assert run("parsing.final_text", _view(observation(content=None, calls=[call()]), golden)) == []
+
+
+# -- parsing.http_status --------------------------------------------------------------------------
+
+
+def _status_view(*observations, started=None):
+    started = started or [None] * len(observations)
+    exchanges = [exchange(obs, case_id=f"c{i}", started=t) for i, (obs, t) in enumerate(zip(observations, started))]
+    return suite_view([], [record(ex.case_id) for ex in exchanges], exchanges)
+
+
+@shows("parsing.http_status", V.PASS)
+def test_every_request_answered_with_200_passes():
+    outcomes = run("parsing.http_status", _status_view(observation(), observation()))
+    assert outcomes[0].message == "2 of 2 requests answered with 200"
+    return outcomes
+
+
+@shows("parsing.http_status", V.FAIL)
+def test_a_500_while_the_provider_answered_later_requests_fails():
+    return run("parsing.http_status", _status_view(failed(500), observation(), started=[1.0, 2.0]))
+
+
+@shows("parsing.http_status", V.ERROR)
+def test_a_500_in_an_outage_that_lasts_to_the_end_is_no_evidence():
+    return run("parsing.http_status", _status_view(observation(), failed(500), started=[1.0, 2.0]))
+
+
+@shows("parsing.http_status", V.ERROR)
+def test_a_provider_unavailable_on_every_attempt_is_no_evidence():
+    return run("parsing.http_status", _status_view(failed(503, kind="unavailable"), observation(), started=[1.0, 2.0]))
+
+
+def test_a_transport_failure_has_no_status_to_judge():
+    assert run("parsing.http_status", _status_view(failed(None, "connection refused"))) == []

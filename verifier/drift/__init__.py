@@ -1,0 +1,22 @@
+"""Numerical drift: does a provider compute the reference's distribution on golden tokens?
+
+Everything statistical about drift lives in this package, takes plain values (golden turns,
+teacher-forced `PositionScore`s, per-position `TurnDrift`s) and imports no check, provider or runner:
+
+- `statistics`   per-position statistics (truncated KL, relative log-odds error, confident top-1
+                 flips), `TurnDrift` and how positions pool into turns and runs; the exact
+                 Poisson-binomial test of the sampling fallback.
+- `sequential`   THE DRIFT DECISION: `SequentialTest` (running median of the relative log-odds error
+                 against the calibrated boundary, confident flips, early pass). The runner's early
+                 stop (`Runner.teacher_forcing`, `Runner.greedy_logprobs`), the checks
+                 (`verifier.checks.drift`) and calibration's detection power all use this one object;
+                 `decide` runs it over a list. `DriftSummary`/`DriftLimits` are what checks record.
+- `align`        greedy chat `top_logprobs` aligned with golden positions (no teacher forcing).
+- `calibration`  `calibration.json`: the boundary fitted on honest engines' drift (`calibrate`),
+                 detection power against faulty engines (`detection`), out-of-sample false
+                 positives (`held_out_false_positives`), and the saved honest data.
+
+Who feeds it: `verifier.calibrate` (the `golden calibrate` workflow, which builds scorers from
+reference engines and endpoints), `verifier.runner` (scores golden turns until the test decides),
+`verifier.checks.drift` (turns exchanges into verdicts) and `benchmarks/detection.py`.
+"""
