@@ -221,7 +221,9 @@ def test_the_shipped_honest_engines_pass_out_of_sample():
 def _golden_copy(tmp_path: Path) -> Path:
     root = tmp_path / "golden"
     root.mkdir()
-    for path in [*cal.golden_files(SHIPPED), SHIPPED / cal.DATA_FILE, SHIPPED / cal.GREEDY_DATA_FILE]:
+    data = [SHIPPED / cal.data_file(name, k) for name in (cal.DATA_FILE, cal.GREEDY_DATA_FILE)
+            for k in (cal.FULL_K, *cal.TRUNCATIONS)]
+    for path in [*cal.golden_files(SHIPPED), *data]:
         shutil.copy(path, root / path.name)
     return root
 
@@ -245,6 +247,12 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
     assert result.greedy.engine_spread == shipped.greedy.engine_spread
     assert result.detection == {} and result.pass_after_positions is None
     assert cal.load_data(root, [key for key, _ in cal.golden_turns(root)]) == cal.load_data(SHIPPED)
+    for part, theirs in ((result, shipped), (result.greedy, shipped.greedy)):
+        assert sorted(part.by_k) == sorted(theirs.by_k) == sorted(cal.TRUNCATIONS)
+        for k, sub in part.by_k.items():
+            assert sub.top_k == k and sub.flip_margin == theirs.flip_margin
+            assert sub.engine_spread == theirs.by_k[k].engine_spread
+            assert [e.median_relative for e in sub.honest] == [e.median_relative for e in theirs.by_k[k].honest]
 
 
 @pytest.mark.slow
@@ -257,6 +265,9 @@ def test_the_workflow_reproduces_the_shipped_boundaries_exactly(tmp_path):
                                                        simulations=shipped.simulations))
     assert result.logodds_boundary == shipped.logodds_boundary
     assert result.greedy.logodds_boundary == shipped.greedy.logodds_boundary
+    for k in cal.TRUNCATIONS:
+        assert result.by_k[k].logodds_boundary == shipped.by_k[k].logodds_boundary
+        assert result.greedy.by_k[k].logodds_boundary == shipped.greedy.by_k[k].logodds_boundary
     assert [e.false_positive_rate for e in result.honest] == [e.false_positive_rate for e in shipped.honest]
 
 

@@ -65,3 +65,29 @@ def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_righ
     assert departure is None and aligned.scores == turn.scores[skip:] and len(positions) == len(echoed)
     pooled = turn_drift("case", aligned, positions, float("inf"))
     assert pooled.positions == len(echoed) and pooled.logodds_sq == 0 and pooled.delta_sq == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["no-sinks", "swapped-checkpoint"])
+def test_perturbed_checkpoints_behind_string_only_completions_fail_teacher_forcing(tmp_path, fault):
+    """Completions take string prompts only and cap logprobs at 5: teacher forcing goes through the
+    prompt as text at top-5, with the top-5 calibration, and still catches the perturbed checkpoints.
+    (Honest and int4 experts on this surface: tests/test_capped.py.)"""
+    code, result = _run(tmp_path, "--surface", "string-completions", "--fault", fault)
+    assert result["provider"]["score_mode"] == "echo_logprobs_text"
+    assert _verdicts(result)["drift.teacher_forced"] == "fail", result["checks"]
+    assert code == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,expected", [(None, "pass"), ("int4-experts", "fail")])
+def test_greedy_logprobs_at_a_top_logprobs_cap(tmp_path, fault, expected):
+    """Chat `top_logprobs` capped at 5 (a 400 above it): the greedy fallback asks again at the cap (the
+    refused shape is not evidence) and decides with the greedy calibration for top-5."""
+    code, result = _run(tmp_path, "--surface", "capped-logprobs", "--drift-method", "greedy",
+                        *(["--fault", fault] if fault else []))
+    check = next(c for c in result["checks"] if c["id"] == "drift.greedy_logprobs")
+    assert check["verdict"] == expected, check
+    if expected == "pass":
+        assert check["outcomes"][0]["observed"]["method"] == "greedy logprobs, top-5"
+    assert code == (0 if expected == "pass" else 1)

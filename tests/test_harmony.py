@@ -130,9 +130,6 @@ def _fill_known_gaps(body: dict, keep: str = "") -> dict:
                          for i, item in enumerate(body["input"])]
     if keep != "tool-strict" and "tools" in body:
         body["tools"] = [{"strict": None, **tool} for tool in body["tools"]]
-    choice = body.get("tool_choice")
-    if keep != "named-choice" and isinstance(choice, dict) and "function" in choice:
-        body["tool_choice"] = {"type": "function", "name": choice["function"]["name"]}
     return body
 
 
@@ -171,12 +168,19 @@ def test_responses_tools_say_whether_strict():
     _validate_responses(_fill_known_gaps(harmony.chat_to_responses(LOOP), keep="tool-strict"))
 
 
-@pytest.mark.xfail(strict=True, raises=ValidationError,
-                   reason="known gap: a named tool_choice is sent in the Chat form {type, function: {name}}; "
-                          "Responses names the function at top level {type, name}")
 def test_responses_named_tool_choice_has_the_responses_form():
     named = {**LOOP, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
-    _validate_responses(_fill_known_gaps(harmony.chat_to_responses(named), keep="named-choice"))
+    body = _validate_responses(_fill_known_gaps(harmony.chat_to_responses(named)))
+    assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
+    assert harmony.responses_to_chat(body)["tool_choice"] == named["tool_choice"]
+
+
+@pytest.mark.parametrize("choice, problem", [
+    ({"type": "function", "name": "get_weather"}, False), ("required", False), ("auto", False), (None, False),
+    ({"type": "function", "function": {"name": "get_weather"}}, True), ({"type": "function"}, True),
+])
+def test_a_responses_server_takes_only_the_responses_form_of_a_named_choice(choice, problem):
+    assert (harmony.responses_tool_choice_problem(choice) is not None) == problem
 
 
 def test_responses_written_by_hand_render_as_their_chat_twin():
@@ -241,3 +245,14 @@ def test_leaked_markers(text, leaks):
 
 def test_plain_encode_never_produces_control_tokens():
     assert harmony.CALL not in harmony.encode("<|call|>")
+
+
+def test_the_builtin_responses_endpoint_refuses_the_chat_form_of_a_named_choice(provider):
+    """The built-in provider answers as OpenAI's Responses API does: the Responses form forces the named
+    function; the Chat form is a malformed request (400), so a verifier that sent it would be caught."""
+    case = next(c for c in load_suite("tools").cases if c.id == "tool-choice-named")
+    body = harmony.chat_to_responses(case.request)
+    forced = provider.responses(body)
+    assert forced.ok and [c.name for c in forced.tool_calls] == ["get_weather"]
+    chat_form = provider.responses({**body, "tool_choice": case.request["tool_choice"]})
+    assert chat_form.status == 400 and "tool_choice.name" in chat_form.failure.message

@@ -11,7 +11,7 @@ import pytest
 from verifier.checks import parsing
 from verifier.checks.base import SuiteView
 from verifier.errors import ProviderError, ScoringUnsupported, TokenizeUnsupported
-from verifier.exchange import Exchange
+from verifier.exchange import EarlierSend, Exchange
 from verifier.observation import Failure, Observation
 from verifier.providers import Provider, RetryPolicy
 from verifier.providers._http import parse_retry_after
@@ -444,19 +444,36 @@ def _http_status(exchanges: list[Exchange]) -> list[tuple[str, str]]:
     return [(o.verdict.value, o.message) for o in parsing.http_status(view)]
 
 
+def _crashed_twice(first_started: float) -> Exchange:
+    """The re-send pass's copy of an exchange answered with 500 on every attempt, both times."""
+    crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500, history=[500, 500])
+    again = _exchange(observation=crashed, started=first_started + 10)
+    again.earlier = [EarlierSend(key="k", started=first_started, failure=crashed)]
+    return again
+
+
 def test_http_status_judges_by_failure_kind():
-    crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500)
     limited = Failure(kind="unavailable", message="HTTP 429 from x (after 5 attempts)", status=429)
     garbled = Failure(kind="protocol", message="response has no choices")
-    outcomes = _http_status([_exchange(observation=crashed, started=1.0), _exchange(observation=limited, started=2.0),
+    outcomes = _http_status([_crashed_twice(1.0), _exchange(observation=limited, started=2.0),
                              _exchange(observation=garbled, started=3.0), _exchange(started=4.0)])
     assert outcomes == [
-        (Verdict.FAIL.value, "HTTP 500 to a valid request"),
+        (Verdict.FAIL.value, "HTTP 500 to a valid request on every attempt (4), again when re-sent after the rest "
+                             "of the suite"),
         (Verdict.ERROR.value, "HTTP 429 to a valid request on every attempt: the provider was unavailable"),
         (Verdict.PASS.value, "2 of 4 requests answered with 200"),
     ]
 
 
 def test_an_error_status_after_the_last_answer_is_an_outage_not_a_fail():
-    crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500)
-    assert _http_status([_exchange(started=1.0), _exchange(observation=crashed, started=2.0)])[0][0] == "error"
+    assert _http_status([_exchange(started=1.0), _crashed_twice(2.0)])[0][0] == "error"
+
+
+def test_every_attempts_status_is_kept_on_the_failure():
+    handler, seen = _flaky([httpx.Response(429, headers={"retry-after": "0"}), httpx.ConnectError("refused"),
+                            httpx.Response(500, text="parser crashed")] * 3)
+    obs = _provider(handler).chat({"messages": []})
+    assert obs.failure.kind == "http_status" and obs.failure.history == [429, None, 500] and len(seen) == 3
+    assert obs.failure.outage_seen
+    handler, _ = _flaky([httpx.Response(500)] * 2 + [httpx.Response(400, text="bad")])
+    assert _provider(handler).chat({"messages": []}).failure.history == [500, 500, 400]

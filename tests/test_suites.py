@@ -8,7 +8,7 @@ import pytest
 
 from verifier.errors import SuiteError
 from verifier.observation import ToolCall
-from verifier.suites import available, load_suite
+from verifier.suites import available, load_suite, reasoning_field
 
 
 def test_shipped_suites_load():
@@ -58,3 +58,34 @@ def test_follow_up_appends_calls_results_and_reasoning():
     assert case.follow_up(case.request, None, [ToolCall(id="y", name="unknown", arguments="{}")]) is None
     assert case.follow_up(case.request, None, []) is None
     assert json.loads(json.dumps(follow)) == follow
+
+
+def test_reasoning_goes_back_in_the_field_the_host_returned():
+    assert reasoning_field(["reasoning_content"]) == "reasoning_content"
+    assert reasoning_field(["reasoning"]) == "reasoning"
+    assert reasoning_field(["reasoning_content", "reasoning"]) == "reasoning"  # both returned: either is taken
+    assert reasoning_field(["reasoning_text"]) == reasoning_field([]) == "reasoning"  # Responses, none: Chat's own
+    case = load_suite("tools").cases[0]
+    calls = [ToolCall(id="x1", name="get_weather", arguments='{"city":"Paris"}')]
+    assistant = case.follow_up(case.request, "Thinking.", calls, "reasoning_content")["messages"][-2]
+    assert assistant["reasoning_content"] == "Thinking." and "reasoning" not in assistant
+
+
+@pytest.mark.parametrize("quirks, field", [([], "reasoning"), (["reasoning-content-only"], "reasoning_content")])
+def test_a_tool_loop_sends_reasoning_back_as_the_host_returned_it(checkpoint, tmp_path, quirks, field):
+    """On a real server: the second turn of a Chat tool loop carries the first turn's reasoning in the
+    field the server put it in (only `reasoning_content` with that quirk)."""
+    from verifier.journal import Journal
+    from verifier.providers import Provider
+    from verifier.runner import BUILTIN_MODEL, Runner
+    from verifier.serve import start_background
+
+    suite = load_suite("tools")
+    with start_background(checkpoint, BUILTIN_MODEL, quirks=quirks) as server:
+        provider = Provider(server.url, BUILTIN_MODEL)
+        loop = Runner(provider, Journal(tmp_path / "journal.jsonl")).run_loop(suite, suite.cases[0], "chat", "2026-01-01")
+        provider.close()
+    assert len(loop) >= 2, "the case's first turn calls a tool"
+    assistant = loop[1].chat_request["messages"][-2]
+    assert assistant["role"] == "assistant" and assistant[field] == loop[0].observation.reasoning
+    assert set(assistant) & {"reasoning", "reasoning_content"} == {field}

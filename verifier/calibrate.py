@@ -10,6 +10,7 @@ scorers they need from local reference engines and OpenAI-compatible endpoints. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -24,7 +25,7 @@ from verifier.reference.engine import Engine
 from verifier.scores import PositionScore
 from verifier.verdict import Detection
 
-SCORE_TOP_K = 20
+SCORE_TOP_K = cal.FULL_K
 GREEDY_DTYPES = ("fp32", "bf16")
 """Reference dtypes whose date-shifted prompts are the honest engines of the greedy calibration."""
 
@@ -73,27 +74,98 @@ def provider_scorer(provider: Provider, k: int = SCORE_TOP_K) -> Scorer:
     return score
 
 
-def honest_drift(turns: Turns, plan: Plan) -> dict[str, Drift]:
-    """Every honest engine's drift on the golden turns: local reference dtypes, then endpoints."""
-    dtypes = plan.honest_dtypes if plan.honest_dtypes is not None else ([] if plan.endpoints else ["bf16"])
-    honest = {}
+Honest = dict[int, dict[str, Drift]]
+"""Honest drift by top-list length (`cal.FULL_K` and each of `cal.TRUNCATIONS`), then by engine."""
+
+
+def _add(honest: Honest, name: str, by_k: cal.ByK) -> None:
+    for k, drift in by_k.items():
+        honest.setdefault(k, {})[name] = drift
+
+
+def _local_dtypes(plan: Plan) -> list[str]:
+    return plan.honest_dtypes if plan.honest_dtypes is not None else ([] if plan.endpoints else ["bf16"])
+
+
+def honest_drift(turns: Turns, plan: Plan, local_only: bool = False) -> Honest:
+    """Every honest engine's drift on the golden turns at every top-list length: local reference dtypes,
+    then endpoints (not with `local_only`)."""
+    honest: Honest = {}
+    dtypes = _local_dtypes(plan) or (["bf16"] if local_only else [])
     for dtype in dtypes:
-        honest[f"reference-{dtype}"] = cal.collect(engine_scorer(Engine(plan.checkpoint, dtype, plan.device)), turns)
-    for url, label in plan.endpoints.items():
+        _add(honest, f"reference-{dtype}", cal.collect_by_k(engine_scorer(Engine(plan.checkpoint, dtype, plan.device)),
+                                                            turns))
+    for url, label in ({} if local_only else plan.endpoints).items():
         provider = Provider(url, plan.model)
-        honest[label] = cal.collect(provider_scorer(provider), turns)
+        _add(honest, label, cal.collect_by_k(provider_scorer(provider), turns))
         provider.close()
     return honest
 
 
+def _honest(plan: Plan, keys: list[str], name: str, score: Callable[[], Honest]) -> Honest:
+    """Honest drift at every top-list length: saved (`plan.saved`) where the data files have it, scored by
+    `score` otherwise; written back to the data files."""
+    honest: Honest = {}
+    if plan.saved:
+        honest[cal.FULL_K] = _saved(plan.golden, keys, name)
+        for k in cal.TRUNCATIONS:
+            if (plan.golden / cal.data_file(name, k)).is_file():
+                honest[k] = _saved(plan.golden, keys, cal.data_file(name, k))
+    missing = [k for k in (cal.FULL_K, *cal.TRUNCATIONS) if k not in honest]
+    if missing:
+        scored = score()  # a saved calibration without truncations: the local honest engines measure them
+        honest.update({k: scored[k] for k in missing})
+    for k, drift in honest.items():
+        cal.save_data(drift, keys, plan.golden, cal.data_file(name, k))
+    return honest
+
+
+def _names(honest: dict[str, Drift]) -> str:
+    return ", ".join(sorted(honest))
+
+
+def with_truncations(full: Calibration, honest: Honest, source: str, simulations: int) -> Calibration:
+    """`full` with its calibrations at each truncated top-list length (`by_k`)."""
+    by_k = {k: cal.truncated(full, honest[k], k, source.format(engines=_names(honest[k]), k=k), simulations)
+            for k in cal.TRUNCATIONS}
+    return full.model_copy(update={"by_k": by_k})
+
+
 def detection_power(turns: Turns, checkpoint: Path, faults: list[str], calibration: Calibration
                     ) -> dict[str, Detection]:
-    """Positions needed to flag each local perturbation (checkpoint and numeric faults of the reference)."""
+    """Positions needed to flag each local perturbation (checkpoint and numeric faults of the reference)
+    at `calibration`'s top-list length."""
+    return {fault: by_k[calibration.top_k] for fault, by_k in
+            detection_power_by_k(turns, checkpoint, faults, calibration).items()}
+
+
+def detection_power_by_k(turns: Turns, checkpoint: Path, faults: list[str], calibration: Calibration
+                         ) -> dict[str, dict[int, Detection]]:
+    """Per fault, detection power at the full top list and at each truncation `calibration` has."""
     out = {}
     for fault in faults:
-        drift = cal.collect(engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, calibration.flip_margin)
-        out[fault] = cal.detection(drift, calibration)
+        drift = cal.collect_by_k(engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, calibration.flip_margin)
+        out[fault] = _detect(drift, calibration)
     return out
+
+
+def _detect(drift: cal.ByK, calibration: Calibration) -> dict[int, Detection]:
+    lengths = [calibration.top_k, *calibration.by_k]
+    return {k: cal.detection(drift[k], calibration.for_k(k)) for k in lengths}
+
+
+def _record(calibration: Calibration, fault: str, found: dict[int, Detection]) -> None:
+    for k, figures in found.items():
+        calibration.for_k(k).detection[fault] = figures
+
+
+def _pass_after(calibration: Calibration, must_detect: list[str]) -> None:
+    """`pass_after_positions` of a calibration and each truncation: the positions by which every fault of
+    `must_detect` is caught with 99% power (None, score everything, if one is not)."""
+    for one in (calibration, *calibration.by_k.values()):
+        needed = [one.detection[f].positions_for_99pct_power for f in must_detect if f in one.detection]
+        if needed and len(needed) == len(must_detect) and all(n is not None for n in needed):
+            one.pass_after_positions = max(n for n in needed if n is not None)
 
 
 def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
@@ -101,21 +173,23 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
     first turns after prompts rendered with other dates, as chat providers render their own."""
     first, date = cal.first_turns(turns), cal.golden_date(plan.golden)
     keys = [key for key, _ in first]
-    if plan.saved:
-        honest = _saved(plan.golden, keys, cal.GREEDY_DATA_FILE)
-    else:
-        honest = {}
+
+    def score() -> Honest:
+        honest: Honest = {}
         for dtype in GREEDY_DTYPES:
             scorer = engine_scorer(Engine(plan.checkpoint, dtype))
             for days in cal.DATE_SHIFTS:
-                honest[f"reference-{dtype}-date+{days}d"] = cal.date_shifted(scorer, first, days, date)
-    cal.save_data(honest, keys, plan.golden, cal.GREEDY_DATA_FILE)
-    names = ", ".join(sorted(honest))
-    greedy = cal.calibrate(honest, f"honest date-shifted prompts [{names}] against first turns of the golden",
-                           simulations=plan.simulations)
+                _add(honest, f"reference-{dtype}-date+{days}d", cal.date_shifted_by_k(scorer, first, days, date))
+        return honest
+
+    honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score)
+    greedy = cal.calibrate(honest[cal.FULL_K], f"honest date-shifted prompts [{_names(honest[cal.FULL_K])}] "
+                           "against first turns of the golden", simulations=plan.simulations)
+    greedy = with_truncations(greedy, honest, "honest date-shifted prompts [{engines}], top-{k}, against first "
+                              "turns of the golden", plan.simulations)
     for fault in plan.must_detect:
-        drift = cal.date_shifted(engine_scorer(perturb.faulty_engine(plan.checkpoint, fault)), first, 30, date)
-        greedy.detection[fault] = cal.detection(drift, greedy)
+        drift = cal.date_shifted_by_k(engine_scorer(perturb.faulty_engine(plan.checkpoint, fault)), first, 30, date)
+        _record(greedy, fault, _detect(drift, greedy))
     return greedy
 
 
@@ -127,16 +201,17 @@ def calibrate_golden(plan: Plan) -> Calibration:
     if plan.endpoints and not plan.model and not plan.saved:
         raise UsageError("--honest-model is required with --honest-url")
     keys = [key for key, _ in turns]
-    honest = _saved(plan.golden, keys, cal.DATA_FILE) if plan.saved else honest_drift(turns, plan)
-    result = cal.calibrate(honest, f"honest engines [{', '.join(sorted(honest))}] against {_shown(plan.golden)}",
+    honest = _honest(plan, keys, cal.DATA_FILE, lambda: honest_drift(turns, plan, local_only=plan.saved))
+    full = honest[cal.FULL_K]
+    result = cal.calibrate(full, f"honest engines [{_names(full)}] against {_shown(plan.golden)}",
                            simulations=plan.simulations)
+    result = with_truncations(result, honest, f"honest engines [{{engines}}], top-{{k}}, against {_shown(plan.golden)}",
+                              plan.simulations)
     result.golden_sha256 = cal.fingerprint(plan.golden)
-    cal.save_data(honest, keys, plan.golden)
     faults = sorted(set(plan.power_against) | set(plan.must_detect))
-    result.detection = detection_power(turns, plan.checkpoint, faults, result)
-    needed = [result.detection[f].positions_for_99pct_power for f in plan.must_detect]
-    if needed and all(n is not None for n in needed):
-        result.pass_after_positions = max(n for n in needed if n is not None)
+    for fault, found in detection_power_by_k(turns, plan.checkpoint, faults, result).items():
+        _record(result, fault, found)
+    _pass_after(result, plan.must_detect)
     result.greedy = greedy_calibration(turns, plan)
     cal.save(result, plan.golden)
     return result
@@ -166,4 +241,9 @@ def report_lines(result: Calibration) -> list[str]:
         detection = {name: figures.model_dump() for name, figures in greedy.detection.items()}
         lines.append(f"greedy fallback: boundary {[round(v, 5) for v in greedy.logodds_boundary.values]}, flip margin "
                      f"{greedy.flip_margin:.3f}; detection {detection}")
+    for name, part in (("teacher forcing", result), ("greedy fallback", result.greedy)):
+        for k, sub in sorted((part.by_k if part else {}).items()):
+            caught = {fault: figures.positions_for_99pct_power for fault, figures in sub.detection.items()}
+            lines.append(f"{name} top-{k}: boundary {[round(v, 5) for v in sub.logodds_boundary.values]}, pass after "
+                         f"{sub.pass_after_positions}; positions for 99% power {caught}")
     return lines

@@ -17,6 +17,8 @@ golden_app = typer.Typer(no_args_is_help=True, help="Build golden records with t
 checkpoint_app = typer.Typer(no_args_is_help=True, help="The conformance checkpoint.")
 app.add_typer(golden_app, name="golden")
 app.add_typer(checkpoint_app, name="checkpoint")
+SURFACE_HELP = ("API surface of the built-in provider (repeatable): chat-only, string-completions[:K], "
+                "capped-logprobs[:K], random-5xx[:RATE[:SEED]]; see `faults`.")
 
 
 def _fail(message: str) -> None:
@@ -62,6 +64,7 @@ def run(
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
     quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk of the built-in "
                                                     "provider: an honest behaviour (repeatable); see `faults`.")] = None,
+    surface: Annotated[list[str] | None, typer.Option(help=SURFACE_HELP)] = None,
     drift_method: Annotated[str, typer.Option(help="auto (teacher forcing, else greedy logprobs, else sampling), "
                                               "teacher, greedy or sampling.")] = "auto",
     score_all: Annotated[bool, typer.Option("--score-all", help="Score every golden position, not only until "
@@ -75,11 +78,17 @@ def run(
     retry_base: Annotated[float, typer.Option(help="First backoff in seconds; doubles per attempt.", min=0)] = 0.5,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run: RUN_DIR's journal is replayed, "
                                                 "only what it lacks is sent. Takes the run's own settings.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Probe the endpoint and print what it offers and the "
+                                          "requests and tokens each suite would spend; send nothing else.")] = False,
+    max_requests: Annotated[int | None, typer.Option(help="Stop (resumably, exit 2) once this many requests have "
+                                                     "been sent.", min=1)] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop (resumably, exit 2) once this many prompt and "
+                                                   "completion tokens have been spent.", min=1)] = None,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
     from verifier.config import DEFAULT_SUITES, RetryPolicy, RunConfig
     from verifier.progress import for_terminal
-    from verifier.runner import execute
+    from verifier.runner import Budget, execute, survey
 
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -88,16 +97,20 @@ def run(
     if resume is not None:
         given = [name for name, value in (("--base-url", base_url), ("--model", model), ("--suite", suite),
                                           ("--golden", golden), ("--api", api), ("--fault", fault),
-                                          ("--quirk", quirk), ("--score-all", score_all)) if value]
+                                          ("--quirk", quirk), ("--surface", surface),
+                                          ("--score-all", score_all)) if value]
         if given:
             _fail(f"--resume takes the run's own settings; leave out {', '.join(given)}")
     config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
-                       golden=golden, apis=api, out=out, faults=fault or [], quirks=quirk or [],
+                       golden=golden, apis=api, out=out, faults=fault or [], quirks=quirk or [], surfaces=surface or [],
                        drift_method=drift_method, score_all=score_all, timeout=timeout, concurrency=concurrency,
                        retry=RetryPolicy(attempts=retries, base_s=retry_base))
+    if dry_run:
+        _print_survey(survey(config, resume))
+        return
     progress = for_terminal()
     try:
-        result, run_dir = execute(config, progress, resume)
+        result, run_dir = execute(config, progress, resume, Budget(max_requests=max_requests, max_tokens=max_tokens))
     finally:
         progress.stop()
     _print_summary(result)
@@ -109,11 +122,58 @@ def run(
     raise typer.Exit({"pass": 0, "fail": 1}.get(result.verdict, 2))
 
 
+def _print_survey(found) -> None:
+    """The capabilities a probe found, and per suite the requests and estimated tokens a run would spend."""
+    caps = found.capabilities
+    typer.echo(f"endpoint: {found.model} at {found.base_url} ({caps.requests} probe requests)")
+    for _, label, shown, note in caps.rows():
+        typer.echo(f"  {label:38} {shown}" + (f"  ({note[:150]})" if note and shown != "offered" else ""))
+    typer.echo(f"{'suite':12} {'requests':>9} {'est. tokens':>12}  drift method")
+    for plan in found.plans:
+        typer.echo(f"{plan.suite:12} {plan.requests:>9} {plan.tokens:>12,}  {plan.drift_method or '-'}")
+    typer.echo(f"{'total':12} {sum(p.requests for p in found.plans):>9} {sum(p.tokens for p in found.plans):>12,}"
+               "  (at most: the drift test may stop early)")
+    for reason in sorted({r for p in found.plans for r in p.unsupported}):
+        typer.echo(f"skipped, unsupported by this endpoint: {reason[:200]}")
+
+
 def _print_summary(result) -> None:
     for check in result.checks:
         mark = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "skip"}[check.verdict.value]
         line = f"{mark:5} {check.id:30} {check.summary}"
         typer.echo(line if len(line) < 200 else line[:197] + "...")
+
+
+@app.command()
+@guarded
+def probe(
+    base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1. Without it, the built-in "
+                                                 "reference provider is probed.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name to request (required with --base-url).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="The API key itself (sent to the provider only).")] = None,
+    suite: Annotated[list[str] | None, typer.Option(help="Suite to plan for (repeatable). Default: all shipped suites.")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Directory of golden files (<suite>.json) for this model.")] = None,
+    api: Annotated[list[str] | None, typer.Option(help="Only these API variants and evidence kinds (as `run`).")] = None,
+    fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
+    quirk: Annotated[list[str] | None, typer.Option(help="Server quirk of the built-in provider (repeatable).")] = None,
+    surface: Annotated[list[str] | None, typer.Option(help=SURFACE_HELP)] = None,
+    drift_method: Annotated[str, typer.Option(help="auto, teacher, greedy or sampling (as `run`).")] = "auto",
+    timeout: Annotated[float, typer.Option(help="Per-request limit in seconds.")] = 120.0,
+    retries: Annotated[int, typer.Option(help="Attempts per request on outages, rate limits and 5xx.", min=1)] = 5,
+):
+    """Find what the endpoint offers (a few requests of 1-4 tokens) and what a run would spend on it, per suite."""
+    from verifier.config import DEFAULT_SUITES, RetryPolicy, RunConfig
+    from verifier.runner import survey
+
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            _fail(f"environment variable {api_key_env} is not set")
+    config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
+                       golden=golden, apis=api, faults=fault or [], quirks=quirk or [], surfaces=surface or [],
+                       drift_method=drift_method, timeout=timeout, retry=RetryPolicy(attempts=retries))
+    _print_survey(survey(config))
 
 
 @app.command()
@@ -126,17 +186,20 @@ def serve(
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode to switch on (repeatable); see `faults`.")] = None,
     quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk to switch on: an "
                                                     "honest behaviour (repeatable); see `faults`.")] = None,
+    surface: Annotated[list[str] | None, typer.Option(help=SURFACE_HELP)] = None,
     date: Annotated[str | None, typer.Option(help="Pin the conversation date (YYYY-MM-DD); default today.")] = None,
     dtype: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
 ):
     """Serve the reference model as an OpenAI-compatible provider."""
-    from verifier.serve import parse_names, serve_forever
+    from verifier.serve import parse_names, parse_surfaces, serve_forever
     from verifier.testmodel.compact import NAME, default_checkpoint
 
     parse_names(fault, quirk)
+    parse_surfaces(surface)
     ckpt = checkpoint or default_checkpoint()
     typer.echo(f"serving {ckpt} on http://{host}:{port}/v1", err=True)
-    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, quirk)
+    serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, quirk,
+                  surface)
 
 
 @app.command()

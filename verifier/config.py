@@ -65,6 +65,8 @@ class RunConfig(Documented):
     quirks: list[str] = Field(default_factory=list, validation_alias=AliasChoices("quirks", "variants"))
     """Server quirks of the built-in provider: honest behaviours a conforming server may show (see
     `gpt-oss-verify faults`). Read from `variants` too, as run.json files written before the rename say."""
+    surfaces: list[str] = Field(default_factory=list)
+    """API surfaces of the built-in provider (`--surface`, see `verifier.serve.surfaces`)."""
     drift_method: str = "auto"
     """`auto` (teacher forcing, else greedy logprobs, else sampling) or one of them forced."""
     score_all: bool = False

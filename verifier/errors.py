@@ -60,6 +60,8 @@ class ProviderError(VerifierError):
     """The HTTP error status the provider answered with, if any."""
     body: str = ""
     """The body of that answer (scrubbed of the API key)."""
+    history: tuple[int | None, ...] = ()
+    """The status of every attempt of the request, in order (None: no answer, or one that broke the protocol)."""
 
 
 class ProviderProtocolError(ProviderError):

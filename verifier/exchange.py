@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from verifier.errors import FailureKind
 from verifier.observation import Api, Failure, Observation, legacy_failure
@@ -54,6 +54,19 @@ FAMILY_API_VARIANTS: dict[str, tuple[ApiVariantName, ...]] = {"effort": ("chat",
 """Families whose checks need only some API variants (effort: the APIs that carry `reasoning_effort`)."""
 
 
+RESEND_SUFFIX = "-resend"
+"""Ends the journal key of the re-send pass's copy of an exchange (its key is the first send's plus this)."""
+
+
+class EarlierSend(BaseModel):
+    """A send of the same request that failed, kept by the re-send pass (see `Runner.resend_failures`)."""
+
+    key: str
+    """The journal key of that send."""
+    started: float | None = None
+    failure: Failure
+
+
 class Exchange(BaseModel):
     """One request sent to the provider and what came back."""
 
@@ -80,6 +93,9 @@ class Exchange(BaseModel):
     started: float | None = None
     """Wall-clock time the request was sent (seconds since the epoch)."""
     elapsed_s: float = 0.0
+    earlier: list[EarlierSend] = Field(default_factory=list)
+    """Failed sends of this request before this one: set on the re-send pass's copy of an exchange, which
+    the checks judge instead of the first send (a random error, or the same answer again)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -316,8 +316,24 @@ def chat_to_responses(request: dict) -> dict:
     if request.get("reasoning_effort"):
         body["reasoning"] = {"effort": request["reasoning_effort"]}
     if request.get("tool_choice") is not None:
-        body["tool_choice"] = request["tool_choice"]
+        body["tool_choice"] = responses_tool_choice(request["tool_choice"])
     return body
+
+
+def responses_tool_choice(choice: Any) -> Any:
+    """A Chat `tool_choice` in the Responses form: a named function is `{type: function, name}` there
+    (Chat nests it: `{type: function, function: {name}}`); strings are the same in both."""
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict):
+        return {"type": "function", "name": choice["function"].get("name")}
+    return choice
+
+
+def responses_tool_choice_problem(choice: Any) -> str | None:
+    """Why a Responses `tool_choice` is malformed (None: it is not), as OpenAI's Responses API answers: a
+    function choice names its function at top level, so the Chat form is refused, not guessed at."""
+    if isinstance(choice, dict) and choice.get("type") == "function" and not isinstance(choice.get("name"), str):
+        return "Missing required parameter: 'tool_choice.name' (Responses names the function at top level)"
+    return None
 
 
 def forced_header(tool_choice: Any) -> str | None:

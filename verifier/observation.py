@@ -14,6 +14,9 @@ from verifier.errors import FailureKind, ProviderError
 
 Api = Literal["chat", "responses", "completions"]
 
+OUTAGE_STATUSES = frozenset({408, 429, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+"""HTTP statuses that mean "not now" (timeout, rate limit, gateway, overload): they say nothing about the request."""
+
 
 class Failure(BaseModel):
     """Why a provider call gave no usable answer: made once, where the failure is caught, and read by kind."""
@@ -26,10 +29,18 @@ class Failure(BaseModel):
     """What happened, in one line, as the report shows it."""
     status: int | None = None
     """The HTTP error status the provider answered with (`http_status`; `unavailable` after 429, 503 …)."""
+    history: list[int | None] = Field(default_factory=list)
+    """The status of every attempt of this send, in order (None: no answer, e.g. a connection error, a timeout,
+    a stream cut short; or an answer that broke the protocol). Empty in journals written before it was kept."""
 
     @classmethod
     def of(cls, exc: ProviderError) -> Failure:
-        return cls(kind=exc.kind, message=str(exc), status=exc.status)
+        return cls(kind=exc.kind, message=str(exc), status=exc.status, history=list(exc.history))
+
+    @property
+    def outage_seen(self) -> bool:
+        """Whether some attempt found no service: no answer, or a timeout, rate-limit or gateway status."""
+        return any(status is None or status in OUTAGE_STATUSES for status in self.history)
 
 
 def legacy_failure(data: Any, kind: FailureKind) -> Any:
@@ -95,6 +106,8 @@ class Observation(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     logprobs: list[TokenLogprob] | None = None
     """Per-output-token log-probabilities, when requested and provided."""
+    reasoning_logprobs: list[TokenLogprob] | None = None
+    """Log-probabilities of reasoning tokens, where a host reports them apart from `logprobs`."""
     token_ids: list[int] | None = None
     """Completion token ids, when the provider returns them."""
     created: int | None = None

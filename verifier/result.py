@@ -6,8 +6,8 @@ result.json` reproduces them. `gpt-oss-verify schema` exports its JSON Schema to
 
 Versioning: fields may be added (with defaults) within a version; removing or retyping a field, or
 changing what one means, bumps `SCHEMA_VERSION`. Version 1 gained, compatibly, `evidence`,
-`Outcome.exchange`, `Outcome.figure`, `Outcome.suite` and `config` (a result.json without them still
-loads; an outcome without `suite` has it in its message).
+`Outcome.exchange`, `Outcome.figure`, `Outcome.suite`, `config` and `capabilities` (a result.json without
+them still loads; an outcome without `suite` has it in its message).
 
 Provider text is untrusted: every string in a result is valid Unicode (lone surrogates, which a JSON
 `\\udXXX` escape can smuggle in, become U+FFFD) and at most `MAX_TEXT` characters, so a hostile or
@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from verifier.capabilities import Capabilities
 from verifier.config import RunConfig
 from verifier.golden import Provenance
 from verifier.verdict import Documented, Outcome, Verdict
@@ -194,6 +195,9 @@ class RunResult(Documented):
     config: RunConfig | None = None
     """How the run was configured (as `run.json` says; never the API key). None in results written before
     it was recorded."""
+    capabilities: Capabilities | None = None
+    """What the endpoint offered, as the probe found it at the start of the run (None in results written
+    before runs probed). What it does not offer was not sent; the checks that needed it skip, saying why."""
 
     @model_validator(mode="after")
     def _clean(self) -> RunResult:

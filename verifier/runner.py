@@ -4,32 +4,38 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from verifier import __version__, harmony, journal
 from verifier import golden as golden_store
-from verifier.checks import evaluate, merge
+from verifier.capabilities import Capabilities
+from verifier.checks import checks_for, evaluate, merge
+from verifier.checks.drift import greedy_k
 from verifier.config import DRIFT_METHODS, RunConfig
 from verifier.drift import calibration
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration
 from verifier.drift.sequential import SequentialTest
 from verifier.drift.statistics import turn_drift
-from verifier.errors import GoldenError, ProviderError, UsageError
+from verifier.errors import GoldenError, ProviderError, UsageError, VerifierError
 from verifier.exchange import (
     API_VARIANTS,
     DEFAULT_API_VARIANTS,
     DRIFT_EVIDENCE,
     EVIDENCE_KINDS,
     FAMILY_API_VARIANTS,
+    RESEND_SUFFIX,
+    EarlierSend,
     Exchange,
 )
 from verifier.golden import GoldenFile
@@ -37,17 +43,29 @@ from verifier.journal import Journal, Replay
 from verifier.observation import Failure, Observation
 from verifier.paths import golden_dir
 from verifier.progress import Progress
-from verifier.providers import Provider, request_id
-from verifier.result import Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
-from verifier.suites import Case, Suite, load_suite
+from verifier.providers import Provider, logprobs_cap, request_id
+from verifier.providers.probe import probe
+from verifier.result import CheckResult, Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
+from verifier.suites import Case, Suite, load_suite, reasoning_field
+from verifier.verdict import Outcome, Verdict
 
 BUILTIN_MODEL = "gpt-oss-conformance"
 DEFAULT_GOLDEN = Path("gpt-oss-conformance") / "fp32"
 MAX_TURNS = 4
-SCORE_TOP_K = 20
+SCORE_TOP_K = calibration.FULL_K  # golden's top-K: what a run asks for and calibration measured
 SAMPLES_PER_CASE = 16
+GREEDY_SHAPES = 3
+"""Greedy logprobs requests a host may refuse for their shape (a cap, an integer `logprobs`) before one is kept."""
+INTEGER_LOGPROBS = re.compile(r"integer|\bint\b|must be a number")
+"""A 400 that wants chat `logprobs` as an integer (some hosts take `logprobs: k` instead of `top_logprobs`)."""
+CAPABILITIES_FILE = "capabilities.json"
+"""What the probe found, kept in the run directory so that `--resume` decides as the run did."""
 DRIFT_METHOD_OF: dict[str, str] = {"score": "teacher", "greedy-logprobs": "greedy", "sampling": "sampling"}
 """The drift method that gathers each drift evidence kind."""
+
+
+class _Reshaped(Exception):
+    """A greedy logprobs request refused for its shape, now changed: send it again (not journaled)."""
 
 
 class HarmonyPrompt(BaseModel):
@@ -93,15 +111,34 @@ def drift_method(allowed: list[str] | None, forced: str = "auto") -> str | None:
     return method
 
 
-def _tasks(suite: Suite, allowed: list[str] | None) -> list[tuple[Case, str]]:
-    """The (case, variant) tool loops of a suite's behavioural checks, in a fixed order."""
+def _tasks(suite: Suite, allowed: list[str] | None, caps: Capabilities | None = None) -> list[tuple[Case, str]]:
+    """The (case, variant) tool loops of a suite's behavioural checks, in a fixed order: those the endpoint
+    offers (`caps`; None: everything)."""
     out = []
     for case in suite.cases:
         for variant in api_variants(suite, allowed):
             if API_VARIANTS[variant].api == "completions" and harmony.forced_header(case.request.get("tool_choice")):
                 continue  # tool_choice is a server-side constraint: a raw prompt cannot carry it
+            if caps is not None and unsupported(caps, case, variant) is not None:
+                continue
             out.append((case, variant))
     return out
+
+
+def _tool_choice_form(request: dict) -> str | None:
+    """The probed `tool_choice` form a request uses: `named` (an object), `string` (`"required"`), or None."""
+    choice = request.get("tool_choice")
+    return "named" if isinstance(choice, dict) else "string" if choice == "required" else None
+
+
+def unsupported(caps: Capabilities, case: Case, variant: str) -> str | None:
+    """Why the endpoint cannot be asked `case` on `variant` (None: it can, or may)."""
+    if reason := caps.unsupported_reason(variant):
+        return reason
+    form = _tool_choice_form(case.request)
+    if form and API_VARIANTS[variant].api == "chat" and caps.tool_choice.get(form) is False:
+        return f"tool_choice as a {form} form ({caps.notes.get(f'tool_choice.{form}', 'refused')})"
+    return None
 
 
 def _wants_prompt_ids(suite: Suite, allowed: list[str] | None) -> bool:
@@ -120,32 +157,141 @@ def unsent(suites: list[Suite], allowed: list[str] | None) -> list[str]:
     return [name for name in allowed or [] if name not in sent]
 
 
-def work_units(suite: Suite, allowed: list[str] | None) -> int:
-    return len(_tasks(suite, allowed)) + len(suite.cases) * _wants_prompt_ids(suite, allowed) \
+def work_units(suite: Suite, allowed: list[str] | None, caps: Capabilities | None = None) -> int:
+    return len(_tasks(suite, allowed, caps)) + len(suite.cases) * _wants_prompt_ids(suite, allowed) \
         + _wants_drift(suite, allowed)
+
+
+DRIFT_NEEDS: dict[str, str] = {"teacher": "teacher_forcing", "greedy": "greedy_logprobs"}
+"""The capability each drift method needs (sampling needs chat, which every run needs)."""
+
+
+def drift_order(caps: Capabilities | None, method: str) -> tuple[list[str], dict[str, str]]:
+    """The drift methods to try in turn (`auto`: teacher forcing, greedy logprobs, sampling; else the one forced),
+    those the endpoint offers, and why each left out is (method -> reason)."""
+    wanted = ["teacher", "greedy", "sampling"] if method == "auto" else [method]
+    order, left_out = [], {}
+    for name in wanted:
+        need = DRIFT_NEEDS.get(name)
+        if caps is not None and need is not None and getattr(caps, need) is False:
+            left_out[name] = _drift_reason(caps, name)
+        else:
+            order.append(name)
+    return order, left_out
+
+
+def _drift_reason(caps: Capabilities, method: str) -> str:
+    if method == "greedy":
+        return caps.why("chat_logprobs")
+    if caps.completions is False:
+        return caps.why("completions")
+    return f"no prompt scoring on /v1/completions: {caps.why('prompt_logprobs')}; {caps.why('echo_logprobs')}"
+
+
+UNSUPPORTED = "unsupported by this endpoint: "
+"""How a SKIP outcome for something the endpoint does not offer begins."""
+DRIFT_CHECK_OF = {"teacher": "drift.teacher_forced", "greedy": "drift.greedy_logprobs", "sampling": "drift.sampling"}
+
+
+def unsupported_results(suite: Suite, allowed: list[str] | None, caps: Capabilities | None,
+                        method: str | None) -> list[CheckResult]:
+    """SKIP outcomes, with the reason, for what the suite would have sent but the endpoint does not offer: each
+    API variant on the checks that read it, prompt ids, drift methods left out. `merge` adds them to the checks."""
+    if caps is None:
+        return []
+    skips: dict[str, list[Outcome]] = {}
+    for case, variant in _tasks(suite, allowed):
+        if (reason := unsupported(caps, case, variant)) is None:
+            continue
+        case_id = None if caps.unsupported_reason(variant) else case.id  # a whole variant, or this case's request
+        for spec in checks_for(suite.families):
+            if spec.family != "drift" and spec.id != "rendering.prompt_ids" and API_VARIANTS[variant].api in spec.apis:
+                found = skips.setdefault(spec.id, [])
+                if not any((o.variant, o.case_id) == (variant, case_id) for o in found):
+                    found.append(_skip(suite, reason, variant, case_id))
+    if _wants_prompt_ids(suite, allowed) and caps.prompt_ids is False:
+        skips["rendering.prompt_ids"] = [_skip(suite, caps.why("prompt_ids_sources"), "prompt-ids")]
+    if method is not None and _wants_drift(suite, allowed):
+        for name, reason in drift_order(caps, method)[1].items():
+            skips[DRIFT_CHECK_OF[name]] = [_skip(suite, reason, next(k for k, m in DRIFT_METHOD_OF.items()
+                                                                     if m == name))]
+    specs = {spec.id: spec for spec in checks_for(suite.families)}
+    return [CheckResult(id=i, family=specs[i].family, title=specs[i].title, why=specs[i].why, source=specs[i].source,
+                        compares=specs[i].compares, verdict=Verdict.SKIP, summary=outcomes[0].line, outcomes=outcomes)
+            for i, outcomes in skips.items() if i in specs]
+
+
+def _skip(suite: Suite, reason: str, variant: str, case_id: str | None = None) -> Outcome:
+    return Outcome(verdict=Verdict.SKIP, suite=suite.name, variant=variant, case_id=case_id,
+                   message=UNSUPPORTED + reason)
+
+
+class Budget(BaseModel):
+    """`run --max-requests / --max-tokens`: what this invocation may send (None: no limit)."""
+
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    """Prompt and completion tokens, as the provider reports them."""
+
+    def reached(self, spent: Cost) -> str | None:
+        """Why no further request may be sent (None: it may)."""
+        if self.max_requests is not None and spent.requests >= self.max_requests:
+            return f"--max-requests {self.max_requests} reached ({spent.requests} requests sent)"
+        tokens = spent.prompt_tokens + spent.completion_tokens
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            return f"--max-tokens {self.max_tokens} reached ({tokens} tokens spent)"
+        return None
+
+
+class BudgetReached(VerifierError):
+    """The run stopped at its budget; its run directory is resumable (`execute` adds how)."""
+
+
+def _add_cost(cost: Cost, exchange: Exchange, count: bool) -> None:
+    """Add an exchange's requests (when `count`) and tokens to `cost`."""
+    cost.requests += count
+    obs = exchange.observation
+    if obs is not None:
+        cost.prompt_tokens += obs.usage.prompt_tokens or 0
+        cost.completion_tokens += obs.usage.completion_tokens or 0
+    if exchange.variant == "score":
+        cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
 
 
 class Runner:
     """Sends a run's requests, journals each exchange as it completes, replays journaled ones."""
 
     def __init__(self, provider: Provider, journal: Journal, progress: Progress | None = None,
-                 replay: Replay | None = None, concurrency: int = 1):
+                 replay: Replay | None = None, concurrency: int = 1, capabilities: Capabilities | None = None,
+                 budget: Budget | None = None):
         self.provider = provider
         self.journal = journal
         self.progress = progress or Progress()
         self.replay = replay or Replay([])
         self.concurrency = max(1, concurrency)
         self.cost = Cost()
-        self.prompt_ids_supported: bool | None = None
+        caps_k = capabilities.chat_top_logprobs if capabilities is not None else None
+        self.greedy_k = SCORE_TOP_K if caps_k is None else min(SCORE_TOP_K, caps_k)
+        """`top_logprobs` of greedy requests: SCORE_TOP_K, or the host's cap."""
+        self.greedy_form = "boolean"
+        """`boolean` (`logprobs: true` + `top_logprobs`) or `integer` (`logprobs: k`, as some hosts take it)."""
+        self.capabilities = capabilities
+        """What the endpoint offers (None: not probed; everything is sent)."""
+        self.budget = budget or Budget()
+        self.spent = Cost()
+        """What this invocation sent (replayed exchanges are not counted): what the budget is held to."""
+        self.prompt_ids_supported: bool | None = capabilities.prompt_ids if capabilities else None
         self.exchanges: list[Exchange] = []
         self.lock = threading.Lock()
 
-    def _exchange(self, ex: Exchange, perform: Callable[[Exchange], None]) -> Exchange:
+    def _exchange(self, ex: Exchange, perform: Callable[[Exchange], None], key_suffix: str = "") -> Exchange:
         """Replay `ex` from the journal if it is there; else send it (perform fills it in) and journal it."""
         ex.key = journal.exchange_key(ex.suite, ex.case_id, ex.variant, ex.turn, ex.request, ex.chat_request)
+        ex.key += key_suffix
         if (old := self.replay.take(ex.key)) is not None:
             self._adopt(old)
             return self._record(old, write=False)
+        self._reserve()
         ex.started = time.time()
         began = time.monotonic()
         with request_id(ex.key):
@@ -157,21 +303,26 @@ class Runner:
         """What the provider learned when a replayed exchange was first sent."""
         if ex.score is not None:
             self.provider.score_mode = ex.score.mode
+            if ex.score.top_k is not None and ex.score.top_k < SCORE_TOP_K:
+                self.provider.score_k = ex.score.top_k
         if ex.variant == "prompt-ids" and ex.source:
             self.provider.prompt_ids_mode = ex.source
+
+    def _reserve(self) -> None:
+        """Count one more request to send, or raise `BudgetReached` if the budget is spent."""
+        with self.lock:
+            if reason := self.budget.reached(self.spent):
+                raise BudgetReached(reason)
+            self.spent.requests += 1
 
     def _record(self, exchange: Exchange, write: bool = True) -> Exchange:
         with self.lock:
             if write:
                 self.journal.write(exchange)
             self.exchanges.append(exchange)
-            self.cost.requests += 1
-            obs = exchange.observation
-            if obs is not None:
-                self.cost.prompt_tokens += obs.usage.prompt_tokens or 0
-                self.cost.completion_tokens += obs.usage.completion_tokens or 0
-            if exchange.variant == "score":
-                self.cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
+            _add_cost(self.cost, exchange, count=True)
+            if write:
+                _add_cost(self.spent, exchange, count=False)
         return exchange
 
     def _body(self, variant: str, request: dict, golden_date: str) -> Body:
@@ -206,18 +357,19 @@ class Runner:
 
     def run_loop(self, suite: Suite, case: Case, variant: str, golden_date: str) -> list[Exchange]:
         """One case on one API variant: the first request, then each tool-loop follow-up."""
+        return self._loop(suite, case, variant, golden_date, case.request, 1)
+
+    def _loop(self, suite: Suite, case: Case, variant: str, golden_date: str, request: dict,
+              first: int) -> list[Exchange]:
+        """A tool loop from turn `first`, whose Chat request is `request`."""
         out = []
-        request: dict | None = case.request
-        for turn in range(1, MAX_TURNS + 1):
+        for turn in range(first, MAX_TURNS + 1):
             body = self._body(variant, request, golden_date)
             sent = body.model_dump() if isinstance(body, HarmonyPrompt) else body
             ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant=variant, turn=turn, request=sent,
                                         chat_request=request), lambda _, body=body: self._send(variant, body))
             out.append(ex)
-            obs = ex.observation
-            if not obs.ok or not obs.tool_calls:
-                break
-            request = case.follow_up(request, obs.reasoning, obs.tool_calls)
+            request = _next_request(case, request, ex)
             if request is None:
                 break
         return out
@@ -238,42 +390,87 @@ class Runner:
                                        chat_request=ref.request), perform)
 
     def teacher_forcing(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
-        """Score golden turns in suite order until the sequential test decides (or the provider cannot)."""
+        """Score golden turns in suite order until the sequential test decides (or the provider cannot).
+        The test is that of the calibration for the top-list length the provider reports."""
         out: list[Exchange] = []
-        test = SequentialTest(calibration) if calibration else None
-        flip = calibration.flip_margin if calibration else float("inf")
+        test: SequentialTest | None = None
         for case in suite.cases:
             for turn, ref in enumerate(golden.record(case.id).turns, 1):
                 ex = self._score_turn(suite, case, turn, ref)
                 out.append(ex)
                 if ex.failed("unsupported"):
                     return out
-                if test is not None and ex.score is not None:
-                    test.add(turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, flip))
+                if calibration is not None and ex.score is not None:
+                    fitting = calibration.for_k(ex.score.top_k or calibration.top_k)
+                    test = test or SequentialTest(fitting)
+                    test.add(turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, test.thresholds.flip_margin,
+                                        test.thresholds.truncation))
                 if test is not None and test.decided:
                     return out
         return out
 
+    def _greedy_request(self, ref) -> dict:
+        """A greedy chat request with logprobs in the shape the host takes: `top_logprobs` (boolean
+        `logprobs`) or an integer `logprobs`, at most the cap it named."""
+        body = {**ref.request, "temperature": 0, "max_tokens": len(ref.completion_token_ids) + 4}
+        if self.greedy_form == "integer":
+            return {**body, "logprobs": self.greedy_k}
+        return {**body, "logprobs": True, "top_logprobs": self.greedy_k}
+
+    def _reshaped(self, obs: Observation) -> bool:
+        """Whether a 400 to a greedy logprobs request named the shape (a cap, an integer `logprobs`) and
+        the shape is now changed to fit; such a refusal says nothing about conformance."""
+        failure = obs.failure
+        if failure is None or failure.status != 400:
+            return False
+        if (cap := logprobs_cap(failure.message, self.greedy_k)) is not None:
+            self.greedy_k = cap
+            return True
+        if self.greedy_form == "boolean" and INTEGER_LOGPROBS.search(failure.message.lower()):
+            self.greedy_form = "integer"
+            return True
+        return False
+
+    def _greedy_case(self, suite: Suite, case: Case, ref) -> Exchange:
+        """One case's greedy request, in the shape the host takes (found on the first refusals, which are
+        not journaled); a 400 that refuses logprobs altogether is recorded as unsupported."""
+        for _ in range(GREEDY_SHAPES):
+            def perform(ex: Exchange) -> None:
+                obs = self.provider.chat(ex.request)
+                if self._reshaped(obs):
+                    raise _Reshaped
+                if obs.failure is not None and obs.failure.status == 400 and "logprob" in obs.failure.message.lower():
+                    ex.failure = Failure(kind="unsupported", message=f"chat logprobs refused: {obs.failure.message}")
+                    return
+                ex.observation = obs
+
+            try:
+                return self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
+                                               request=self._greedy_request(ref), chat_request=ref.request), perform)
+            except _Reshaped:
+                continue
+        return self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
+                                       request=self._greedy_request(ref), chat_request=ref.request),
+                              lambda ex: setattr(ex, "observation", self.provider.chat(ex.request)))
+
     def greedy_logprobs(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None) -> list[Exchange]:
-        """Greedy chat with top_logprobs on each case's first turn, until the sequential test decides."""
+        """Greedy chat with top_logprobs on each case's first turn, until the sequential test decides.
+        The test is that of the greedy calibration for the top-list length the host reports."""
         out: list[Exchange] = []
         calibration = calibration.greedy if calibration else None
-        test = SequentialTest(calibration) if calibration else None
         flip = calibration.flip_margin if calibration else float("inf")
+        test: SequentialTest | None = None
         for case in suite.cases:
             ref = golden.record(case.id).turns[0]
-            request = {**ref.request, "temperature": 0, "logprobs": True, "top_logprobs": SCORE_TOP_K,
-                       "max_tokens": len(ref.completion_token_ids) + 4}
-            ex = self._observe(Exchange(suite=suite.name, case_id=case.id, variant="greedy-logprobs", turn=1,
-                                        request=request, chat_request=ref.request),
-                               self.provider.chat)
+            ex = self._greedy_case(suite, case, ref)
             out.append(ex)
             obs = ex.observation
-            if not obs.ok or not obs.logprobs:
+            if obs is None or not obs.ok or not obs.logprobs:
                 return out
-            aligned, positions, departure = greedy_positions(ref, obs.logprobs, flip)
-            if test is not None:
-                test.add(turn_drift(case.id, aligned, positions, flip))
+            aligned, positions, departure = greedy_positions(ref, obs.logprobs, flip, obs.reasoning_logprobs)
+            if calibration is not None:
+                test = test or SequentialTest(calibration.for_k(greedy_k([ex])))
+                test.add(turn_drift(case.id, aligned, positions, flip, test.thresholds.truncation))
             if departure or (test is not None and test.decided):
                 return out
         return out
@@ -299,30 +496,30 @@ class Runner:
     def run_drift(self, suite: Suite, golden: GoldenFile, calibration: Calibration | None, method: str) -> list[Exchange]:
         """Teacher forcing where the provider offers it, else greedy logprobs, else sampling."""
         out: list[Exchange] = []
-        if method in ("auto", "teacher"):
+        order = drift_order(self.capabilities, method)[0]  # what the endpoint offers, of what `method` allows
+        if "teacher" in order:
             out += self.teacher_forcing(suite, golden, calibration)
             if method == "teacher" or not all(ex.failed("unsupported") for ex in out):
                 return out
-        if method in ("auto", "greedy"):
+        if "greedy" in order:
             greedy = self.greedy_logprobs(suite, golden, calibration)
             out += greedy
-            if method == "greedy" or any(ex.observation.logprobs for ex in greedy):
+            if method == "greedy" or any(ex.observation is not None and ex.observation.logprobs for ex in greedy):
                 return out
-        return out + self.sampling(suite, golden)
+        return out + self.sampling(suite, golden) if "sampling" in order else out
+
+    def _ask_prompt_ids(self, ex: Exchange) -> None:
+        try:
+            ex.tokens, ex.source = self.provider.prompt_token_ids(ex.request)
+        except ProviderError as exc:
+            ex.failure = Failure.of(exc)
 
     def prompt_ids_case(self, suite: Suite, case: Case) -> Exchange | None:
         """Ask how the server renders the case's first request (None once it is known not to say)."""
         if self.prompt_ids_supported is False:
             return None
-
-        def perform(ex: Exchange) -> None:
-            try:
-                ex.tokens, ex.source = self.provider.prompt_token_ids(case.request)
-            except ProviderError as exc:
-                ex.failure = Failure.of(exc)
-
         ex = self._exchange(Exchange(suite=suite.name, case_id=case.id, variant="prompt-ids", turn=1,
-                                     request=case.request, chat_request=case.request), perform)
+                                     request=case.request, chat_request=case.request), self._ask_prompt_ids)
         if ex.tokens is not None:
             self.prompt_ids_supported = True
         elif ex.failed("unsupported"):
@@ -336,6 +533,9 @@ class Runner:
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="request")
         try:
             return list(pool.map(fn, jobs))
+        except BudgetReached:
+            pool.shutdown(wait=True, cancel_futures=True)  # requests in flight were paid for: journal them
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -358,9 +558,71 @@ class Runner:
             self.progress.advance(f"{suite.name}/{case.id}: {variant}")
             return out
 
-        for loop_exchanges in self._parallel(loop, _tasks(suite, allowed)):
+        for loop_exchanges in self._parallel(loop, _tasks(suite, allowed, self.capabilities)):
             exchanges += loop_exchanges
-        return exchanges
+        return self.resend_failures(suite, exchanges, golden.provenance.date)
+
+    # -- the re-send pass: a random error is not the provider's answer to a request ------------------
+
+    def resend_failures(self, suite: Suite, exchanges: list[Exchange], golden_date: str) -> list[Exchange]:
+        """Send each request that got an error status, or no service, once more after the rest of the suite.
+
+        Its copy (journal key: the first send's plus `RESEND_SUFFIX`) keeps the first failure in `earlier` and
+        takes its place in what the checks judge; a tool loop goes on from it when it now succeeds. The same
+        error again, on every attempt of both sends, is the provider's answer (`parsing.http_status` fails it);
+        anything else was chance. Teacher-forced scores are left to the drift engine.
+        """
+        failed = [ex for ex in exchanges if _resendable(ex)]
+        if not failed:
+            return exchanges
+        self.progress.note(f"{suite.name}: {len(failed)} requests that failed are sent again")
+        redone = dict(zip(map(id, failed), self._parallel(lambda ex: self._resend(suite, ex, golden_date), failed)))
+        return [again for ex in exchanges for again in redone.get(id(ex), [ex])]
+
+    def _resend(self, suite: Suite, ex: Exchange, golden_date: str) -> list[Exchange]:
+        """`ex` sent again, and the rest of its tool loop when it now succeeds."""
+        first = EarlierSend(key=ex.key, started=ex.started, failure=ex.failure or ex.observation.failure)
+        again = self._exchange(Exchange(suite=ex.suite, case_id=ex.case_id, variant=ex.variant, turn=ex.turn,
+                                        request=ex.request, chat_request=ex.chat_request, earlier=[first]),
+                               self._perform_again(ex), key_suffix=RESEND_SUFFIX)
+        if ex.variant not in API_VARIANTS:
+            return [again]
+        case = next(c for c in suite.cases if c.id == ex.case_id)
+        request = _next_request(case, ex.chat_request, again) if ex.turn < MAX_TURNS else None
+        return [again] if request is None else [again, *self._loop(suite, case, ex.variant, golden_date, request,
+                                                                   ex.turn + 1)]
+
+    def _perform_again(self, ex: Exchange) -> Callable[[Exchange], None]:
+        """What sends `ex`'s request again: prompt ids, or the call that made its observation."""
+        if ex.variant == "prompt-ids":
+            return self._ask_prompt_ids
+
+        def perform(target: Exchange) -> None:
+            target.observation = self._call_again(target)
+
+        return perform
+
+    def _call_again(self, ex: Exchange) -> Observation:
+        if ex.variant not in API_VARIANTS:  # greedy-logprobs, sampling: chat
+            return self.provider.chat(ex.request)
+        body = HarmonyPrompt(**ex.request) if API_VARIANTS[ex.variant].api == "completions" else ex.request
+        return self._send(ex.variant, body)
+
+def _next_request(case: Case, request: dict, ex: Exchange) -> dict | None:
+    """The tool loop's next Chat request after `ex` (None: the loop ends), reasoning sent back in the field the
+    host returned it in, as a client does."""
+    obs = ex.observation
+    if not obs.ok or not obs.tool_calls:
+        return None
+    return case.follow_up(request, obs.reasoning, obs.tool_calls, reasoning_field(obs.reasoning_fields))
+
+
+def _resendable(ex: Exchange) -> bool:
+    """Whether the re-send pass sends `ex` again: a first send answered with an error status or no service."""
+    if ex.earlier or ex.variant == "score":
+        return False
+    failure = ex.failure or (ex.observation.failure if ex.observation is not None else None)
+    return failure is not None and failure.kind in ("http_status", "unavailable")
 
 
 def new_run_id() -> str:
@@ -438,20 +700,28 @@ def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
     from verifier.serve import start_background
     from verifier.testmodel.compact import default_checkpoint
 
-    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, quirks=config.quirks)
+    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, quirks=config.quirks,
+                              surfaces=config.surfaces)
     stack.callback(server.stop)
     return server.url, BUILTIN_MODEL
 
 
-def execute(config: RunConfig, progress: Progress | None = None, resume: Path | None = None) -> tuple[RunResult, Path]:
-    """Run the verification (or finish the run in `resume`); returns the result and its run directory.
+@dataclass
+class Prepared:
+    """A run checked and loaded, before anything is sent."""
 
-    Everything that can be refused is checked before a run directory is made, so bad input leaves
-    earlier results as they were.
-    """
-    from verifier.report import write_reports
-    from verifier.report.evidence import collect as collect_evidence
+    config: RunConfig
+    manifest: RunManifest | None
+    """The manifest of the run being resumed (None: a new run)."""
+    method: str | None
+    """Drift method (None: no drift requests)."""
+    suites: list[Suite]
+    goldens: list[GoldenFile]
+    calibration: Calibration | None
 
+
+def prepare(config: RunConfig, resume: Path | None = None) -> Prepared:
+    """Everything that can be refused before a request is sent: settings, suites, golden records."""
     manifest = None
     if resume is not None:
         config, manifest = resume_config(resume, config)
@@ -466,40 +736,165 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
     cal = calibration.load(root)
     if cal is not None and config.score_all:
         cal = cal.model_copy(update={"pass_after_positions": None})
+    return Prepared(config=config, manifest=manifest, method=method, suites=suites, goldens=goldens, calibration=cal)
+
+
+def _connect(config: RunConfig, stack: ExitStack) -> Provider:
+    """The provider of a run (the built-in one started if no --base-url), known to answer `/models`."""
+    if config.base_url is None:
+        base_url, model = _start_builtin(config, stack)
+    else:
+        base_url, model = config.base_url, config.model
+    provider = Provider(base_url, model, config.api_key, config.timeout, retry=config.retry)
+    stack.callback(provider.close)
+    provider.models()  # fails fast, with a clear cause, if this is not an OpenAI-compatible endpoint
+    return provider
+
+
+def capabilities_of(provider: Provider, run_dir: Path | None = None) -> Capabilities:
+    """What the provider offers: as the run in `run_dir` found it (so a resumed run decides alike), else probed."""
+    path = Path(run_dir) / CAPABILITIES_FILE if run_dir is not None else None
+    if path is not None and path.exists():
+        try:
+            caps = Capabilities.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise UsageError(f"{path} is not a capabilities file of this verifier ({exc.__class__.__name__})") from None
+    else:
+        caps = probe(provider)
+    provider.capabilities = caps
+    if caps.prompt_ids_sources and provider.prompt_ids_mode is None:
+        provider.prompt_ids_mode = caps.prompt_ids_sources[0]
+    return caps
+
+
+class SuitePlan(BaseModel):
+    """What a suite would send to this endpoint: `probe` and `run --dry-run` print it."""
+
+    suite: str
+    requests: int
+    """Requests at most (the drift test may stop early; failed requests are sent once more)."""
+    tokens: int
+    """Prompt and completion tokens, estimated from the golden records."""
+    drift_method: str | None = None
+    """The drift method tried first (None: no drift requests)."""
+    unsupported: list[str] = Field(default_factory=list)
+    """What the suite would have sent that the endpoint does not offer (skipped)."""
+
+
+def _turn_tokens(turn) -> int:
+    return len(turn.prompt_token_ids) + len(turn.completion_token_ids)
+
+
+def plan_suite(suite: Suite, golden: GoldenFile, allowed: list[str] | None, caps: Capabilities | None,
+               method: str | None) -> SuitePlan:
+    """The requests and tokens a suite would spend on an endpoint with `caps`."""
+    plan = SuitePlan(suite=suite.name, requests=0, tokens=0)
+    for case, _ in _tasks(suite, allowed, caps):
+        turns = golden.record(case.id).turns
+        plan.requests += len(turns)
+        plan.tokens += sum(_turn_tokens(t) for t in turns)
+    if _wants_prompt_ids(suite, allowed) and (caps is None or caps.prompt_ids is not False):
+        plan.requests += len(suite.cases)
+        plan.tokens += sum(len(golden.record(c.id).turns[0].prompt_token_ids) + 1 for c in suite.cases)
+    if method is not None and _wants_drift(suite, allowed):
+        order = drift_order(caps, method)[0]
+        plan.drift_method = order[0] if order else None
+        _plan_drift(plan, suite, golden)
+    plan.unsupported = sorted({o.message.removeprefix(UNSUPPORTED)
+                               for r in unsupported_results(suite, allowed, caps, method) for o in r.outcomes})
+    return plan
+
+
+def _plan_drift(plan: SuitePlan, suite: Suite, golden: GoldenFile) -> None:
+    firsts = [golden.record(c.id).turns[0] for c in suite.cases]
+    if plan.drift_method == "teacher":
+        turns = [t for c in suite.cases for t in golden.record(c.id).turns]
+        plan.requests += len(turns)
+        plan.tokens += sum(_turn_tokens(t) for t in turns)
+    elif plan.drift_method in ("greedy", "sampling"):
+        per_case = 1 if plan.drift_method == "greedy" else SAMPLES_PER_CASE
+        plan.requests += per_case * len(firsts)
+        plan.tokens += per_case * sum(_turn_tokens(t) + 4 for t in firsts)
+
+
+class Survey(BaseModel):
+    """What `probe` and `run --dry-run` found: the endpoint's capabilities and what each suite would spend."""
+
+    base_url: str
+    model: str
+    capabilities: Capabilities
+    plans: list[SuitePlan]
+
+
+def survey(config: RunConfig, resume: Path | None = None) -> Survey:
+    """Probe the endpoint and plan the run; sends nothing but the probe (and `/models`)."""
+    prepared = prepare(config, resume)
+    with ExitStack() as stack:
+        provider = _connect(prepared.config, stack)
+        caps = capabilities_of(provider, resume)
+    plans = [plan_suite(s, g, prepared.config.apis, caps, prepared.method)
+             for s, g in zip(prepared.suites, prepared.goldens)]
+    return Survey(base_url=provider.base_url, model=provider.model, capabilities=caps, plans=plans)
+
+
+def _run_dir(prepared: Prepared, resume: Path | None, caps: Capabilities) -> tuple[RunManifest, Path]:
+    """The run directory: made for a new run (run.json, capabilities.json), or the one resumed."""
+    if prepared.manifest is not None:
+        run_dir = Path(resume)
+        if not (run_dir / CAPABILITIES_FILE).exists():
+            (run_dir / CAPABILITIES_FILE).write_text(caps.model_dump_json(indent=2))
+        return prepared.manifest, run_dir
+    config = prepared.config
+    manifest = RunManifest(run_id=new_run_id(), created=_now(), verifier_version=__version__, config=config)
+    run_dir = config.out / manifest.run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / "run.json").write_text(manifest.model_dump_json(indent=2))
+    (run_dir / CAPABILITIES_FILE).write_text(caps.model_dump_json(indent=2))
+    return manifest, run_dir
+
+
+def execute(config: RunConfig, progress: Progress | None = None, resume: Path | None = None,
+            budget: Budget | None = None) -> tuple[RunResult, Path]:
+    """Run the verification (or finish the run in `resume`); returns the result and its run directory.
+
+    Everything that can be refused is checked before a run directory is made, so bad input leaves
+    earlier results as they were. The endpoint is probed first (`verifier.providers.probe`); what it does
+    not offer is not sent, and its checks skip with the reason. At `budget` the run stops (`BudgetReached`),
+    resumable like an interrupted one.
+    """
+    from verifier.report import write_reports
+    from verifier.report.evidence import collect as collect_evidence
+
+    prepared = prepare(config, resume)
+    config, method, suites, goldens, cal = (prepared.config, prepared.method, prepared.suites, prepared.goldens,
+                                            prepared.calibration)
     started = time.monotonic()
     progress = progress or Progress()
     with ExitStack() as stack:
-        if config.base_url is None:
-            base_url, model = _start_builtin(config, stack)
-        else:
-            base_url, model = config.base_url, config.model
-        provider = Provider(base_url, model, config.api_key, config.timeout, retry=config.retry)
-        stack.callback(provider.close)
-        provider.models()  # fails fast, with a clear cause, if this is not an OpenAI-compatible endpoint
-        if manifest is None:
-            manifest = RunManifest(run_id=new_run_id(), created=_now(), verifier_version=__version__, config=config)
-            run_dir = config.out / manifest.run_id
-            run_dir.mkdir(parents=True, exist_ok=False)
-            (run_dir / "run.json").write_text(manifest.model_dump_json(indent=2))
-        else:
-            run_dir = Path(resume)
+        provider = _connect(config, stack)
+        caps = capabilities_of(provider, resume)
+        manifest, run_dir = _run_dir(prepared, resume, caps)
         replay = Replay(journal.read(run_dir / journal.FILE))
         log = Journal(run_dir / journal.FILE, config.api_key)
         stack.callback(log.close)
-        runner = Runner(provider, log, progress, replay, config.concurrency)
-        progress.start(sum(work_units(s, config.apis) for s in suites))
+        runner = Runner(provider, log, progress, replay, config.concurrency, caps, budget)
+        progress.start(sum(work_units(s, config.apis, caps) for s in suites))
         results = []
         try:
             for suite, golden in zip(suites, goldens):
                 exchanges = runner.run_suite(suite, golden, config.apis, cal, method)
-                results += evaluate(suite, golden, exchanges, cal)
+                results += evaluate(suite, golden, exchanges, cal) + unsupported_results(suite, config.apis, caps,
+                                                                                         method)
         except KeyboardInterrupt as interrupt:
             interrupt.run_dir = run_dir  # the CLI says how to resume
             raise
+        except BudgetReached as stop:
+            raise BudgetReached(f"budget reached: {stop}; the run stopped and is resumable: "
+                                f"gpt-oss-verify run --resume {run_dir}") from None
     checks = merge(results)
     result = RunResult(
         run_id=manifest.run_id, created=manifest.created, verifier_version=__version__,
-        provider=ProviderInfo(base_url=base_url, model=model, builtin=config.base_url is None,
+        provider=ProviderInfo(base_url=provider.base_url, model=provider.model, builtin=config.base_url is None,
                               faults=sorted(config.faults), variants=sorted(config.quirks),
                               score_mode=provider.score_mode, prompt_ids_mode=provider.prompt_ids_mode),
         suites=[SuiteInfo(name=s.name, version=s.version, sha256=s.sha256, golden=g.provenance)
@@ -508,6 +903,7 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
         verdict=run_verdict(checks), checks=checks, cost=runner.cost,
         duration_s=round(time.monotonic() - started, 2),
         evidence=collect_evidence(runner.exchanges, {s.name: g for s, g in zip(suites, goldens)}), config=config,
+        capabilities=caps,
     )
     if resume is not None:
         progress.note(f"resumed: {replay.replayed} exchanges replayed from the journal, "

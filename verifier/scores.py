@@ -22,5 +22,8 @@ class ScoreResult(BaseModel):
     """Teacher-forced scores of tokens[start:]."""
 
     mode: str
-    """How they were obtained: `prompt_logprobs` (vLLM) or `echo_logprobs` (OpenAI legacy)."""
+    """How they were obtained: `prompt_logprobs` (vLLM), `echo_logprobs` (OpenAI legacy, token ids) or
+    `echo_logprobs_text` (OpenAI legacy, the prompt as text, aligned back to token ids)."""
     positions: list[PositionScore]
+    top_k: int | None = None
+    """Top entries per position the provider reported (its cap, or what was asked; None: not recorded)."""

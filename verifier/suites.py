@@ -19,6 +19,15 @@ from verifier.observation import ToolCall
 from verifier.paths import suites_dir
 
 FAMILIES = ("rendering", "parsing", "tools", "effort", "drift")
+HISTORY_FIELDS = ("reasoning", "reasoning_content")
+"""The Chat message fields that carry an assistant's earlier reasoning back to the server."""
+
+
+def reasoning_field(returned: list[str]) -> str:
+    """The field a client sends earlier reasoning back in: the Chat field the host returned it in (hosts
+    differ, and some reject the other; `reasoning` where it returned both), else `reasoning` (the Responses
+    and Completions forms are made from the Chat request). `returned` is `Observation.reasoning_fields`."""
+    return next((name for name in HISTORY_FIELDS if name in returned), "reasoning")
 
 
 class Case(BaseModel):
@@ -41,8 +50,10 @@ class Case(BaseModel):
     def effort(self) -> str:
         return self.request.get("reasoning_effort") or "medium"
 
-    def follow_up(self, request: dict, reasoning: str | None, calls: list[ToolCall]) -> dict | None:
-        """The next request of a tool loop: the assistant's calls and their results appended.
+    def follow_up(self, request: dict, reasoning: str | None, calls: list[ToolCall],
+                  field: str = "reasoning") -> dict | None:
+        """The next request of a tool loop: the assistant's calls and their results appended, its reasoning
+        (unless `send_reasoning` is off) in the message field `field` (see `reasoning_field`).
 
         A forcing `tool_choice` (required, or a named function) becomes `auto`, as agent SDKs reset
         it after a forced call. None when there is nothing to send back (no call, or a call this case has no result for).
@@ -55,7 +66,7 @@ class Case(BaseModel):
                             "function": {"name": c.name, "arguments": c.arguments}} for c in calls],
         }
         if self.send_reasoning and reasoning:
-            assistant["reasoning"] = reasoning
+            assistant[field] = reasoning
         results = [{"role": "tool", "tool_call_id": c.id, "content": self.tool_results[c.name]} for c in calls]
         follow = {**request, "messages": [*request["messages"], assistant, *results]}
         if follow.get("tool_choice") not in (None, "auto", "none"):

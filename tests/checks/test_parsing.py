@@ -4,6 +4,8 @@ is decisive, HTTP status."""
 from __future__ import annotations
 
 from verifier.checks.common import thresholds
+from verifier.exchange import EarlierSend, Exchange
+from verifier.observation import Failure
 
 from .builders import (
     BETWEEN,
@@ -165,10 +167,23 @@ def test_final_text_does_not_apply_to_a_golden_tool_call():
 # -- parsing.http_status --------------------------------------------------------------------------
 
 
-def _status_view(*observations, started=None):
-    started = started or [None] * len(observations)
-    exchanges = [exchange(obs, case_id=f"c{i}", started=t) for i, (obs, t) in enumerate(zip(observations, started))]
+def _status_view(*exchanges_or_observations, started=None):
+    items = exchanges_or_observations
+    started = started or [None] * len(items)
+    exchanges = [item.model_copy(update={"case_id": f"c{i}", "started": t}) if isinstance(item, Exchange)
+                 else exchange(item, case_id=f"c{i}", started=t) for i, (item, t) in enumerate(zip(items, started))]
     return suite_view([], [record(ex.case_id) for ex in exchanges], exchanges)
+
+
+def _sent(status: int, history: list[int | None], kind: str = "http_status") -> Failure:
+    return Failure(kind=kind, message=f"HTTP {status} from x", status=status, history=history)
+
+
+def _resent(first: Failure, then: Failure | None, first_started: float = 1.5) -> Exchange:
+    """The re-send pass's copy of an exchange whose first send failed with `first`: answered with 200
+    (`then` None) or failing with `then`."""
+    obs = observation() if then is None else failed(then.status, kind=then.kind).model_copy(update={"failure": then})
+    return exchange(obs, earlier=[EarlierSend(key="k", started=first_started, failure=first)])
 
 
 @shows("parsing.http_status", V.PASS)
@@ -179,13 +194,48 @@ def test_every_request_answered_with_200_passes():
 
 
 @shows("parsing.http_status", V.FAIL)
-def test_a_500_while_the_provider_answered_later_requests_fails():
-    return run("parsing.http_status", _status_view(failed(500), observation(), started=[1.0, 2.0]))
+def test_the_same_500_on_every_attempt_and_again_when_re_sent_fails():
+    again = _resent(_sent(500, [500] * 3), _sent(500, [500] * 3))
+    outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
+    assert outcomes[0].message == "HTTP 500 to a valid request on every attempt (6), again when re-sent after the " \
+                                  "rest of the suite"
+    return outcomes
+
+
+@shows("parsing.http_status", V.PASS)
+def test_a_500_that_a_re_send_answers_with_200_was_chance():
+    again = _resent(_sent(500, [500] * 5), None)
+    outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
+    assert outcomes[0].message == "2 of 2 requests answered with 200 (1 only when re-sent: random errors, not answers)"
+    return outcomes
+
+
+@shows("parsing.http_status", V.ERROR)
+def test_500s_mixed_with_429s_are_flaky_not_an_answer():
+    again = _resent(_sent(500, [429, 500, 500]), _sent(500, [500, 500, 500]))
+    outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
+    assert outcomes[0].message.endswith("flaky: attempts answered 429, 500, 500, 500, 500, 500")
+    return outcomes
+
+
+def test_a_missing_answer_or_another_status_in_the_history_is_flaky_too():
+    for first, then in [(_sent(500, [None, 500]), _sent(500, [500, 500])),
+                        (_sent(500, [500, 500]), _sent(422, [422]))]:
+        outcome = run("parsing.http_status", _status_view(_resent(first, then), observation(), started=[3.0, 2.0]))[0]
+        assert outcome.verdict is V.ERROR and "flaky" in outcome.message
+
+
+@shows("parsing.http_status", V.ERROR)
+def test_a_500_not_sent_again_is_no_evidence():
+    outcomes = run("parsing.http_status", _status_view(failed(500), observation(), started=[1.0, 2.0]))
+    assert outcomes[0].message.endswith("not sent again: a random error cannot be told from the provider's answer")
+    return outcomes
 
 
 @shows("parsing.http_status", V.ERROR)
 def test_a_500_in_an_outage_that_lasts_to_the_end_is_no_evidence():
-    return run("parsing.http_status", _status_view(observation(), failed(500), started=[1.0, 2.0]))
+    again = _resent(_sent(500, [500]), _sent(500, [500]), first_started=2.5)
+    return run("parsing.http_status", _status_view(observation(), again, started=[1.0, 3.0]))
 
 
 @shows("parsing.http_status", V.ERROR)

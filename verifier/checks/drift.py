@@ -17,11 +17,12 @@ import math
 
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.drift.align import greedy_positions
-from verifier.drift.calibration import DEFAULT_ALPHA, Calibration
+from verifier.drift.calibration import DEFAULT_ALPHA, FULL_K, Calibration
 from verifier.drift.sequential import Decision, DriftLimits, RunningMedian, SequentialTest
 from verifier.drift.statistics import TurnDrift, poisson_binomial_two_sided, pool, position_drifts
+from verifier.exchange import Exchange
 from verifier.golden import GoldenTurn
-from verifier.scores import PositionScore
+from verifier.scores import PositionScore, ScoreResult
 from verifier.verdict import MAX_FIGURE_POSITIONS, DriftFigure, DriftSequence
 
 UNCALIBRATED_GREEDY = ("this golden's calibration has no greedy-fallback part, so greedy logprobs have no "
@@ -69,6 +70,30 @@ def figure(method: str, sequences: list[DriftSequence], cal: Calibration, decisi
         detection=dict(sorted(cal.detection.items())), truncated=truncated)
 
 
+def scored_k(scores: list[ScoreResult]) -> int:
+    """The top-list length a run's teacher forcing got: the shortest any scored turn reported."""
+    return min((s.top_k for s in scores if s.top_k is not None), default=FULL_K)
+
+
+def greedy_k(exchanges: list[Exchange]) -> int:
+    """The top-list length greedy chat logprobs got: what was asked, or less where the host reported less."""
+    found = FULL_K
+    for ex in exchanges:
+        obs = ex.observation
+        if obs is None or not obs.ok or not obs.logprobs:
+            continue
+        asked = ex.request.get("top_logprobs")
+        asked = asked if isinstance(asked, int) and not isinstance(asked, bool) else ex.request.get("logprobs")
+        asked = asked if isinstance(asked, int) and not isinstance(asked, bool) else 0
+        reported = max((len(item.top) for item in [*obs.logprobs, *(obs.reasoning_logprobs or [])]), default=0)
+        found = min(found, asked, reported)
+    return found
+
+
+def _method(name: str, cal: Calibration) -> str:
+    return name if cal.truncation is None else f"{name}, top-{cal.top_k}"
+
+
 def _verdict(view: SuiteView, variant: str, turns: list[TurnDrift], method: str, errors: list[str],
              cal: Calibration | None = None, sequences: list[DriftSequence] | None = None) -> list[Outcome]:
     cal = cal or view.calibration
@@ -105,16 +130,18 @@ def teacher_forced(view: SuiteView):
     if all(ex.failed("unsupported") for ex in scored):
         return [Outcome(verdict=Verdict.SKIP, variant="score",
                         message=f"the provider offers no teacher forcing ({scored[0].failure.message}); see the fallbacks")]
-    flip = view.calibration.flip_margin if view.calibration else float("inf")
+    cal = view.calibration.for_k(scored_k([ex.score for ex in scored if ex.score])) if view.calibration else None
+    flip = cal.flip_margin if cal else float("inf")
     turns, sequences = [], []
     for ex in scored:
         if ex.score is None:
             continue
         key, golden = f"{ex.case_id}#{ex.turn}", view.golden.record(ex.case_id).turns[ex.turn - 1]
-        drifts = position_drifts(key, golden, ex.score.positions, flip)
+        drifts = position_drifts(key, golden, ex.score.positions, flip, cal.truncation if cal else None)
         turns.append(pool(key, drifts))
         sequences.append(sequence(key, golden, ex.score.positions, drifts))
-    return _verdict(view, "score", turns, "teacher forcing", [ex.failure.message for ex in scored if ex.failure],
+    method = _method("teacher forcing", cal) if cal else "teacher forcing"
+    return _verdict(view, "score", turns, method, [ex.failure.message for ex in scored if ex.failure], cal,
                     sequences=sequences)
 
 
@@ -134,9 +161,14 @@ def greedy_logprobs(view: SuiteView):
     cal = view.calibration.greedy if view.calibration else None
     if cal is None:
         return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs", message=UNCALIBRATED_GREEDY)]
+    if all(ex.failed("unsupported") for ex in greedy):
+        failure = greedy[0].failure or greedy[0].observation.failure
+        return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs",
+                        message=f"the provider offers no chat logprobs ({failure.message}); see the fallbacks")]
     answered = [ex.observation for ex in greedy if ex.observation is not None and ex.observation.ok]
     if answered and not any(obs.logprobs for obs in answered):
         return [Outcome(verdict=Verdict.SKIP, variant="greedy-logprobs", message="the provider returns no logprobs")]
+    cal = cal.for_k(greedy_k(greedy))
     turns, errors, departures, sequences = [], [], [], []
     for ex in greedy:
         obs = ex.observation
@@ -144,22 +176,22 @@ def greedy_logprobs(view: SuiteView):
             errors.append(obs.failure.message if obs is not None and obs.failure else "no logprobs in the response")
             continue
         golden = view.golden.record(ex.case_id).turns[0]
-        golden, positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin)
+        golden, positions, departure = greedy_positions(golden, obs.logprobs, cal.flip_margin, obs.reasoning_logprobs)
         if departure:
             departures.append(f"{ex.case_id}: {departure}")
-        drifts = position_drifts(ex.case_id, golden, positions, cal.flip_margin)
+        drifts = position_drifts(ex.case_id, golden, positions, cal.flip_margin, cal.truncation)
         turns.append(pool(ex.case_id, drifts))
         sequences.append(sequence(ex.case_id, golden, positions, drifts))
     if departures:
         return [Outcome(verdict=Verdict.FAIL, variant="greedy-logprobs", observed=departures,
                         message=f"drift beyond honest noise (greedy logprobs): {departures[0]}")]
-    return _verdict(view, "greedy-logprobs", turns, "greedy logprobs", errors, cal, sequences)
+    return _verdict(view, "greedy-logprobs", turns, _method("greedy logprobs", cal), errors, cal, sequences)
 
 
 @check(
     "drift.sampling", "drift",
     title="without logprobs: how often temperature-1 samples reproduce the golden completion matches "
-          f"the reference's probability of it (exact Poisson-binomial test, α = {DEFAULT_ALPHA:.0%})",
+          f"the reference's probability of it (exact Poisson-binomial test at the calibration's α, {DEFAULT_ALPHA:.0%} without one)",
     why="even an endpoint without logprobs shows its distribution through samples",
     source="providers that return no logprobs at all",
     compares="statistics: two-sided test of the count of golden-identical samples; weak where golden "

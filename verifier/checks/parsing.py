@@ -98,8 +98,9 @@ def final_text(view: ExchangeView):
     why="parser crashes surface as HTTP 500 on exactly the requests that exercise Harmony: tool calls, "
         "reasoning sent back",
     source="vLLM #22519, #22515, #23567; openai-harmony #33, #38, #48; llama.cpp #19701",
-    compares="structure: HTTP status of suite requests (all valid by construction)", scope="suite",
-    every_suite=True,
+    compares="structure: HTTP status of suite requests (all valid by construction); an error status counts "
+             "only when deterministic: the same on every attempt, again when re-sent after the rest of the suite",
+    scope="suite", every_suite=True,
 )
 def http_status(view: SuiteView):
     answered = [ex for ex in view.exchanges if ex.observation is not None and ex.observation.status is not None]
@@ -107,16 +108,17 @@ def http_status(view: SuiteView):
     healthy = [ex for ex in answered if _error_status(ex) is None]
     out = [_status_outcome(ex, _error_status(ex), healthy) for ex in bad]
     if healthy:
-        out.append(Outcome(verdict=Verdict.PASS, message=f"{len(healthy)} of {len(answered)} requests answered with 200"))
+        resent = sum(1 for ex in healthy if ex.earlier)
+        note = f" ({resent} only when re-sent: random errors, not answers)" if resent else ""
+        out.append(Outcome(verdict=Verdict.PASS,
+                           message=f"{len(healthy)} of {len(answered)} requests answered with 200{note}"))
     return out
 
 
 def _status_outcome(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> Outcome:
-    message = f"HTTP {failure.status} to a valid request"
-    if failure.kind == "unavailable":
-        message += " on every attempt: the provider was unavailable"
-    return Outcome(verdict=_status_verdict(ex, failure, healthy), case_id=ex.case_id, variant=ex.variant,
-                   turn=ex.turn, expected=200, observed=ex.observation.raw[:500], message=message)
+    verdict, why = _status_verdict(ex, failure, healthy)
+    return Outcome(verdict=verdict, case_id=ex.case_id, variant=ex.variant, turn=ex.turn, expected=200,
+                   observed=ex.observation.raw[:500], message=f"HTTP {failure.status} to a valid request{why}")
 
 
 def _error_status(ex: Exchange) -> Failure | None:
@@ -125,12 +127,24 @@ def _error_status(ex: Exchange) -> Failure | None:
     return failure if failure is not None and failure.status is not None else None
 
 
-def _status_verdict(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> Verdict:
-    """A failing status is the provider's answer to that request only if the provider was up: not a rate
-    limit or gateway error after every retry, and not in an outage that lasted to the end of the suite
-    (some request after it was answered with 200)."""
+def _status_verdict(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> tuple[Verdict, str]:
+    """FAIL only for the provider's own answer to the request: the same error status on every attempt of the
+    first send and of the re-send after the rest of the suite, no rate limit, gateway error or missing answer
+    among them, while the provider answered other requests (some request sent after the first was answered
+    with 200: not an outage that lasted to the end). Anything else is no evidence (ERROR), with the reason."""
     if failure.kind == "unavailable":
-        return Verdict.ERROR
-    if ex.started is None:  # an exchange from before the journal kept times
-        return Verdict.FAIL if healthy else Verdict.ERROR
-    return Verdict.FAIL if any((h.started or 0) > ex.started for h in healthy) else Verdict.ERROR
+        return Verdict.ERROR, " on every attempt: the provider was unavailable"
+    if not ex.earlier:
+        return Verdict.ERROR, ", not sent again: a random error cannot be told from the provider's answer"
+    sends = [send.failure for send in ex.earlier] + [failure]
+    statuses = [status for send in sends for status in send.history or [send.status]]
+    if any(send.outage_seen for send in sends) or set(statuses) != {failure.status}:
+        return Verdict.ERROR, f", flaky: attempts answered {_attempts(statuses)}"
+    first = ex.earlier[0].started
+    if not any(first is None or (h.started or 0) > first for h in healthy):
+        return Verdict.ERROR, ", and no later request was answered: an outage, not an answer"
+    return Verdict.FAIL, f" on every attempt ({len(statuses)}), again when re-sent after the rest of the suite"
+
+
+def _attempts(statuses: list[int | None]) -> str:
+    return ", ".join("no answer" if status is None else str(status) for status in statuses)

@@ -4,15 +4,22 @@ Everything statistical about drift lives in this package, takes plain values (go
 teacher-forced `PositionScore`s, per-position `TurnDrift`s) and imports no check, provider or runner:
 
 - `statistics`   per-position statistics (truncated KL, relative log-odds error, confident top-1
-                 flips), `TurnDrift` and how positions pool into turns and runs; the exact
+                 flips; what a top-k host reports, `truncate`; the chosen-token-only error at top-1),
+                 `TurnDrift` and how positions pool into turns and runs; the exact
                  Poisson-binomial test of the sampling fallback.
 - `sequential`   THE DRIFT DECISION: `SequentialTest` (running median of the relative log-odds error
                  against the calibrated boundary, confident flips, early pass). The runner's early
                  stop (`Runner.teacher_forcing`, `Runner.greedy_logprobs`), the checks
                  (`verifier.checks.drift`) and calibration's detection power all use this one object;
                  `decide` runs it over a list. `DriftSummary`/`DriftLimits` are what checks record.
-- `align`        greedy chat `top_logprobs` aligned with golden positions (no teacher forcing).
-- `calibration`  `calibration.json`: the boundary fitted on honest engines' drift (`calibrate`),
+- `align`        greedy chat `top_logprobs` aligned with golden positions (no teacher forcing), and
+                 the one other drift rule: a greedy path that leaves golden where golden is decisive
+                 (margin >= the flip margin) is drift at once (the runner stops, the check fails, both
+                 on `greedy_positions`' answer); aligned by id
+                 where the host gives ids, by text otherwise, control tokens printed as "" included,
+                 reasoning logprobs reported apart aligned to their own channel.
+- `calibration`  `calibration.json`: the boundary fitted on honest engines' drift (`calibrate`), also
+                 for hosts that cap their top lists (`Calibration.by_k`, top-5 and top-1, `for_k`),
                  detection power against faulty engines (`detection`), out-of-sample false
                  positives (`held_out_false_positives`), and the saved honest data.
 

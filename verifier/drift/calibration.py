@@ -13,6 +13,11 @@ on the other half gave 2.2% false positives without the widening and none with i
 The flip margin is the largest change of a golden top-1/top-2 gap any honest engine showed: no
 honest engine can flip a top-1 whose golden margin is wider.
 
+Hosts cap their top lists (5 is common; some report the chosen token only), and the statistics of a
+shorter list are not those of a longer one. So the honest engines' top-20 lists are also truncated to
+each k of `TRUNCATIONS` (exactly what a top-k host reports: its k most probable tokens and the chosen
+one) and calibrated again: `Calibration.by_k`, which `Calibration.for_k` picks from for the k a run got.
+
 This module takes plain values (per-position drift, scorers as functions); the workflow that builds
 scorers from engines and endpoints and writes the files is `verifier.calibrate`.
 """
@@ -43,6 +48,10 @@ GRID = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 FILE = "calibration.json"
 DATA_FILE = "calibration-data.json.gz"
 GREEDY_DATA_FILE = "calibration-greedy-data.json.gz"
+FULL_K = 20
+"""Top-list length of the main calibration: what the honest engines reported (no truncation)."""
+TRUNCATIONS = (5, 1)
+"""The capped top-list lengths calibrated besides FULL_K (`Calibration.by_k`)."""
 _FIELDS = ("kl_sum", "logodds_sq", "logodds_ref_sq", "logodds_n", "delta_sq", "delta_n", "margin_decrease_max",
            "relative")
 DEFAULT_ALPHA = 0.01
@@ -57,6 +66,8 @@ Turns = list[tuple[str, GoldenTurn]]
 """Golden turns with their keys, `<suite>/<case>#<turn>`."""
 Drift = list[list[TurnDrift]]
 """Per turn, the per-position drift of one engine."""
+ByK = dict[int, Drift]
+"""One engine's drift with its top list as reported (FULL_K) and truncated to each of TRUNCATIONS."""
 
 
 class EngineSummary(BaseModel):
@@ -102,6 +113,23 @@ class Calibration(BaseModel):
     detection: dict[str, Detection] = Field(default_factory=dict)
     """Per perturbation measured at calibration: power over all golden positions and the positions
     needed for 99% power. `pass_after_positions` is the largest of those, when every one is reached."""
+    top_k: int = FULL_K
+    """The provider top-list length these figures hold for (1: the chosen token's log-probability only)."""
+    by_k: dict[int, Calibration] = Field(default_factory=dict)
+    """The same calibration for providers that report a shorter top list, by its length: the honest
+    engines' lists truncated to k; the flip margin is this one's (a flip shows at any k)."""
+
+    @property
+    def truncation(self) -> int | None:
+        """The top-list length to truncate a provider's lists to before these figures apply (None: as reported)."""
+        return None if self.top_k >= FULL_K else self.top_k
+
+    def for_k(self, k: int) -> Calibration:
+        """The calibration for a provider that reports `k` top entries per position: that of the largest
+        calibrated length <= k (k is then truncated to it); the shortest for k < 1."""
+        options = {self.top_k: self, **self.by_k}
+        fitting = [length for length in options if length <= k]
+        return options[max(fitting)] if fitting else options[min(options)]
 
 
 # -- the files of a golden directory ----------------------------------------------------------------
@@ -159,6 +187,11 @@ def save(calibration: Calibration, golden_dir: Path) -> Path:
     return path
 
 
+def data_file(name: str, k: int) -> str:
+    """The data file of the honest drift at top-list length k (`name` itself for FULL_K)."""
+    return name if k == FULL_K else name.replace(".json.gz", f"-k{k}.json.gz")
+
+
 def save_data(honest: dict[str, Drift], keys: list[str], golden_dir: Path, name: str = DATA_FILE) -> Path:
     """The honest engines' per-position drift, so the boundaries can be audited and recomputed."""
     rows = {name: [[[getattr(p, f) for f in _FIELDS] for p in turn] for turn in turns] for name, turns in honest.items()}
@@ -183,24 +216,43 @@ def load_data(golden_dir: Path, keys: list[str] | None = None, name: str = DATA_
 # -- collecting drift -------------------------------------------------------------------------------
 
 
-def collect(score: Scorer, turns: Turns, flip_margin: float = float("inf")) -> Drift:
-    """Drift of a scorer on golden prompts and completions, per turn, per position."""
-    out = []
+def _by_k(key: str, turn: GoldenTurn, positions: list[PositionScore], flip_margin: float, out: ByK) -> None:
+    """Append one turn's drift at the full top list and at each truncation to `out`."""
+    out.setdefault(FULL_K, []).append(position_drifts(key, turn, positions, flip_margin))
+    for k in TRUNCATIONS:
+        out.setdefault(k, []).append(position_drifts(key, turn, positions, flip_margin, k))
+
+
+def collect_by_k(score: Scorer, turns: Turns, flip_margin: float = float("inf")) -> ByK:
+    """Drift of a scorer on golden prompts and completions, per turn, per position, at each top-list
+    length (one scoring: the shorter lists are truncations of the full one)."""
+    out: ByK = {}
     for key, turn in turns:
         tokens = turn.prompt_token_ids + turn.completion_token_ids
-        out.append(position_drifts(key, turn, score(tokens, len(turn.prompt_token_ids)), flip_margin))
+        _by_k(key, turn, score(tokens, len(turn.prompt_token_ids)), flip_margin, out)
+    return out
+
+
+def collect(score: Scorer, turns: Turns, flip_margin: float = float("inf")) -> Drift:
+    """Drift of a scorer on golden prompts and completions, per turn, per position (full top list)."""
+    return collect_by_k(score, turns, flip_margin)[FULL_K]
+
+
+def date_shifted_by_k(score: Scorer, turns: Turns, days: int, golden_date: str) -> ByK:
+    """Drift of a scorer on golden completions after each turn's request rendered with golden's date
+    moved by `days`: what an honest chat provider, which renders today's date, shows; at each top-list
+    length."""
+    date = (datetime.date.fromisoformat(golden_date) + datetime.timedelta(days=days)).isoformat()
+    out: ByK = {}
+    for key, turn in turns:
+        prompt = harmony.render_chat(turn.request, date)
+        _by_k(key, turn, score(prompt + turn.completion_token_ids, len(prompt)), float("inf"), out)
     return out
 
 
 def date_shifted(score: Scorer, turns: Turns, days: int, golden_date: str) -> Drift:
-    """Drift of a scorer on golden completions after each turn's request rendered with golden's date
-    moved by `days`: what an honest chat provider, which renders today's date, shows."""
-    date = (datetime.date.fromisoformat(golden_date) + datetime.timedelta(days=days)).isoformat()
-    out = []
-    for key, turn in turns:
-        prompt = harmony.render_chat(turn.request, date)
-        out.append(position_drifts(key, turn, score(prompt + turn.completion_token_ids, len(prompt)), float("inf")))
-    return out
+    """`date_shifted_by_k` at the full top list."""
+    return date_shifted_by_k(score, turns, days, golden_date)[FULL_K]
 
 
 # -- the boundary -----------------------------------------------------------------------------------
@@ -255,8 +307,10 @@ def _boundary(per_engine: dict[str, list[list[float | None]]], grid: list[int], 
 
 
 def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPHA, simulations: int = 1000,
-              seed: int = 0) -> Calibration:
-    """The boundary from honest engines' drift: per engine, per turn, the per-position `TurnDrift`s."""
+              seed: int = 0, min_spread: float = 1.0) -> Calibration:
+    """The boundary from honest engines' drift: per engine, per turn, the per-position `TurnDrift`s.
+    `min_spread`: widen by at least this engine spread (the full calibration's, for a truncation
+    measured on fewer honest engines than it)."""
     rng = random.Random(seed)
     total = min(sum(p.positions for turn in turns for p in turn) for turns in honest.values())
     grid = [g for g in GRID if g <= total]
@@ -265,7 +319,7 @@ def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPH
     boundary = _boundary(per_engine, grid, alpha)
     stats = {name: running([p for turn in turns for p in turn]) for name, turns in sorted(honest.items())}
     medians = [s.median_relative for s in stats.values()]
-    spread = max(medians) / min(medians) if min(medians) > 0 else 1.0
+    spread = max(max(medians) / min(medians) if min(medians) > 0 else 1.0, min_spread)
     boundary = Boundary(positions=boundary.positions, values=[v * spread for v in boundary.values])
     summaries = [EngineSummary(
         name=name, turns=len(honest[name]), positions=s.positions, mean_kl=s.mean_kl, logodds_rms=s.logodds_rms,
@@ -278,6 +332,13 @@ def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPH
 
 
 # -- detection power --------------------------------------------------------------------------------
+
+
+def truncated(full: Calibration, honest: dict[str, Drift], k: int, source: str, simulations: int) -> Calibration:
+    """The calibration at top-list length k from honest drift truncated to k: the boundary fitted to it
+    (widened by at least `full`'s engine spread), `full`'s flip margin and alpha."""
+    out = calibrate(honest, source, full.alpha, simulations, min_spread=full.engine_spread)
+    return out.model_copy(update={"flip_margin": full.flip_margin, "top_k": k})
 
 
 def detection(turns: Drift, calibration: Calibration, simulations: int = 1000, seed: int = 1) -> Detection:

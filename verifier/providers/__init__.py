@@ -1,4 +1,5 @@
-"""Providers: OpenAI-compatible endpoints behind one object. All HTTP of the verifier lives here.
+"""Providers: OpenAI-compatible endpoints behind one object, the verifier's HTTP client for the
+endpoint under test (the vLLM harness and the chaos proxy speak HTTP for their own servers).
 
 `Provider.chat`, `.responses` and `.completions_harmony` return an `Observation` whether or not
 the call streamed; a failed call returns an observation whose `failure` says what kind of failure it
@@ -9,10 +10,14 @@ the rest of a run. `Provider.score` returns teacher-forced log-probabilities or 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 
 import httpx
 
+from verifier import harmony
+from verifier.capabilities import Capabilities
 from verifier.errors import (
     ProviderError,
     ProviderHTTPError,
@@ -23,9 +28,18 @@ from verifier.errors import (
 from verifier.observation import Failure, Observation
 from verifier.providers import _chat, _completions, _responses
 from verifier.providers._http import RetryPolicy, Transport, request_id
-from verifier.scores import PositionScore, ScoreResult
+from verifier.scores import ScoreResult
 
-__all__ = ["Provider", "RetryPolicy", "request_id"]
+__all__ = ["Provider", "RetryPolicy", "logprobs_cap", "request_id"]
+
+SCORE_MODES = ("prompt_logprobs", "echo_logprobs", "echo_logprobs_text")
+"""Teacher-forcing request shapes, strongest first: vLLM `prompt_logprobs` on token ids; OpenAI legacy
+`echo` + `logprobs` on token ids; the same on the prompt as text."""
+SHAPE_STATUSES = (400, 404, 405, 422, 501)
+"""Statuses that say a request shape or endpoint is not offered (the next scoring mode may be)."""
+CAP_PATTERN = re.compile(r"(?:at most|<=|less than or equal to|no more than|not exceed|maximum(?: value)?(?: of| is)?|"
+                         r"max(?:imum)?:?|up to|between 0 and|range \[?0 ?(?:,|-|to) ?)\s*(\d+)")
+TOO_LARGE_PATTERN = re.compile(r"too (?:large|big|many)|exceed|maximum|at most|must be (?:less|smaller)")
 
 
 class Provider:
@@ -37,7 +51,11 @@ class Provider:
         self.model = model
         self.http = Transport(self.base_url, api_key, timeout, transport, retry)
         self.score_mode: str | None = None
+        self.score_k: int | None = None
+        """The `logprobs` cap a scoring request met (None: none met yet)."""
         self.prompt_ids_mode: str | None = None
+        self.capabilities: Capabilities | None = None
+        """What a probe found the endpoint offers (None: not probed; every shape is tried)."""
 
     def close(self) -> None:
         self.http.close()
@@ -94,6 +112,8 @@ class Provider:
             try:
                 tokens = self._prompt_ids(mode, request)
             except ProviderHTTPError as exc:
+                if exc.status not in SHAPE_STATUSES:
+                    raise  # a 500 is an answer to this request, not a sign that the endpoint is missing
                 failures.append(f"{mode}: HTTP {exc.status}")
                 continue
             if tokens is not None:
@@ -118,34 +138,108 @@ class Provider:
     def score(self, tokens: list[int], start: int, k: int, candidates: dict[int, list[int]]) -> ScoreResult:
         """Log-probabilities the provider assigns to tokens[start:] given their prefixes.
 
-        Tries vLLM's `prompt_logprobs`, then OpenAI's `echo` with `logprobs`; remembers which worked.
+        Tries, strongest first, vLLM's `prompt_logprobs` on token ids, OpenAI's `echo` with `logprobs`
+        on token ids, then `echo` with `logprobs` on the prompt as text (aligned back to the token ids,
+        `candidates[pos]` naming the ids a reported text may stand for); remembers which worked. A 400
+        that says the shape is not offered moves to the next mode; one that caps `logprobs` asks again
+        at the cap (`ScoreResult.top_k` says what the provider reported).
         """
-        modes = [self.score_mode] if self.score_mode else ["prompt_logprobs", "echo_logprobs"]
+        modes = [self.score_mode] if self.score_mode else self._score_modes()
         failures = []
         for mode in modes:
             try:
-                positions = self._score(mode, tokens, start, k, candidates)
+                result = self._score_capped(mode, tokens, start, min(k, self.score_k or k, self._cap(mode) or k),
+                                             candidates)
             except ProviderHTTPError as exc:
-                failures.append(f"{mode}: HTTP {exc.status}")
+                if exc.status not in SHAPE_STATUSES:
+                    raise
+                failures.append(f"{mode}: HTTP {exc.status} {_message(exc.body)}".rstrip())
                 continue
-            if positions is not None:
+            if result is not None:
                 self.score_mode = mode
-                return ScoreResult(mode=mode, positions=positions)
+                return result
             failures.append(f"{mode}: not in the response")
         raise ScoringUnsupported("no teacher-forced log-probabilities (" + "; ".join(failures) + ")")
 
-    def _score(self, mode: str, tokens: list[int], start: int, k: int, candidates) -> list[PositionScore] | None:
-        body = {"model": self.model, "prompt": tokens, "temperature": 0}
+    def _score_modes(self) -> list[str]:
+        """The scoring modes worth trying, strongest first, less those the probe found missing."""
+        caps = self.capabilities
+        if caps is None:
+            return list(SCORE_MODES)
+        out = []
+        for mode in SCORE_MODES:
+            if mode != "echo_logprobs_text" and caps.token_id_prompts is False:
+                continue
+            if (mode == "prompt_logprobs" and caps.prompt_logprobs == 0) or (
+                    mode != "prompt_logprobs" and caps.echo_logprobs == 0) or caps.completions is False:
+                continue
+            out.append(mode)
+        return out
+
+    def _cap(self, mode: str) -> int | None:
+        """The probe's top-k cap for a scoring mode (None: not known)."""
+        caps = self.capabilities
+        if caps is None:
+            return None
+        return caps.prompt_logprobs if mode == "prompt_logprobs" else caps.echo_logprobs
+
+    def _score_capped(self, mode: str, tokens: list[int], start: int, k: int, candidates) -> ScoreResult | None:
+        """One scoring mode at top-k; once more at the cap a 400 names (or 5 where it names none)."""
+        try:
+            return self._score(mode, tokens, start, k, candidates)
+        except ProviderHTTPError as exc:
+            cap = logprobs_cap(exc.body, k) if exc.status == 400 else None
+            if cap is None:
+                raise
+        self.score_k = cap
+        return self._score(mode, tokens, start, cap, candidates)
+
+    def _score(self, mode: str, tokens: list[int], start: int, k: int, candidates) -> ScoreResult | None:
+        body: dict = {"model": self.model, "prompt": tokens, "temperature": 0}
         if mode == "prompt_logprobs":
             body.update(max_tokens=1, prompt_logprobs=k)
+        elif mode == "echo_logprobs":
+            body.update(max_tokens=0, echo=True, logprobs=k)
         else:
-            body.update(max_tokens=0, echo=True, logprobs=min(k, 5))
+            body.update(prompt=harmony.decode(tokens), max_tokens=1, echo=True, logprobs=k)
         data, _ = self.http.post_json("/completions", body)
         choice = (data.get("choices") or [{}])[0]
         if mode == "prompt_logprobs":
             entries = choice.get("prompt_logprobs")
-            return _completions.parse_prompt_logprobs(entries, tokens, start) if entries else None
+            if not entries:
+                return None
+            positions = _completions.parse_prompt_logprobs(entries, tokens, start)
+            return ScoreResult(mode=mode, positions=positions, top_k=_completions.reported_k(entries[start:], k))
         logprobs = choice.get("logprobs")
         if not logprobs or not logprobs.get("token_logprobs"):
             return None
-        return _completions.parse_echo_logprobs(logprobs, tokens, start, candidates)
+        if mode == "echo_logprobs_text":
+            positions = _completions.parse_echo_text(logprobs, tokens, start, candidates)
+        else:
+            positions = _completions.parse_echo_logprobs(logprobs, tokens, start, candidates)
+        top_k = _completions.reported_k((logprobs.get("top_logprobs") or [])[start:], k)
+        return ScoreResult(mode=mode, positions=positions, top_k=top_k)
+
+
+def logprobs_cap(message: str, asked: int) -> int | None:
+    """The cap on `logprobs`/`top_logprobs` a 400's message names, when it is below `asked`: the number it
+    gives, or 5 (the common cap) where it says the value is too large without one. None: not about a cap."""
+    text = _message(message).lower()
+    if "logprob" not in text:
+        return None
+    found = CAP_PATTERN.search(text)
+    if found:
+        cap = int(found.group(1))
+        return cap if 0 <= cap < asked else None
+    return 5 if asked > 5 and TOO_LARGE_PATTERN.search(text) else None
+
+
+def _message(body: str) -> str:
+    """The error message of an OpenAI-style error body (the body itself if it is not one)."""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return str(body or "")[:300]
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else (data.get("message") if isinstance(data, dict) else None)
+    return str(message if message is not None else body)[:300]

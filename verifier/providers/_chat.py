@@ -19,15 +19,78 @@ def _usage(data: dict | None) -> Usage:
                  reasoning_tokens=details.get("reasoning_tokens"))
 
 
-def _logprobs(data: dict | None) -> list[TokenLogprob] | None:
-    if not data or data.get("content") is None:
+def _token_id(item: dict) -> int | None:
+    """The token id a logprob entry carries (`token_id`, or llama.cpp's `id`), if any."""
+    for name in ("token_id", "id"):
+        value = item.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
         return None
+
+
+def _or_floor(value) -> float:
+    found = _float(value)
+    return float("-inf") if found is None else found
+
+
+def _chat_entries(items: list) -> list[TokenLogprob]:
+    """Chat `logprobs.content`: per token {token, logprob, id?, top_logprobs: [{token, logprob, id?}]}."""
     out = []
-    for item in data["content"]:
-        top = [TopLogprob(token=str(t.get("token", "")), logprob=float(t.get("logprob", float("-inf"))))
-               for t in item.get("top_logprobs") or []]
-        out.append(TokenLogprob(token=str(item.get("token", "")), logprob=item.get("logprob"), top=top))
+    for item in (i for i in items if isinstance(i, dict)):
+        top = [TopLogprob(token=str(t.get("token", "")), logprob=_or_floor(t.get("logprob")),
+                          token_id=_token_id(t)) for t in item.get("top_logprobs") or [] if isinstance(t, dict)]
+        out.append(TokenLogprob(token=str(item.get("token", "")), logprob=_float(item.get("logprob")),
+                                token_id=_token_id(item), top=top))
     return out
+
+
+def _legacy_entries(data: dict) -> list[TokenLogprob]:
+    """OpenAI-legacy logprobs in a chat answer (hosts that take `logprobs` as an integer): parallel lists
+    `tokens`, `token_logprobs`, `top_logprobs` (text -> logprob) and, at some, `token_ids`."""
+    tokens, values = data.get("tokens") or [], data.get("token_logprobs") or []
+    tops, ids = data.get("top_logprobs") or [], data.get("token_ids") or []
+    out = []
+    for i, token in enumerate(tokens):
+        top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        token_id = ids[i] if i < len(ids) and isinstance(ids[i], int) else None
+        out.append(TokenLogprob(token=str(token), logprob=_float(values[i]) if i < len(values) else None,
+                                token_id=token_id,
+                                top=[TopLogprob(token=str(t), logprob=_or_floor(v)) for t, v in top.items()]))
+    return out
+
+
+def _logprobs(data: dict | list | None) -> list[TokenLogprob] | None:
+    """Per-token logprobs in any of the shapes hosts send: Chat's `{content: [...]}` (or the list alone),
+    or OpenAI-legacy parallel lists."""
+    if isinstance(data, list):
+        return _chat_entries(data)
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("content"), list):
+        return _chat_entries(data["content"])
+    if isinstance(data.get("tokens"), list):
+        return _legacy_entries(data)
+    return None
+
+
+def _reasoning_logprobs(choice: dict) -> list[TokenLogprob] | None:
+    """Reasoning-token logprobs reported apart from the answer's: `choice.reasoning_logprobs`, or a
+    `reasoning_content`/`reasoning` list inside `choice.logprobs`."""
+    if (found := _logprobs(choice.get("reasoning_logprobs"))) is not None:
+        return found
+    inner = choice.get("logprobs")
+    if isinstance(inner, dict):
+        for name in REASONING_FIELDS:
+            if isinstance(inner.get(name), list):
+                return _chat_entries(inner[name])
+    return None
 
 
 def _reasoning(message: dict) -> tuple[str | None, list[str]]:
@@ -65,6 +128,7 @@ def parse_response(data: dict, raw: str) -> Observation:
         api="chat", stream=False, status=200, content=content, reasoning=reasoning, reasoning_fields=fields,
         tool_calls=_tool_calls(message.get("tool_calls")), finish_reason=choice.get("finish_reason"),
         usage=_usage(data.get("usage")), logprobs=_logprobs(choice.get("logprobs")),
+        reasoning_logprobs=_reasoning_logprobs(choice),
         created=data.get("created"), raw=raw,
     )
 
@@ -74,6 +138,7 @@ def accumulate(events: Iterable[tuple[str | None, dict]]) -> Observation:
     content, reasoning = [], {name: [] for name in REASONING_FIELDS}
     calls: dict[int, dict] = {}
     logprobs: list[dict] = []
+    reasoning_logprobs: list[dict] = []
     finish, usage, created, raw, count = None, None, None, [], 0
     for _, chunk in events:
         count += 1
@@ -96,12 +161,16 @@ def accumulate(events: Iterable[tuple[str | None, dict]]) -> Observation:
                 slot["function"]["arguments"] += fn.get("arguments") or ""
             if (choice.get("logprobs") or {}).get("content"):
                 logprobs.extend(choice["logprobs"]["content"])
+            if (choice.get("reasoning_logprobs") or {}).get("content"):
+                reasoning_logprobs.extend(choice["reasoning_logprobs"]["content"])
             finish = choice.get("finish_reason") or finish
     message = {"content": "".join(content) or None,
                **{name: "".join(parts) for name, parts in reasoning.items() if parts},
                "tool_calls": [calls[i] for i in sorted(calls)]}
     obs = parse_response({"choices": [{"message": message, "finish_reason": finish,
-                                       "logprobs": {"content": logprobs} if logprobs else None}],
+                                       "logprobs": {"content": logprobs} if logprobs else None,
+                                       "reasoning_logprobs": {"content": reasoning_logprobs} if reasoning_logprobs
+                                       else None}],
                           "usage": usage, "created": created}, "\n".join(raw)[:RAW_EXCERPT])
     obs.stream, obs.events = True, count
     return obs

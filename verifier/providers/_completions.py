@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable
 
 from verifier import harmony
+from verifier.errors import ProviderProtocolError, ScoringUnsupported
 from verifier.observation import Failure, Observation, ToolCall, Usage
 from verifier.providers._http import RAW_EXCERPT
 from verifier.scores import PositionScore
@@ -95,3 +96,55 @@ def parse_echo_logprobs(logprobs: dict, tokens: list[int], start: int, candidate
         lp = _finite(token_logprobs[pos]) if pos < len(token_logprobs) else None
         out.append(PositionScore(token_logprob=lp, top=top))
     return out
+
+
+def reported_k(tops: list, asked: int) -> int:
+    """Top entries per position a provider reported: at most `asked` (some add the chosen token beyond it)."""
+    return min(asked, max((len(entry) for entry in tops if isinstance(entry, dict)), default=0))
+
+
+def _is_special(token: int) -> bool:
+    return harmony.token_text(token) in harmony.SPECIAL_TEXTS
+
+
+def same_token(text: str, token: int) -> bool:
+    """Whether a token the host reported as `text` is golden's `token`: the same text; an empty text where
+    golden has a control token (engines that print them as ""); a byte fragment where golden has one."""
+    golden = harmony.token_text(token)
+    if text == golden:
+        return True
+    if text == "":
+        return _is_special(token)
+    return "\ufffd" in golden and (text.startswith("bytes:") or "\ufffd" in text)
+
+
+def align_echo(reported: list, tokens: list[int]) -> int:
+    """Where golden's tokens begin in the host's echoed tokens (0, or 1 after a start-of-text token it
+    added), checking that they are golden's tokens one to one. A host that tokenised the prompt string
+    otherwise raises: `ScoringUnsupported` where it split a control token into text (it does not read
+    them in string prompts), `ProviderProtocolError` (with the first differing position) otherwise."""
+    shift = 1 if reported and tokens and reported[0] in ("", "<|startoftext|>") and len(reported) > len(tokens) \
+        and not same_token(str(reported[0]), tokens[0]) else 0
+    for i, token in enumerate(tokens):
+        got = reported[i + shift] if i + shift < len(reported) else None
+        if got is not None and same_token(str(got), token):
+            continue
+        golden = harmony.token_text(token)
+        if got is None:
+            raise ProviderProtocolError(f"the echoed prompt has {len(reported) - shift} tokens, golden {len(tokens)}: "
+                                        f"the host tokenises the prompt string differently (from position {i})")
+        if _is_special(token) and golden.startswith(str(got)):
+            raise ScoringUnsupported(f"the host does not read control tokens in a string prompt (position {i}: "
+                                     f"golden {golden!r}, host {got!r})")
+        raise ProviderProtocolError(f"the host tokenises the prompt string differently from golden at position {i} "
+                                    f"(golden {golden!r}, host {got!r})")
+    return shift
+
+
+def parse_echo_text(logprobs: dict, tokens: list[int], start: int, candidates: dict[int, list[int]]
+                    ) -> list[PositionScore]:
+    """OpenAI legacy `echo` + `logprobs` on a prompt sent as text: the echoed `tokens` must be golden's
+    (`align_echo`), then they are read as `parse_echo_logprobs` reads those of a token-id prompt."""
+    shift = align_echo(list(logprobs.get("tokens") or []), tokens)
+    shifted = {key: list(values)[shift:] for key, values in logprobs.items() if isinstance(values, list)}
+    return parse_echo_logprobs(shifted, tokens, start, candidates)

@@ -29,12 +29,13 @@ import httpx
 
 from verifier.config import RetryPolicy
 from verifier.errors import ProviderError, ProviderHTTPError, ProviderProtocolError, ProviderUnavailable
+from verifier.observation import OUTAGE_STATUSES
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest response body or stream accepted; beyond it the response is an error, not a verdict."""
 RAW_EXCERPT = 64 * 1024
 """How much of a raw body an observation keeps as evidence."""
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+RETRY_STATUSES = OUTAGE_STATUSES | {500}
 """Statuses worth another attempt. All but 500 mean "not now" (rate limit, gateway, overload)."""
 REDACTED = "[REDACTED]"
 STREAM_TERMINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -139,17 +140,22 @@ class Transport:
     # -- one request, with retries ------------------------------------------------------------
 
     def _with_retries(self, path: str, once: Callable[[], object]):
+        history: list[int | None] = []  # each attempt's status, kept on the error raised (`Failure.history`)
         for attempt in range(1, self.retry.attempts + 1):
             if not self.breaker.allow():
-                raise ProviderUnavailable(f"{self.base_url}{path} not sent: the provider failed "
-                                          f"{self.retry.breaker} requests in a row (circuit open)")
+                error = ProviderUnavailable(f"{self.base_url}{path} not sent: the provider failed "
+                                            f"{self.retry.breaker} requests in a row (circuit open)")
+                error.history = tuple(history)
+                raise error
             try:
                 result = once()
-            except ProviderError:
+            except ProviderError as exc:
                 self.breaker.record(True)  # the provider answered, if not as hoped
+                exc.history = (*history, exc.status)
                 raise
             except _Retry as retry:
                 failure = retry
+                history.append(retry.final.status)
                 if attempt < self.retry.attempts:
                     time.sleep(self.retry.delay(attempt, retry.retry_after, self.rng))
                 continue
@@ -159,6 +165,7 @@ class Transport:
         # a persistent 500 is the provider answering that request; only a want of service opens the circuit
         self.breaker.record(not isinstance(final, ProviderUnavailable))
         final.args = (f"{final} (after {self.retry.attempts} attempts)",)
+        final.history = tuple(history)
         raise final
 
     def _headers(self) -> dict[str, str]:

@@ -86,6 +86,30 @@ def _family_figures(checks) -> list[tuple[str, Markup]]:
     return out
 
 
+def _used(result: RunResult) -> dict[str, bool]:
+    """Which capabilities the run used, from the API variants and evidence kinds it exercised."""
+    apis, score = set(result.apis), result.provider.score_mode or ""
+    completions = bool(apis & {"completions", "completions-stream"})
+    return {
+        "chat": bool(apis & {"chat", "greedy-logprobs", "sampling"}), "chat_stream": "chat-stream" in apis,
+        "responses": "responses" in apis, "responses_stream": "responses-stream" in apis,
+        "completions": completions or "score" in apis, "completions_stream": "completions-stream" in apis,
+        "token_id_prompts": completions or score in ("prompt_logprobs", "echo_logprobs"),
+        "prompt_logprobs": score == "prompt_logprobs", "echo_logprobs": score.startswith("echo"),
+        "chat_logprobs": "greedy-logprobs" in apis, "chat_top_logprobs": "greedy-logprobs" in apis,
+        "prompt_ids_sources": result.provider.prompt_ids_mode is not None and "prompt-ids" in apis,
+    }
+
+
+def capability_rows(result: RunResult) -> list[tuple[str, str, str, str]]:
+    """(capability, offered, used, note) for the run table: what the endpoint offered and what the run used."""
+    if result.capabilities is None:
+        return []
+    used = _used(result)
+    return [(label, shown, "—" if name not in used else "used" if used[name] else "not used", note)
+            for name, label, shown, note in result.capabilities.rows()]
+
+
 def render_html(result: RunResult) -> str:
     families = [(f, [c for c in result.checks if c.family == f]) for f in FAMILIES]
     families = [(f, cs) for f, cs in families if cs]
@@ -106,7 +130,8 @@ def render_html(result: RunResult) -> str:
         figures={f: _family_figures(cs) for f, cs in families}, inline_evidence=INLINE_EVIDENCE,
         counts={v.value: _count(result.checks, v) for v in Verdict},
         appendix=[(suite, rows, sum(1 for _, e in rows if e.key in failing)) for suite, rows in appendix.items()],
-        goldens=sorted({golden_line(s.golden) for s in result.suites}), provenance=provenance)
+        goldens=sorted({golden_line(s.golden) for s in result.suites}), provenance=provenance,
+        capabilities=capability_rows(result))
 
 
 def golden_line(golden: Provenance) -> str:

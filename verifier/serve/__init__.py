@@ -12,20 +12,24 @@ from verifier.errors import ProviderError
 from verifier.reference.engine import Engine
 from verifier.serve.app import Settings, create_app
 from verifier.serve.faults import FAULTS, QUIRKS, parse_names
+from verifier.serve.surfaces import SURFACES, parse_surfaces
 
-__all__ = ["FAULTS", "QUIRKS", "BackgroundServer", "start_background", "serve_forever", "parse_names"]
+__all__ = ["FAULTS", "QUIRKS", "SURFACES", "BackgroundServer", "start_background", "serve_forever", "parse_names",
+           "parse_surfaces"]
 
 
 def _app(checkpoint: Path, model: str, faults: list[str] | None, date: str | None, dtype: str,
-         quirks: list[str] | None = None):
+         quirks: list[str] | None = None, surfaces: list[str] | None = None):
     from verifier.reference import perturb
     from verifier.serve.faults import of_kind
 
     fault_set, quirk_set = parse_names(faults, quirks)
+    offer = parse_surfaces(surfaces)
     for kind in of_kind(fault_set, "checkpoint"):
         checkpoint = perturb.cached(checkpoint, kind)
     engine = Engine(checkpoint, dtype, numeric_faults=of_kind(fault_set, "numeric"))
-    return create_app(engine, Settings(model=model, faults=fault_set, quirks=quirk_set, date=date))
+    return create_app(engine, Settings(model=model, faults=fault_set, quirks=quirk_set, date=date,
+                                             offer=offer))
 
 
 def _config(app, host: str, port: int):
@@ -55,11 +59,12 @@ class BackgroundServer:
 
 
 def start_background(checkpoint: Path, model: str, faults: list[str] | None = None, date: str | None = None,
-                     dtype: str = "fp32", quirks: list[str] | None = None) -> BackgroundServer:
+                     dtype: str = "fp32", quirks: list[str] | None = None,
+                     surfaces: list[str] | None = None) -> BackgroundServer:
     """Start the provider on a free loopback port and wait until it answers."""
     import uvicorn
 
-    app = _app(checkpoint, model, faults, date, dtype, quirks)
+    app = _app(checkpoint, model, faults, date, dtype, quirks, surfaces)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -76,7 +81,7 @@ def start_background(checkpoint: Path, model: str, faults: list[str] | None = No
 
 
 def serve_forever(checkpoint: Path, model: str, host: str, port: int, faults: list[str] | None, date: str | None,
-                  dtype: str, quirks: list[str] | None = None) -> None:
+                  dtype: str, quirks: list[str] | None = None, surfaces: list[str] | None = None) -> None:
     import uvicorn
 
-    uvicorn.Server(_config(_app(checkpoint, model, faults, date, dtype, quirks), host, port)).run()
+    uvicorn.Server(_config(_app(checkpoint, model, faults, date, dtype, quirks, surfaces), host, port)).run()

@@ -13,7 +13,7 @@ import datetime
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 import verifier.serve.faults as fault_modes
 import verifier.serve.render as render
+import verifier.serve.surfaces as surfaces
 from verifier import harmony
 from verifier.reference.build import reasoning_token_count
 from verifier.reference.engine import Engine, Generation
@@ -36,9 +37,10 @@ class BadRequest(Exception):
         self.param = param
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+def error_response(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                   headers: dict[str, str] | None = None):
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Settings:
     quirks: frozenset[str] = frozenset()
     date: str | None = None
     """Pinned conversation date; None renders today's date (UTC), as real servers do."""
+    offer: surfaces.Offer = field(default_factory=surfaces.Offer)
+    """The API surface served (`--surface`): by default everything."""
 
     def today(self) -> str:
         return self.date or datetime.datetime.now(datetime.UTC).date().isoformat()
@@ -108,6 +112,8 @@ class Server:
         effort = body.get("reasoning_effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning_effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning_effort")
+        surfaces.check_chat(self.settings.offer, body)
+        body = surfaces.without_token_ids(self.settings.offer, body)
         logprobs = bool(body.get("logprobs")) and "no-logprobs" not in self.settings.quirks
         k = _int(body, "top_logprobs", default=0) if logprobs else 0
         prompt, gen, reply = self.assistant_turn(body, body, k, ("max_completion_tokens", "max_tokens"))
@@ -125,6 +131,8 @@ class Server:
         effort = (body.get("reasoning") or {}).get("effort")
         if effort is not None and effort not in harmony.EFFORTS:
             raise BadRequest(f"reasoning.effort must be one of {', '.join(harmony.EFFORTS)}", "reasoning.effort")
+        if problem := harmony.responses_tool_choice_problem(body.get("tool_choice")):
+            raise BadRequest(problem, "tool_choice")
         prompt, gen, reply = self.assistant_turn(harmony.responses_to_chat(body), body, 0, ("max_output_tokens",))
         response = render.responses_object(reply, gen, self._meta("resp_", prompt, gen))
         if body.get("stream"):
@@ -134,6 +142,8 @@ class Server:
     # -- completions -----------------------------------------------------------------------------
 
     def completions(self, body: dict) -> dict | list[dict]:
+        surfaces.check_completions(self.settings.offer, body)
+        body = surfaces.without_token_ids(self.settings.offer, body)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
             prompt = prompt[0]
@@ -165,7 +175,8 @@ class Server:
                 gen.tokens, gen.scored = emitted, []
         meta = render.Meta(id=f"cmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.settings.model,
                            prompt_tokens=len(tokens), completion_tokens=len(gen.tokens), reasoning_tokens=0)
-        response = render.completion_response(tokens, gen, meta, body, scored, logprobs, prompt_logprobs, echo)
+        response = render.completion_response(tokens, gen, meta, body, scored, logprobs, prompt_logprobs, echo,
+                                              self.settings.offer.chosen_in_top)
         if body.get("stream"):
             return render.completion_chunks(response, bool((body.get("stream_options") or {}).get("include_usage")))
         return response
@@ -191,11 +202,27 @@ def _sse(items: list[dict], named: bool) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="text/event-stream")
 
 
+def _random_error(status: int) -> Response:
+    """A flaky host's answer (`random-5xx` surface): 500, or 429 with `Retry-After: 0`."""
+    if status == 429:
+        return error_response(429, "Rate limit reached; retry after 0 s", "rate_limit_error", headers={"Retry-After": "0"})
+    return error_response(500, "Internal Server Error", "server_error")
+
+
+async def _not_found(request: Request) -> Response:
+    """An endpoint this surface does not serve, answered as hosts answer an unknown URL."""
+    return error_response(404, f"Invalid URL ({request.method} {request.url.path})", "not_found_error")
+
+
 def create_app(engine: Engine, settings: Settings) -> Starlette:
     server = Server(engine, settings)
 
+    flaky = surfaces.Flaky(settings.offer.error_rate, settings.offer.seed)
+
     def endpoint(handler, named_events: bool = False):
         async def route(request: Request) -> Response:
+            if (status := flaky.draw()) is not None:
+                return _random_error(status)
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -206,7 +233,7 @@ def create_app(engine: Engine, settings: Settings) -> Starlette:
                 return error_response(404, f"model {body['model']!r} does not exist", "not_found_error", "model")
             try:
                 result = await run_in_threadpool(handler, body)
-            except BadRequest as exc:
+            except (BadRequest, surfaces.BadParameter) as exc:
                 return error_response(400, str(exc), param=exc.param)
             except fault_modes.ServerError as exc:
                 return error_response(exc.status, str(exc), "server_error")
@@ -223,11 +250,12 @@ def create_app(engine: Engine, settings: Settings) -> Starlette:
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    offer = settings.offer
     return Starlette(routes=[
         Route("/v1/models", models),
         Route("/health", health),
         Route("/v1/chat/completions", endpoint(server.chat), methods=["POST"]),
         Route("/v1/responses", endpoint(server.responses, named_events=True), methods=["POST"]),
-        Route("/v1/completions", endpoint(server.completions), methods=["POST"]),
-        Route("/tokenize", endpoint(server.tokenize), methods=["POST"]),
+        Route("/v1/completions", endpoint(server.completions) if offer.completions else _not_found, methods=["POST"]),
+        Route("/tokenize", endpoint(server.tokenize) if offer.tokenize else _not_found, methods=["POST"]),
     ])

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from verifier import harmony
 from verifier.errors import UsageError
 
 
 class Fault(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key in faults.yaml is an error, not dropped
+
     name: str
     mode: int
     """The failure mode it reproduces: 1-10 as in the behavioural-conformance issue, 11 numerical drift."""

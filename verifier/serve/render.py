@@ -253,7 +253,7 @@ def _visible(tokens: list[int], skip_special: bool) -> str:
 
 
 def completion_response(prompt: list[int], gen: Generation, meta: Meta, body: dict, scored, logprobs, prompt_logprobs,
-                        echo: bool) -> dict:
+                        echo: bool, chosen_in_top: bool = False) -> dict:
     skip = body.get("skip_special_tokens", True) is not False
     out_tokens = gen.tokens[:-1] if gen.stopped else gen.tokens
     text = (_visible(prompt, skip) if echo else "") + _visible(out_tokens, skip)
@@ -266,7 +266,7 @@ def completion_response(prompt: list[int], gen: Generation, meta: Meta, body: di
             for s in scored
         ]
     if logprobs is not None:
-        choice["logprobs"] = _legacy_logprobs(prompt if echo else [], scored if echo else None, gen, logprobs)
+        choice["logprobs"] = _legacy_logprobs(prompt, echo, scored, gen, logprobs, chosen_in_top)
     if body.get("return_token_ids"):
         choice["token_ids"] = gen.tokens
         choice["prompt_token_ids"] = prompt
@@ -279,16 +279,31 @@ def _rank(scored: ScoredToken) -> int:
     return 1 + sum(1 for lp in scored.top.logprobs if lp > scored.logprob)
 
 
-def _legacy_logprobs(prompt: list[int], scored, gen: Generation, k: int) -> dict:
-    entries: list[ScoredToken | None] = ([None] + list(scored)) if prompt else []
-    tokens = list(prompt) + gen.tokens
+def _legacy_logprobs(prompt: list[int], echo: bool, scored, gen: Generation, k: int, chosen_in_top: bool) -> dict:
+    """OpenAI's legacy `logprobs`: per token its text, log-probability, top-k texts and character offset
+    (into the tokens' texts laid end to end, from the prompt's start); with `echo` the prompt's tokens
+    come first, the first without a log-probability. `chosen_in_top` adds the chosen token to each
+    top-k, as OpenAI's API does (up to k+1 entries)."""
+    entries: list[ScoredToken | None] = ([None] + list(scored)) if echo else []
+    tokens = (list(prompt) if echo else []) + gen.tokens
     entries += gen.scored
+    offset = 0 if echo else sum(len(harmony.token_text(t)) for t in prompt)
+    offsets = []
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(harmony.token_text(t))
+
+    def top(e: ScoredToken) -> dict:
+        out = {harmony.token_text(t): lp for t, lp in zip(e.top.ids[:k], e.top.logprobs[:k])}
+        if chosen_in_top:
+            out.setdefault(harmony.token_text(e.token), e.logprob)
+        return out
+
     return {
         "tokens": [harmony.token_text(t) for t in tokens],
         "token_logprobs": [e.logprob if e else None for e in entries],
-        "top_logprobs": [{harmony.token_text(t): lp for t, lp in zip(e.top.ids[:k], e.top.logprobs[:k])} if e else None
-                         for e in entries],
-        "text_offset": [],
+        "top_logprobs": [top(e) if e else None for e in entries],
+        "text_offset": offsets,
     }
 
 

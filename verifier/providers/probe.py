@@ -1,0 +1,370 @@
+"""Find what an endpoint offers within a few cheap requests (1-4 generated tokens each).
+
+The probe reads answers and error messages: 404/405/501, or a message saying "not found" / "unsupported",
+means not offered; a parameter the answer ignores is not offered either; a 4xx naming a cap ("at most 5")
+gives the cap, which is then confirmed. An HTTP 500 after every retry says nothing either way (could not
+be checked), nor does a request that found no service on any attempt (rate limits, resets; retried as any
+request is); when no API could be reached at all that is an outage, and `ProviderUnavailable` propagates.
+Probe requests are not journaled and not counted in a run's cost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from verifier import harmony
+from verifier.capabilities import Capabilities
+from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable, UsageError
+
+NOT_OFFERED_STATUSES = frozenset({404, 405, 501})
+NOT_OFFERED_WORDS = ("not found", "unsupported", "not supported", "not implemented", "not available",
+                     "unknown endpoint", "no route", "not allowed", "unrecognized", "not permitted",
+                     "unknown parameter")
+CAP = re.compile(r"(?:at most|<=|≤|maximum(?: value)?(?: of| is)?|max(?:imum)? allowed(?: is)?:?|less than or equal to|"
+                 r"up to|no more than|between \d+ and|range \[?\d+,)\s*(\d+)", re.IGNORECASE)
+TRIES = (20, 5, 1)
+"""The k asked for in turn when no cap is named: the common caps."""
+PROBE_CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "temperature": 0,
+              "max_tokens": 4}
+PROBE_TOOL = {"type": "function", "function": {"name": "get_time", "description": "Current time.",
+                                               "parameters": {"type": "object", "properties": {}}}}
+MAX_NOTE = 160
+
+
+class Failed(Exception):
+    """A probe request the provider refused: its status and message."""
+
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def not_offered(self) -> bool:
+        """The endpoint or parameter does not exist here (rather than the request being wrong for it)."""
+        return self.status in NOT_OFFERED_STATUSES or any(w in self.message.lower() for w in NOT_OFFERED_WORDS)
+
+    @property
+    def undecided(self) -> bool:
+        """An answer that says nothing about the capability: a server error, or no answer that parses."""
+        return self.status is None or self.status >= 500
+
+    @property
+    def exists(self) -> bool | None:
+        """What the answer says of the endpoint: a 4xx about the request means it exists."""
+        return None if self.undecided else not self.not_offered
+
+    def note(self) -> str:
+        text = " ".join(self.message.split())
+        return (f"HTTP {self.status}: " if self.status else "") + (text[:MAX_NOTE] + "…" if len(text) > MAX_NOTE else text)
+
+
+def _error_message(exc: ProviderError) -> str:
+    """The provider's own message (`{"error": {"message": …}}`), else its body, else the exception."""
+    body = getattr(exc, "body", "") or ""
+    match = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"', body)
+    return match.group(1) if match else (body or str(exc))
+
+
+def _attempt(send: Callable[[], Any]) -> Any:
+    """`send()`, a provider's refusal as `Failed` (no service on any attempt: undecided, status None)."""
+    try:
+        return send()
+    except ProviderUnavailable as exc:
+        raise Failed(None, f"no service: {exc}") from None
+    except ProviderHTTPError as exc:
+        raise Failed(exc.status, _error_message(exc)) from None
+    except ProviderError as exc:
+        raise Failed(None, str(exc)) from None
+
+
+def _cap_named(message: str) -> int | None:
+    match = CAP.search(message)
+    return int(match.group(1)) if match else None
+
+
+def _next_tries(k: int, failed: Failed, tried: set[int]) -> list[int]:
+    named = _cap_named(failed.message)
+    if named is not None and 0 < named < k:
+        return [named]
+    if named is None and failed.not_offered:
+        return []
+    return [t for t in TRIES if t < k and t not in tried]
+
+
+def find_cap(send: Callable[[int], Any], measure: Callable[[Any], int | None]) -> tuple[int | None, str]:
+    """The largest k (of 20, a cap the endpoint names, 5, 1) with which `send(k)` works; 0 if none does.
+
+    `measure(answer)` is the k the answer really carries (None: the parameter was ignored). Returns (k, note);
+    k None where a server error left it undecided.
+    """
+    queue, tried, notes = [TRIES[0]], set(), []
+    while queue:
+        k = queue.pop(0)
+        tried.add(k)
+        try:
+            answer = _attempt(lambda k=k: send(k))
+        except Failed as failed:
+            notes.append(f"k={k}: {failed.note()}")
+            if failed.undecided:
+                return None, "; ".join(notes)
+            queue = _next_tries(k, failed, tried)
+            continue
+        got = measure(answer)
+        if got is None:
+            return 0, "; ".join(notes + [f"k={k}: accepted but not in the answer"])
+        return (min(k, got) if got else k), "; ".join(notes)
+    return 0, "; ".join(notes)
+
+
+class Prober:
+    """The probe requests of one provider, each setting the capabilities it shows."""
+
+    def __init__(self, provider):
+        self.provider = provider
+        self.http = provider.http
+        self.caps = Capabilities()
+        self.outage: ProviderUnavailable | None = None
+        """The last request that found no service on any attempt (its capability is left undecided)."""
+        self.prompt_ids = harmony.render_chat(PROBE_CHAT, harmony.DEFAULT_DATE)
+        self.prompt_text = harmony.decode(self.prompt_ids)
+
+    def post(self, path: str, body: dict) -> dict:
+        return self.sent(lambda: self.http.post_json(path, {**body, "model": self.provider.model})[0])
+
+    def stream(self, path: str, body: dict) -> list:
+        return self.sent(lambda: self.http.post_sse(path, {**body, "model": self.provider.model, "stream": True}))
+
+    def sent(self, call: Callable[[], Any]) -> Any:
+        """One probe request, counted; an outage remembered."""
+        self.caps.requests += 1
+        try:
+            return call()
+        except ProviderUnavailable as exc:
+            self.outage = exc
+            raise
+
+    def offered(self, name: str, send: Callable[[], Any]) -> Any:
+        """Send one request that shows whether an endpoint exists; set `name`; the answer if it worked."""
+        try:
+            answer = _attempt(send)
+        except Failed as failed:
+            self.caps.notes[name] = failed.note()
+            setattr(self.caps, name, failed.exists)
+            return None
+        setattr(self.caps, name, True)
+        return answer
+
+    # -- chat ------------------------------------------------------------------------------------
+
+    def chat(self) -> None:
+        answer = self.offered("chat", lambda: self.post("/chat/completions", PROBE_CHAT))
+        if self.caps.chat is False:
+            self.caps.chat_stream = self.caps.chat_logprobs = False
+            return
+        if answer is not None:
+            self.caps.reasoning_field = _reasoning_field(answer)
+        self.offered("chat_stream", lambda: self.stream("/chat/completions", {**PROBE_CHAT, "max_tokens": 1}))
+        self.chat_logprobs()
+        self.prompt_id_sources()
+        self.tool_choice()
+
+    def chat_logprobs(self) -> None:
+        def send(k: int) -> dict:
+            return self.post("/chat/completions", {**PROBE_CHAT, "max_tokens": 1, "logprobs": True, "top_logprobs": k})
+
+        k, note = find_cap(send, _chat_top)
+        if k == 0 and note and "accepted but not in the answer" not in note:
+            k, more = self._chat_logprobs_alone(note)
+            note = "; ".join(filter(None, [note, more]))
+        self.caps.chat_top_logprobs = k
+        self.caps.chat_logprobs = None if k is None else bool(k) or self.caps.chat_logprobs is True
+        if note:
+            self.caps.notes["chat_top_logprobs"] = note
+            if not self.caps.chat_logprobs:
+                self.caps.notes["chat_logprobs"] = note
+
+    def _chat_logprobs_alone(self, note: str) -> tuple[int | None, str]:
+        """`logprobs: true` without `top_logprobs`, after every k was refused."""
+        try:
+            answer = _attempt(lambda: self.post("/chat/completions", {**PROBE_CHAT, "max_tokens": 1, "logprobs": True}))
+        except Failed as failed:
+            return (None if failed.undecided else 0), f"logprobs alone: {failed.note()}"
+        self.caps.chat_logprobs = _chat_top(answer) is not None
+        return 0, "" if self.caps.chat_logprobs else "logprobs alone: accepted but not in the answer"
+
+    def prompt_id_sources(self) -> None:
+        sources, notes, undecided = [], [], False
+        checks = {"return_token_ids": lambda: self.post("/chat/completions", {**PROBE_CHAT, "max_tokens": 1,
+                                                                              "return_token_ids": True}),
+                  "tokenize": self._tokenize}
+        for name, send in checks.items():
+            key = "prompt_token_ids" if name == "return_token_ids" else "tokens"
+            try:
+                answer = _attempt(send)
+            except Failed as failed:
+                notes.append(f"{name}: {failed.note()}")
+                undecided |= failed.undecided
+                continue
+            if _int_list(answer.get(key)):
+                sources.append(name)
+            else:
+                notes.append(f"{name}: no token ids in the answer")
+        self.caps.prompt_ids_sources = None if undecided and not sources else sources
+        if notes:
+            self.caps.notes["prompt_ids_sources"] = "; ".join(notes)
+
+    def _tokenize(self) -> dict:
+        root = self.provider.base_url.removesuffix("/v1")
+        body = {**PROBE_CHAT, "model": self.provider.model, "add_generation_prompt": True}
+        return self.sent(lambda: self.http.post_json(f"{root}/tokenize", body)[0])
+
+    def tool_choice(self) -> None:
+        forms = {"string": "required", "named": {"type": "function", "function": {"name": "get_time"}}}
+        for form, choice in forms.items():
+            body = {**PROBE_CHAT, "max_tokens": 1, "tools": [PROBE_TOOL], "tool_choice": choice}
+            try:
+                _attempt(lambda body=body: self.post("/chat/completions", body))
+            except Failed as failed:
+                self.caps.notes[f"tool_choice.{form}"] = failed.note()
+                self.caps.tool_choice[form] = None if failed.undecided else False
+                continue
+            self.caps.tool_choice[form] = True
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def responses(self) -> None:
+        body = {"input": "Say hi.", "max_output_tokens": 16, "temperature": 0}
+        self.offered("responses", lambda: self.post("/responses", body))
+        if self.caps.responses is False:
+            self.caps.responses_stream = False
+            return
+        self.offered("responses_stream", lambda: self.stream("/responses", body))
+
+    # -- completions -----------------------------------------------------------------------------
+
+    def completions(self) -> None:
+        """Token ids first (what the run sends), then a string when ids are refused."""
+        try:
+            _attempt(lambda: self.post("/completions", self.completion(self.prompt_ids)))
+            self.caps.completions = self.caps.token_id_prompts = True
+        except Failed as refused:
+            self._string_prompts(refused)
+        if self.caps.completions is False:
+            self._no_completions()
+        if self.caps.completions is not True:
+            return
+        self.offered("completions_stream", lambda: self.stream("/completions", self.completion(self.prompt())))
+        self.prompt_logprobs()
+        self.echo_logprobs()
+
+    def _string_prompts(self, refused: Failed) -> None:
+        """Token ids refused: if a string works, completions are offered for strings only."""
+        self.caps.token_id_prompts = None if refused.undecided else False
+        self.caps.notes["token_id_prompts"] = refused.note()
+        if refused.status in NOT_OFFERED_STATUSES:
+            self.caps.completions = False
+            self.caps.notes["completions"] = refused.note()
+            return
+        try:
+            _attempt(lambda: self.post("/completions", self.completion(self.prompt_text)))
+        except Failed as failed:
+            self.caps.notes["completions"] = f"token ids: {refused.note()}; text: {failed.note()}"
+            self.caps.completions = failed.exists
+            return
+        self.caps.completions = True
+
+    def _no_completions(self) -> None:
+        self.caps.completions_stream = self.caps.token_id_prompts = False
+        self.caps.prompt_logprobs = self.caps.echo_logprobs = 0
+
+    def prompt(self) -> list[int] | str:
+        return self.prompt_ids if self.caps.token_id_prompts else self.prompt_text
+
+    def completion(self, prompt: list[int] | str) -> dict:
+        return {"prompt": prompt, "max_tokens": 1, "temperature": 0}
+
+    def prompt_logprobs(self) -> None:
+        k, note = find_cap(lambda k: self.post("/completions", {**self.completion(self.prompt()), "prompt_logprobs": k}),
+                           _prompt_logprobs_k)
+        self.caps.prompt_logprobs = k
+        if note:
+            self.caps.notes["prompt_logprobs"] = note
+
+    def echo_logprobs(self) -> None:
+        def send(k: int) -> dict:
+            return self.post("/completions", {**self.completion(self.prompt()), "echo": True, "logprobs": k})
+
+        k, note = find_cap(send, _echo_k)
+        self.caps.echo_logprobs = k
+        if note:
+            self.caps.notes["echo_logprobs"] = note
+
+
+def probe(provider) -> Capabilities:
+    """What `provider` offers (see the module docstring). A `UsageError` when it offers no API at all;
+    `ProviderUnavailable` when no API could be reached (a request that found no service leaves only its own
+    capability undecided)."""
+    prober = Prober(provider)
+    prober.chat()
+    prober.responses()
+    prober.completions()
+    caps = prober.caps
+    if prober.outage is not None and (caps.chat, caps.responses, caps.completions) == (None, None, None):
+        raise prober.outage
+    if not any((caps.chat, caps.responses, caps.completions)) and None not in (caps.chat, caps.responses,
+                                                                             caps.completions):
+        raise UsageError(f"{provider.base_url} offers no chat, responses or completions API for model "
+                         f"{provider.model!r} ({caps.notes.get('chat', 'not offered')})")
+    return caps
+
+
+# -- reading answers ------------------------------------------------------------------------------
+
+
+def _int_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) for t in value)
+
+
+def _choice(answer: dict) -> dict:
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    return choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+
+
+def _reasoning_field(answer: dict) -> str | None:
+    message = _choice(answer).get("message") or {}
+    for name in ("reasoning", "reasoning_content"):
+        if isinstance(message.get(name), str) and message[name]:
+            return name
+    content = message.get("content")
+    if isinstance(content, str) and content.lstrip().startswith(("<reasoning>", "<think>")):
+        return "inline"
+    present = [name for name in ("reasoning", "reasoning_content") if name in message]
+    return present[0] if len(present) == 1 else None
+
+
+def _chat_top(answer: dict) -> int | None:
+    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it)."""
+    content = (_choice(answer).get("logprobs") or {}).get("content")
+    if not isinstance(content, list) or not content:
+        return None
+    return max(len(item.get("top_logprobs") or []) for item in content if isinstance(item, dict))
+
+
+def _prompt_logprobs_k(answer: dict) -> int | None:
+    entries = _choice(answer).get("prompt_logprobs")
+    if not isinstance(entries, list) or not any(isinstance(e, dict) and e for e in entries):
+        return None
+    return max(len(e) for e in entries if isinstance(e, dict))
+
+
+def _echo_k(answer: dict) -> int | None:
+    """Top alternatives per token of an echoed prompt (None: the prompt was not scored)."""
+    logprobs = _choice(answer).get("logprobs") or {}
+    tokens = logprobs.get("token_logprobs")
+    if not isinstance(tokens, list) or len(tokens) < 2:  # one generated token: the prompt was not scored
+        return None
+    tops = [t for t in logprobs.get("top_logprobs") or [] if isinstance(t, dict)]
+    return max((len(t) for t in tops), default=0) or 1
