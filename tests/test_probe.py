@@ -284,3 +284,51 @@ def test_a_run_stops_at_its_budget_and_resume_finishes_it(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 exchanges replayed from the journal" in done.stderr + done.stdout
     assert _result(run_dir)["capabilities"]["completions"] is True
+
+
+def _chat_with(answer_logprobs=None, refuse=None):
+    """A chat host: `refuse(body)` -> (status, message) or None; logprobs in the answer from `answer_logprobs`."""
+    def chat(body: dict) -> tuple[int, dict]:
+        if refuse and (refused := refuse(body)):
+            return refused[0], {"error": {"message": refused[1]}}
+        extra = answer_logprobs(body) if answer_logprobs and body.get("logprobs") else {}
+        return 200, {"choices": [{"message": {"role": "assistant", "content": None, "reasoning": "The user"},
+                                  "finish_reason": "length", **extra}]}
+    return chat
+
+
+def test_a_refused_parameter_is_not_a_missing_endpoint():
+    """`Unsupported parameter: 'temperature'` says the endpoint exists; only 404/405/501 (or a message about
+    the route) make a whole API unsupported, so a host's parameter quirk never skips every chat check."""
+    provider = _host(chat=_chat_with(refuse=lambda body: (400, "Unsupported parameter: 'temperature'")
+                                     if "temperature" in body else None),
+                     routes={"/v1/responses": (404, "Not Found")})
+    caps = probe(provider)
+    assert caps.chat is True and caps.responses is False
+
+
+def test_reasoning_logprobs_reported_apart_count_as_chat_logprobs():
+    """A host that reports the generated reasoning tokens' logprobs in `reasoning_logprobs` (content is
+    empty in a few tokens) offers chat logprobs."""
+    def logprobs(body):
+        top = [{"token": "x", "logprob": -1.0}] * body.get("top_logprobs", 0)
+        return {"logprobs": {"content": None},
+                "reasoning_logprobs": {"content": [{"token": "The", "logprob": -0.1, "top_logprobs": top}]}}
+    caps = probe(_host(chat=_chat_with(logprobs)))
+    assert caps.chat_logprobs is True and caps.chat_top_logprobs == 20
+
+
+def test_logprobs_accepted_but_absent_from_a_short_answer_are_undecided():
+    """Some hosts report logprobs for content tokens only; a few tokens of reasoning carry none. That does
+    not show the host has no logprobs: undecided, so the run still tries greedy logprobs."""
+    caps = probe(_host(chat=_chat_with(lambda body: {"logprobs": {"content": []}})))
+    assert caps.chat_logprobs is None and caps.chat_top_logprobs is None
+
+
+def test_a_tool_choice_form_is_unsupported_only_when_the_refusal_says_so():
+    def refuse_named(message):
+        return lambda body: (400, message) if isinstance(body.get("tool_choice"), dict) else None
+    said = probe(_host(chat=_chat_with(refuse=refuse_named("tool_choice object is not supported"))))
+    assert said.tool_choice == {"string": True, "named": False}
+    other = probe(_host(chat=_chat_with(refuse=refuse_named("Could not parse the tool call"))))
+    assert other.tool_choice == {"string": True, "named": None}  # left to the run: a finding if it recurs there

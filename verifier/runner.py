@@ -20,7 +20,7 @@ from verifier import __version__, harmony, journal
 from verifier import golden as golden_store
 from verifier.capabilities import Capabilities
 from verifier.checks import checks_for, evaluate, merge
-from verifier.checks.drift import greedy_k
+from verifier.checks.drift import greedy_k, scored_k
 from verifier.config import DRIFT_METHODS, RunConfig
 from verifier.drift import calibration
 from verifier.drift.align import greedy_positions
@@ -38,7 +38,7 @@ from verifier.exchange import (
     EarlierSend,
     Exchange,
 )
-from verifier.golden import GoldenFile
+from verifier.golden import GoldenFile, GoldenTurn
 from verifier.journal import Journal, Replay
 from verifier.observation import Failure, Observation
 from verifier.paths import golden_dir
@@ -46,6 +46,7 @@ from verifier.progress import Progress
 from verifier.providers import Provider, logprobs_cap, request_id
 from verifier.providers.probe import probe
 from verifier.result import CheckResult, Cost, ProviderInfo, RunResult, SuiteInfo, run_verdict
+from verifier.scores import PositionScore
 from verifier.suites import Case, Suite, load_suite, reasoning_field
 from verifier.verdict import Outcome, Verdict
 
@@ -258,6 +259,22 @@ def _add_cost(cost: Cost, exchange: Exchange, count: bool) -> None:
         cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
 
 
+def _sequential(calibration: Calibration, scored: list[tuple[str, GoldenTurn, list[PositionScore], int]],
+                test: SequentialTest | None) -> SequentialTest:
+    """The sequential test over the turns scored so far (key, golden turn, positions, top-list length
+    reported), with the calibration for the shortest top list any of them reported, as the checks
+    choose it; rebuilt when a turn reports a shorter list than those before."""
+    fitting = calibration.for_k(min(k for *_, k in scored))
+    if test is not None and test.thresholds is fitting:
+        key, ref, positions, _ = scored[-1]
+        test.add(turn_drift(key, ref, positions, fitting.flip_margin, fitting.truncation))
+        return test
+    test = SequentialTest(fitting)
+    test.extend(turn_drift(key, ref, positions, fitting.flip_margin, fitting.truncation)
+                for key, ref, positions, _ in scored)
+    return test
+
+
 class Runner:
     """Sends a run's requests, journals each exchange as it completes, replays journaled ones."""
 
@@ -393,6 +410,7 @@ class Runner:
         """Score golden turns in suite order until the sequential test decides (or the provider cannot).
         The test is that of the calibration for the top-list length the provider reports."""
         out: list[Exchange] = []
+        scored: list[tuple[str, GoldenTurn, list[PositionScore], int]] = []
         test: SequentialTest | None = None
         for case in suite.cases:
             for turn, ref in enumerate(golden.record(case.id).turns, 1):
@@ -401,10 +419,8 @@ class Runner:
                 if ex.failed("unsupported"):
                     return out
                 if calibration is not None and ex.score is not None:
-                    fitting = calibration.for_k(ex.score.top_k or calibration.top_k)
-                    test = test or SequentialTest(fitting)
-                    test.add(turn_drift(f"{case.id}#{turn}", ref, ex.score.positions, test.thresholds.flip_margin,
-                                        test.thresholds.truncation))
+                    scored.append((f"{case.id}#{turn}", ref, ex.score.positions, scored_k([ex.score])))
+                    test = _sequential(calibration, scored, test)
                 if test is not None and test.decided:
                     return out
         return out
@@ -459,18 +475,21 @@ class Runner:
         out: list[Exchange] = []
         calibration = calibration.greedy if calibration else None
         flip = calibration.flip_margin if calibration else float("inf")
+        scored: list[tuple[str, GoldenTurn, list[PositionScore], int]] = []
         test: SequentialTest | None = None
         for case in suite.cases:
             ref = golden.record(case.id).turns[0]
             ex = self._greedy_case(suite, case, ref)
             out.append(ex)
             obs = ex.observation
+            if obs is not None and obs.failure is not None and obs.failure.kind in ("http_status", "unavailable"):
+                continue  # this request's bad luck (re-sent at the end), not the endpoint's want of logprobs
             if obs is None or not obs.ok or not obs.logprobs:
                 return out
             aligned, positions, departure = greedy_positions(ref, obs.logprobs, flip, obs.reasoning_logprobs)
             if calibration is not None:
-                test = test or SequentialTest(calibration.for_k(greedy_k([ex])))
-                test.add(turn_drift(case.id, aligned, positions, flip, test.thresholds.truncation))
+                scored.append((case.id, aligned, positions, greedy_k([ex])))
+                test = _sequential(calibration, scored, test)
             if departure or (test is not None and test.decided):
                 return out
         return out

@@ -24,6 +24,8 @@ NOT_OFFERED_WORDS = ("not found", "unsupported", "not supported", "not implement
                      "unknown parameter")
 CAP = re.compile(r"(?:at most|<=|≤|maximum(?: value)?(?: of| is)?|max(?:imum)? allowed(?: is)?:?|less than or equal to|"
                  r"up to|no more than|between \d+ and|range \[?\d+,)\s*(\d+)", re.IGNORECASE)
+PARAMETER = re.compile(r"param|argument|field|property|\b(temperature|max_tokens|max_output_tokens|stream)\b",
+                       re.IGNORECASE)
 TRIES = (20, 5, 1)
 """The k asked for in turn when no cap is named: the common caps."""
 PROBE_CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "temperature": 0,
@@ -52,9 +54,20 @@ class Failed(Exception):
         return self.status is None or self.status >= 500
 
     @property
+    def about_a_parameter(self) -> bool:
+        """The refusal names a parameter or field of the request (so the endpoint itself exists)."""
+        return bool(PARAMETER.search(self.message))
+
+    @property
     def exists(self) -> bool | None:
-        """What the answer says of the endpoint: a 4xx about the request means it exists."""
-        return None if self.undecided else not self.not_offered
+        """What the answer says of the endpoint: missing on 404/405/501 or a message saying it is; a 4xx
+        about the request, or one refusing a parameter ("Unsupported parameter: 'temperature'"), means it
+        exists."""
+        if self.undecided:
+            return None
+        if self.status in NOT_OFFERED_STATUSES:
+            return False
+        return self.about_a_parameter or not self.not_offered
 
     def note(self) -> str:
         text = " ".join(self.message.split())
@@ -173,12 +186,14 @@ class Prober:
 
     def chat_logprobs(self) -> None:
         def send(k: int) -> dict:
-            return self.post("/chat/completions", {**PROBE_CHAT, "max_tokens": 1, "logprobs": True, "top_logprobs": k})
+            return self.post("/chat/completions", {**PROBE_CHAT, "logprobs": True, "top_logprobs": k})
 
         k, note = find_cap(send, _chat_top)
         if k == 0 and note and "accepted but not in the answer" not in note:
             k, more = self._chat_logprobs_alone(note)
             note = "; ".join(filter(None, [note, more]))
+        elif k == 0:
+            k = None  # accepted, yet none in a few tokens (some hosts report content tokens only): undecided
         self.caps.chat_top_logprobs = k
         self.caps.chat_logprobs = None if k is None else bool(k) or self.caps.chat_logprobs is True
         if note:
@@ -224,12 +239,16 @@ class Prober:
     def tool_choice(self) -> None:
         forms = {"string": "required", "named": {"type": "function", "function": {"name": "get_time"}}}
         for form, choice in forms.items():
-            body = {**PROBE_CHAT, "max_tokens": 1, "tools": [PROBE_TOOL], "tool_choice": choice}
+            body = {**PROBE_CHAT, "max_tokens": 32, "tools": [PROBE_TOOL], "tool_choice": choice}
             try:
                 _attempt(lambda body=body: self.post("/chat/completions", body))
             except Failed as failed:
                 self.caps.notes[f"tool_choice.{form}"] = failed.note()
-                self.caps.tool_choice[form] = None if failed.undecided else False
+                # only a refusal of the form itself makes it unsupported; any other 4xx is left to the run,
+                # where a refusal of a form the host takes is a finding
+                refused_form = failed.status in NOT_OFFERED_STATUSES or (
+                    failed.not_offered and "tool_choice" in failed.message.lower())
+                self.caps.tool_choice[form] = False if refused_form and not failed.undecided else None
                 continue
             self.caps.tool_choice[form] = True
 
@@ -346,11 +365,21 @@ def _reasoning_field(answer: dict) -> str | None:
 
 
 def _chat_top(answer: dict) -> int | None:
-    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it)."""
-    content = (_choice(answer).get("logprobs") or {}).get("content")
-    if not isinstance(content, list) or not content:
+    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it): `content` entries,
+    a separate `reasoning_logprobs`, or the legacy parallel lists (`tokens`, `top_logprobs` of dicts)."""
+    choice = _choice(answer)
+    logprobs = choice.get("logprobs") or {}
+    items = []
+    for entries in (logprobs.get("content"), (choice.get("reasoning_logprobs") or {}).get("content")
+                    if isinstance(choice.get("reasoning_logprobs"), dict) else choice.get("reasoning_logprobs")):
+        if isinstance(entries, list):
+            items += [len(item.get("top_logprobs") or []) for item in entries if isinstance(item, dict)]
+    legacy = logprobs.get("top_logprobs") if isinstance(logprobs.get("tokens"), list) else None
+    if isinstance(legacy, list):
+        items += [len(entry) for entry in legacy if isinstance(entry, dict)]
+    if not items and not (isinstance(logprobs.get("tokens"), list) and logprobs["tokens"]):
         return None
-    return max(len(item.get("top_logprobs") or []) for item in content if isinstance(item, dict))
+    return max(items, default=0)
 
 
 def _prompt_logprobs_k(answer: dict) -> int | None:
