@@ -119,6 +119,17 @@ def test_scoring_that_failed_is_no_evidence():
     return outcomes
 
 
+@shows("drift.teacher_forced", V.PASS)
+def test_turns_that_gave_no_scores_are_named_beside_the_verdict():
+    """A turn the host could not score (a misaligned string prompt, a 500) never vanishes from a verdict."""
+    golden = _golden()
+    good = exchange(None, variant="score", score=scored(golden))
+    bad = exchange(None, variant="score", turn=2, failure=failure("tokenised differently at position 7", "protocol"))
+    outcomes = run("drift.teacher_forced", _view(golden, [good, bad], calibration()))
+    assert outcomes[0].message.endswith("; 1 requests gave no scores (first: tokenised differently at position 7)")
+    return outcomes
+
+
 # -- drift.greedy_logprobs ------------------------------------------------------------------------
 
 
