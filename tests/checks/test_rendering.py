@@ -84,8 +84,17 @@ def test_a_server_without_the_endpoint_is_skipped():
 
 
 @shows("rendering.prompt_ids", V.ERROR)
-def test_a_failed_tokenize_call_is_no_evidence():
-    return run("rendering.prompt_ids", _ids_view(request(), None, failure=failure("HTTP 502", "http_status", 502)))
+def test_a_call_that_found_no_service_is_no_evidence():
+    return run("rendering.prompt_ids", _ids_view(request(), None, failure=failure("HTTP 502", "unavailable", 502)))
+
+
+@shows("rendering.prompt_ids", V.SKIP)
+def test_an_error_status_to_the_request_is_left_to_http_status():
+    """The server answered this request with a 500 (a fault on reasoning input, say): no ids to compare, and
+    the status itself is judged by parsing.http_status, not reported as an error of this check."""
+    outcomes = run("rendering.prompt_ids", _ids_view(request(), None, failure=failure("HTTP 500", "http_status", 500)))
+    assert outcomes[0].message.startswith("HTTP 500: no token ids to check")
+    return outcomes
 
 
 def test_prompt_ids_judges_only_prompt_ids_exchanges():

@@ -63,6 +63,10 @@ def _prompt_ids_outcome(ex: Exchange) -> Outcome:
     """One `prompt-ids` exchange judged; the message names where the ids came from (`ex.source`)."""
     base = dict(case_id=ex.case_id, variant=ex.variant, turn=ex.turn)
     if ex.tokens is None:
+        if ex.failed("http_status"):  # the server answered this request with an error status: its finding
+            status = ex.failure.status if ex.failure else None
+            return Outcome(verdict=Verdict.SKIP, message=f"HTTP {status}: no token ids to check (see "
+                                                         "parsing.http_status)", **base)
         verdict = Verdict.SKIP if ex.failed("unsupported") else Verdict.ERROR
         return Outcome(verdict=verdict, message=f"no token ids: {ex.failure.message if ex.failure else None}", **base)
     candidates = [harmony.render_chat(ex.chat_request, d) for d in _dates(None)]
