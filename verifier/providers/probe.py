@@ -17,6 +17,7 @@ from typing import Any
 from verifier import harmony
 from verifier.capabilities import Capabilities
 from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable, UsageError
+from verifier.providers import _chat
 
 NOT_OFFERED_STATUSES = frozenset({404, 405, 501})
 NOT_OFFERED_WORDS = ("not found", "unsupported", "not supported", "not implemented", "not available",
@@ -365,21 +366,11 @@ def _reasoning_field(answer: dict) -> str | None:
 
 
 def _chat_top(answer: dict) -> int | None:
-    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it): `content` entries,
-    a separate `reasoning_logprobs`, or the legacy parallel lists (`tokens`, `top_logprobs` of dicts)."""
+    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it), read by the parser
+    the run uses (`_chat`): every shape it knows, reasoning logprobs reported apart included."""
     choice = _choice(answer)
-    logprobs = choice.get("logprobs") or {}
-    items = []
-    for entries in (logprobs.get("content"), (choice.get("reasoning_logprobs") or {}).get("content")
-                    if isinstance(choice.get("reasoning_logprobs"), dict) else choice.get("reasoning_logprobs")):
-        if isinstance(entries, list):
-            items += [len(item.get("top_logprobs") or []) for item in entries if isinstance(item, dict)]
-    legacy = logprobs.get("top_logprobs") if isinstance(logprobs.get("tokens"), list) else None
-    if isinstance(legacy, list):
-        items += [len(entry) for entry in legacy if isinstance(entry, dict)]
-    if not items and not (isinstance(logprobs.get("tokens"), list) and logprobs["tokens"]):
-        return None
-    return max(items, default=0)
+    items = [*(_chat._logprobs(choice.get("logprobs")) or []), *(_chat._reasoning_logprobs(choice) or [])]
+    return max(len(item.top) for item in items) if items else None
 
 
 def _prompt_logprobs_k(answer: dict) -> int | None:
