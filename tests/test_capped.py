@@ -28,12 +28,14 @@ from verifier.drift import calibration as cal
 from verifier.drift.align import greedy_positions
 from verifier.drift.sequential import Boundary
 from verifier.drift.statistics import position_drifts, remainder_logodds, truncate, turn_drift
-from verifier.errors import ProviderError, ProviderProtocolError, ScoringUnsupported
+from verifier.errors import ProviderError, ProviderHTTPError, ProviderProtocolError, ScoringUnsupported
 from verifier.golden import GoldenTurn
 from verifier.golden import load as load_golden
 from verifier.observation import TokenLogprob, TopLogprob
 from verifier.paths import golden_dir
 from verifier.providers import Provider, RetryPolicy, _chat, logprobs_cap
+from verifier.providers.messages import named_cap
+from verifier.providers.probe import find_cap
 from verifier.scores import PositionScore
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -143,6 +145,51 @@ def test_a_server_error_is_not_taken_for_an_unsupported_shape(turn):
     ("logprobs must be at most 5", 5, None)])
 def test_logprobs_caps_are_read_from_error_messages(message, asked, cap):
     assert logprobs_cap(message, asked) == cap
+
+
+CAP_MESSAGES = [
+    ("Requested sample logprobs of 30, which is greater than max allowed: 7", 7),  # vLLM, chat / completions
+    ("Requested prompt logprobs of 30, which is greater than max allowed: 7", 7),  # vLLM, prompt_logprobs
+    ("Invalid 'top_logprobs': integer above maximum value. Expected a value <= 7, but got 30 instead.", 7),  # OpenAI
+    ("'top_logprobs' must be less than or equal to 7", 7),
+    ("logprobs must be at most 7", 7),
+    ("top_logprobs must be ≤ 7", 7),
+    ("logprobs: max allowed is 7", 7),
+    ("Invalid logprobs: maximum is 7", 7),
+    ("logprobs has a maximum value of 7", 7),
+    ("top_logprobs must be between 0 and 7", 7),
+    ("logprobs must be in range [0, 7]", 7),
+    ("logprobs should be no more than 7", 7),
+    ("logprobs must not exceed 7", 7),
+    ("Number of logprobs requested (30) exceeds maximum allowed value (7)", 7),
+    ("logprobs 30 exceeds the limit of 7", 7),
+    ("You may request up to 7 top_logprobs", 7),
+    ('{"error": {"message": "top_logprobs must be less than or equal to 7", "type": "invalid_request_error"}}', 7),
+    ("max_tokens up to 4096; top_logprobs at most 7", 7),  # two caps named: the one about logprobs
+    ("logprobs are not supported", None),
+    ("top_logprobs must be greater than 0", None),
+    ("This model's maximum context length is 4096 tokens", None),
+]
+"""Refusals naming a cap as hosts phrase them (7: a cap the probe would not reach by trying 20, 5, 1)."""
+
+
+@pytest.mark.parametrize("message,cap", CAP_MESSAGES)
+def test_one_cap_reading_for_the_probe_and_the_run(message, cap):
+    """`named_cap` reads the cap; the run's re-asking (`logprobs_cap`) and the probe (`find_cap`) read it alike:
+    the probe's next try is the named cap, not the next of the common caps."""
+    assert named_cap(message) == cap
+    assert logprobs_cap(message, 30) == cap
+    if cap is None:
+        return
+    tried = []
+
+    def send(k: int) -> int:
+        tried.append(k)
+        if k > cap:
+            raise ProviderHTTPError(400, message, "http://host.test/v1/chat/completions")
+        return k
+
+    assert find_cap(send, lambda k: k)[0] == cap and tried == [20, cap]
 
 
 def _chat_entry(token: int, logprob: float, top: list[tuple[int, float]], text: str | None = None) -> dict:

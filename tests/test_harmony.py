@@ -12,7 +12,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from verifier import harmony
 from verifier.errors import EncodingError
-from verifier.suites import available, load_suite
+from verifier.observation import ToolCall
+from verifier.suites import Case, available, load_suite
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
@@ -121,18 +122,6 @@ def _validate_chat(body: dict) -> dict:
     return _drained(CHAT_BODY.validate_python({"model": "m", **body}))
 
 
-def _fill_known_gaps(body: dict, keep: str = "") -> dict:
-    """The ways `chat_to_responses` departs from the SDK's request types today, each pinned by an xfail
-    test below, filled in (all but `keep`) so that any other wrong shape fails validation."""
-    body = dict(body)
-    if keep != "reasoning-id":
-        body["input"] = [{"id": f"rs_{i}", **item} if item["type"] == "reasoning" else item
-                         for i, item in enumerate(body["input"])]
-    if keep != "tool-strict" and "tools" in body:
-        body["tools"] = [{"strict": None, **tool} for tool in body["tools"]]
-    return body
-
-
 def _chat_requests() -> list[tuple[str, dict]]:
     cases = [(f"{name}/{case.id}", case.request) for name in available() for case in load_suite(name).cases]
     return [("tool-loop", LOOP), *cases]
@@ -143,11 +132,11 @@ def test_responses_bodies_are_openai_sdk_requests(name, request_):
     """Every Responses body the runner sends (each suite request, and a tool-loop follow-up) is a valid
     request by the OpenAI SDK's own types, and its Chat original a valid Chat request."""
     _validate_chat(request_)
-    _validate_responses(_fill_known_gaps(harmony.chat_to_responses(request_)))
+    _validate_responses(harmony.chat_to_responses(request_))
 
 
 def test_responses_body_carries_the_conversation():
-    body = _validate_responses(_fill_known_gaps(harmony.chat_to_responses(LOOP)))
+    body = _validate_responses(harmony.chat_to_responses(LOOP))
     assert body["instructions"] == "Be brief." and body["reasoning"] == {"effort": "low"}
     items = body["input"]
     assert [i["type"] for i in items] == ["message", "reasoning", "function_call", "function_call_output"]
@@ -156,21 +145,81 @@ def test_responses_body_carries_the_conversation():
     assert [t["name"] for t in body["tools"]] == ["get_weather"]
 
 
-@pytest.mark.xfail(strict=True, raises=ValidationError,
-                   reason="known gap: reasoning items are sent without the `id` the SDK's types require")
-def test_responses_reasoning_items_carry_an_id():
-    _validate_responses(_fill_known_gaps(harmony.chat_to_responses(LOOP), keep="reasoning-id"))
+def test_responses_reasoning_items_carry_a_stable_id():
+    """The SDK requires an `id` on a reasoning item sent back; the same conversation gets the same ids (a
+    resumed run's journal keys hold), and two reasoning items in one conversation get two."""
+    twice = {**LOOP, "messages": [*LOOP["messages"], {"role": "assistant", "content": "Sunny.", "reasoning": "Say."},
+                                  {"role": "user", "content": "Thanks."}]}
+    body = harmony.chat_to_responses(twice)
+    ids = [item["id"] for item in body["input"] if item["type"] == "reasoning"]
+    assert len(ids) == len(set(ids)) == 2 and all(i.startswith("rs_") for i in ids)
+    assert harmony.chat_to_responses(twice) == body
+    _validate_responses(body)
 
 
-@pytest.mark.xfail(strict=True, raises=ValidationError,
-                   reason="known gap: function tools are sent without `strict` (Required[Optional[bool]] in the SDK)")
-def test_responses_tools_say_whether_strict():
-    _validate_responses(_fill_known_gaps(harmony.chat_to_responses(LOOP), keep="tool-strict"))
+@pytest.mark.parametrize("strict, sent", [(None, False), (False, False), (True, True)])
+def test_responses_tools_say_whether_strict(strict, sent):
+    """`strict` is required in the SDK's Responses tools; an absent Chat `strict` (non-strict in Chat) is sent
+    as false, since Responses reads an absent one as true."""
+    function = {**WEATHER["function"], **({} if strict is None else {"strict": strict})}
+    body = harmony.chat_to_responses({**LOOP, "tools": [{"type": "function", "function": function}]})
+    assert body["tools"][0]["strict"] is sent
+    _validate_responses(body)
+
+
+def test_responses_bodies_render_as_their_chat_originals_on_the_server():
+    """What the built-in provider does with the Responses body (ids and `strict` included): the same prompt
+    as the Chat original."""
+    for request in (LOOP, {**LOOP, "tools": [{"type": "function", "function": {**WEATHER["function"], "strict": True}}]}):
+        assert harmony.render_chat(harmony.responses_to_chat(harmony.chat_to_responses(request))) == \
+            harmony.render_chat(request)
+
+
+def test_the_sdk_types_refuse_a_reasoning_item_without_id_or_a_tool_without_strict():
+    """The validation above can fail: the shapes sent before (no reasoning `id`, no tool `strict`) are refused."""
+    body = harmony.chat_to_responses(LOOP)
+    no_id = {**body, "input": [{k: v for k, v in i.items() if k != "id"} for i in body["input"]]}
+    no_strict = {**body, "tools": [{k: v for k, v in t.items() if k != "strict"} for t in body["tools"]]}
+    for wrong in (no_id, no_strict):
+        with pytest.raises(ValidationError):
+            _validate_responses(wrong)
+
+
+# -- reasoning inline in Chat content (`<reasoning>…</reasoning>`) ----------------------------------------
+
+
+@pytest.mark.parametrize("text, reasoning, answer", [
+    ("<reasoning>Think.</reasoning>Hi.", "Think.", "Hi."),
+    ("\n<reasoning>Think.</reasoning>\n\nHi.", "Think.", "Hi."),
+    ("<reasoning>Think.</reasoning>", "Think.", None),
+    ("<reasoning>Cut off", "Cut off", None),
+    ("Hi. <reasoning>Think.</reasoning>", None, "Hi. <reasoning>Think.</reasoning>"),
+    ("The <reasoning> tag.", None, "The <reasoning> tag."),
+    ("<reasoning></reasoning>Hi.", None, "Hi."),
+    (None, None, None),
+])
+def test_split_inline_reasoning(text, reasoning, answer):
+    assert harmony.split_inline_reasoning(text) == (reasoning, answer)
+
+
+def test_inline_reasoning_sent_back_renders_as_a_reasoning_field():
+    """A tool-loop follow-up for a host that returned reasoning inline carries it back inline, as a client
+    does; rendered (and turned into a Responses body) it is the same conversation as with a field."""
+    case = Case(id="c", request={k: v for k, v in LOOP.items() if k != "messages"} | {"messages": LOOP["messages"][:2]},
+                tool_results={"get_weather": "sunny"})
+    calls = [ToolCall(id="c9", name="get_weather", arguments="{}")]
+    inline = case.follow_up(case.request, "Think.", calls, harmony.INLINE_REASONING)
+    field = case.follow_up(case.request, "Think.", calls, "reasoning")
+    assert inline["messages"][2]["content"] == "<reasoning>Think.</reasoning>" and "reasoning" not in inline["messages"][2]
+    assert field == LOOP
+    assert harmony.render_chat(inline) == harmony.render_chat(field)
+    assert harmony.chat_to_responses(inline) == harmony.chat_to_responses(field)
+    _validate_chat(inline)
 
 
 def test_responses_named_tool_choice_has_the_responses_form():
     named = {**LOOP, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
-    body = _validate_responses(_fill_known_gaps(harmony.chat_to_responses(named)))
+    body = _validate_responses(harmony.chat_to_responses(named))
     assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
     assert harmony.responses_to_chat(body)["tool_choice"] == named["tool_choice"]
 

@@ -13,11 +13,24 @@ import pytest
 from conftest import run_cli
 
 from verifier.capabilities import Capabilities
+from verifier.cli import _print_survey
 from verifier.config import RetryPolicy, RunConfig
 from verifier.errors import ProviderUnavailable, UsageError
+from verifier.journal import Journal
 from verifier.providers import Provider
-from verifier.providers.probe import find_cap, probe
-from verifier.runner import Budget, drift_order, survey
+from verifier.providers.probe import Failed, find_cap, probe
+from verifier.result import Cost
+from verifier.runner import (
+    CAPABILITIES_FILE,
+    Budget,
+    BudgetReached,
+    Runner,
+    SuitePlan,
+    Survey,
+    capabilities_of,
+    drift_order,
+    survey,
+)
 from verifier.serve import start_background
 from verifier.suites import load_suite
 
@@ -153,6 +166,47 @@ def test_string_only_completions_with_capped_echo():
     assert "prompt must be a string" in caps.unsupported_reason("completions")
 
 
+# Recorded shapes of answers that accept k but carry no alternatives: the chosen token's own logprob is top-1
+# at best; no number at all is nothing.
+CHOSEN_ONLY = {"content": [{"token": "The", "logprob": -0.01, "bytes": [84, 104, 101], "top_logprobs": []},
+                           {"token": " user", "logprob": -0.2, "bytes": [32, 117], "top_logprobs": []}]}
+NUMBERLESS = {"content": [{"token": "The", "logprob": None, "top_logprobs": []}]}
+
+
+@pytest.mark.parametrize("logprobs, top, offered", [(CHOSEN_ONLY, 1, True), (NUMBERLESS, None, None)])
+def test_empty_chat_top_lists_are_top_1_at_best(logprobs, top, offered):
+    caps = probe(_host(chat=_chat_with(lambda body: {"logprobs": logprobs})))
+    assert (caps.chat_top_logprobs, caps.chat_logprobs) == (top, offered), caps.notes
+
+
+def _completions_scoring(prompt_logprobs: list, echo: dict):
+    """A completions host answering `prompt_logprobs` and `echo` + `logprobs` with these recorded shapes."""
+    def completions(body: dict) -> tuple[int, dict]:
+        choice = {"index": 0, "text": "a", "finish_reason": "length", "logprobs": None}
+        if body.get("prompt_logprobs") is not None:
+            choice["prompt_logprobs"] = prompt_logprobs
+        if body.get("echo"):
+            choice["logprobs"] = echo
+        return 200, {"object": "text_completion", "choices": [choice]}
+    return completions
+
+
+def _echoed(token_logprob: float | None, top: dict | None) -> dict:
+    n = 6  # five prompt tokens and the generated one
+    return {"tokens": ["<|start|>", "user", "<|message|>", "Hi", "<|end|>", "The"], "text_offset": list(range(n)),
+            "token_logprobs": [None] + [token_logprob] * (n - 1), "top_logprobs": [None] + [top] * (n - 1)}
+
+
+@pytest.mark.parametrize("prompt_logprobs, echo, found", [
+    ([None, {"1": {"logprob": -1.0, "rank": 3, "decoded_token": "x"}}], _echoed(-1.0, {}), (1, 1)),
+    ([None, {"1": {"logprob": -1.0}, "2": {"logprob": -0.5}}], _echoed(-1.0, None), (2, 1)),
+    ([None, {}, {}], _echoed(None, {}), (0, 0)),
+])
+def test_empty_prompt_top_lists_are_top_1_at_best_and_none_without_numbers(prompt_logprobs, echo, found):
+    caps = probe(_host(chat=_chat_with(), completions=_completions_scoring(prompt_logprobs, echo)))
+    assert caps.completions is True and (caps.prompt_logprobs, caps.echo_logprobs) == found, caps.notes
+
+
 def test_a_host_with_no_api_at_all_is_refused_in_one_line():
     provider = _host(routes={p: (404, "Not Found") for p in ("/v1/chat/completions", "/v1/responses",
                                                                "/v1/completions", "/tokenize")})
@@ -172,12 +226,70 @@ def test_drift_starts_from_what_the_endpoint_offers():
 
 
 def test_budget():
-    from verifier.result import Cost
-
     assert Budget().reached(Cost(requests=10**6)) is None
     assert "--max-requests 3" in Budget(max_requests=3).reached(Cost(requests=3))
     assert Budget(max_tokens=100).reached(Cost(prompt_tokens=60, completion_tokens=39)) is None
     assert "--max-tokens 100" in Budget(max_tokens=100).reached(Cost(prompt_tokens=60, completion_tokens=40))
+
+
+def test_the_probe_s_requests_and_tokens_count_towards_the_budget(tmp_path):
+    """The probe always finishes; what it spent (requests, tokens its answers report) is the budget's first
+    spending, so a budget of exactly that stops the run before its first request. Capabilities read from a
+    run directory (`--resume`) cost nothing."""
+    answered = []
+
+    def chat(body):
+        if "return_token_ids" in body:  # as OpenAI answers a parameter it does not know
+            return 400, {"error": {"message": "Unrecognized request argument supplied: return_token_ids"}}
+        status, data = _chat_answer(body)
+        answered.append(status)
+        return status, {**data, "usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+
+    provider = _host(chat=chat)
+    caps, probed = capabilities_of(provider)
+    assert probed.requests == caps.requests > len(answered) > 0  # responses, completions, tokenize: 404
+    assert (probed.prompt_tokens, probed.completion_tokens) == (10 * len(answered), 2 * len(answered))
+    suite = load_suite("harmony")
+    first, second = suite.cases[:2]
+    for budget in (Budget(max_requests=probed.requests), Budget(max_tokens=12 * len(answered))):
+        runner = Runner(provider, Journal(tmp_path / "journal.jsonl"), capabilities=caps, budget=budget, spent=probed)
+        with pytest.raises(BudgetReached, match="the probe's included"):
+            runner.run_loop(suite, first, "chat", "2025-01-01")
+    runner = Runner(provider, Journal(tmp_path / "journal.jsonl"), capabilities=caps,
+                    budget=Budget(max_requests=probed.requests + 1), spent=probed)
+    assert len(runner.run_loop(suite, first, "chat", "2025-01-01")) == 1
+    with pytest.raises(BudgetReached):
+        runner.run_loop(suite, second, "chat", "2025-01-01")
+    (tmp_path / CAPABILITIES_FILE).write_text(caps.model_dump_json())
+    sent = len(answered)
+    assert capabilities_of(provider, tmp_path) == (caps, Cost()) and len(answered) == sent
+
+
+DIRTY = "logprobs \x1b[31mare not\r supported\x1b[0m\x1b]0;title\x07 here\x9b2J\u202e"
+"""A refusal with terminal escapes (colour, a window title, a one-byte CSI clearing the screen), a carriage
+return and a bidi override: printed raw, it would rewrite the user's terminal."""
+SHOWN = "logprobs are not supported here"
+
+
+def _clean(text: str) -> bool:
+    return not any(c in text for c in "\x1b\r\x07\x9b\u202e")
+
+
+def test_provider_text_is_made_printable_before_it_is_stored_in_capabilities():
+    caps = probe(_host(chat=_chat_with(refuse=lambda body: (400, DIRTY) if body.get("logprobs") else None)))
+    assert caps.chat_logprobs is False and SHOWN in caps.notes["chat_logprobs"]
+    assert all(_clean(note) for note in caps.notes.values()), caps.notes
+    raw = Failed(400, f"<html>\r\n{DIRTY}</html>")  # a body that is not JSON, kept as it came
+    assert raw.not_offered and _clean(raw.note()) and SHOWN in raw.note()
+
+
+def test_capability_notes_are_printed_printable(capsys):
+    """Capabilities read back from a run directory may hold what an older version stored raw."""
+    caps = Capabilities(chat=True, chat_logprobs=False, notes={"chat_logprobs": f"HTTP 400: {DIRTY}"})
+    plan = SuitePlan(suite="harmony", requests=1, tokens=1, unsupported=[f"chat logprobs (HTTP 400: {DIRTY})"])
+    _print_survey(Survey(base_url="http://host.test/v1", model=MODEL, capabilities=caps, plans=[plan]))
+    printed = capsys.readouterr().out
+    assert _clean(printed) and printed.count(SHOWN) == 2
 
 
 def _http_error(status: int, message: str):
@@ -273,10 +385,12 @@ def test_a_dry_run_prints_capabilities_and_cost_and_sends_nothing_else(tmp_path)
 
 
 def test_a_run_stops_at_its_budget_and_resume_finishes_it(tmp_path):
-    proc = run_cli("run", "--suite", "harmony", "--out", str(tmp_path), "--max-requests", "5")
+    """The probe's requests count towards the budget: a budget of the probe's requests and 5 more journals 5."""
+    probed = survey(RunConfig(suites=["harmony"])).capabilities.requests
+    proc = run_cli("run", "--suite", "harmony", "--out", str(tmp_path), "--max-requests", str(probed + 5))
     assert proc.returncode == 2
     line = proc.stderr.strip()
-    assert len(line.splitlines()) == 1 and "budget reached: --max-requests 5" in line, proc.stderr
+    assert len(line.splitlines()) == 1 and f"budget reached: --max-requests {probed + 5}" in line, proc.stderr
     run_dir = _run_dir(line)
     assert len((run_dir / "journal.jsonl").read_text().splitlines()) == 5
     assert not (run_dir / "result.json").exists()

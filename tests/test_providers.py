@@ -8,11 +8,13 @@ import json
 import httpx
 import pytest
 
+from verifier import harmony
+from verifier.capabilities import Capabilities
 from verifier.checks import parsing
 from verifier.checks.base import SuiteView
-from verifier.errors import ProviderError, ScoringUnsupported, TokenizeUnsupported
+from verifier.errors import ProviderError, ProviderHTTPError, ScoringUnsupported, TokenizeUnsupported
 from verifier.exchange import EarlierSend, Exchange
-from verifier.observation import Failure, Observation
+from verifier.observation import RESEND_ROUNDS, Failure, Observation
 from verifier.providers import Provider, RetryPolicy
 from verifier.providers._http import parse_retry_after
 from verifier.verdict import Verdict
@@ -175,6 +177,42 @@ def test_score_prefers_prompt_logprobs_then_falls_back_to_echo():
     assert result.positions[0].top == {6: -0.1}
     p.score(tokens, start, 20, {1: [6], 2: [7]})
     assert seen[-1] == "echo"  # remembered
+
+
+def _echo_or_crash(tokens: list[int], seen: list[str]):
+    """A host that crashes (500) on `prompt_logprobs`, a parameter it does not know, and scores by echo."""
+    def handler(request):
+        body = json.loads(request.content)
+        seen.append("prompt_logprobs" if "prompt_logprobs" in body else "echo")
+        if "prompt_logprobs" in body:
+            return httpx.Response(500, json={"error": {"message": "internal error"}})
+        texts = [harmony.token_text(t) for t in tokens]
+        return httpx.Response(200, json={"choices": [{"logprobs": {
+            "tokens": texts, "token_logprobs": [None, -0.1, -0.2],
+            "top_logprobs": [None, {texts[1]: -0.1}, {texts[2]: -0.2}]}}]})
+    return handler
+
+
+def test_score_moves_past_a_server_error_on_an_unconfirmed_mode():
+    tokens, seen = [5, 6, 7], []
+    p = _provider(_echo_or_crash(tokens, seen))
+    result = p.score(tokens, 1, 20, {1: [6], 2: [7]})
+    assert result.mode == "echo_logprobs" and seen == ["prompt_logprobs"] * 3 + ["echo"]  # 3 attempts, then on
+
+
+def test_score_raises_a_server_error_on_a_mode_the_probe_confirmed():
+    tokens, seen = [5, 6, 7], []
+    p = _provider(_echo_or_crash(tokens, seen))
+    p.capabilities = Capabilities(completions=True, token_id_prompts=True, prompt_logprobs=20, echo_logprobs=20)
+    with pytest.raises(ProviderHTTPError) as raised:
+        p.score(tokens, 1, 20, {1: [6], 2: [7]})
+    assert raised.value.status == 500 and set(seen) == {"prompt_logprobs"}  # no weaker method chosen by chance
+
+
+def test_score_raises_the_server_error_when_no_mode_works():
+    p = _provider(lambda r: httpx.Response(500, json={"error": {"message": "internal error"}}))
+    with pytest.raises(ProviderHTTPError):  # an error, not "unsupported"
+        p.score([1, 2], 1, 20, {})
 
 
 def test_score_unsupported_is_reported():
@@ -444,29 +482,31 @@ def _http_status(exchanges: list[Exchange]) -> list[tuple[str, str]]:
     return [(o.verdict.value, o.message) for o in parsing.http_status(view)]
 
 
-def _crashed_twice(first_started: float) -> Exchange:
-    """The re-send pass's copy of an exchange answered with 500 on every attempt, both times."""
+def _crashed_every_time(first_started: float) -> Exchange:
+    """The re-send pass's last copy of an exchange answered with 500 on every attempt, every time (the first
+    send and RESEND_ROUNDS re-sends: what it takes for a server error to be the provider's answer)."""
     crashed = Failure(kind="http_status", message="HTTP 500 from x: boom", status=500, history=[500, 500])
     again = _exchange(observation=crashed, started=first_started + 10)
-    again.earlier = [EarlierSend(key="k", started=first_started, failure=crashed)]
+    again.earlier = [EarlierSend(key="k" + "r" * i, started=first_started + i, failure=crashed)
+                     for i in range(RESEND_ROUNDS)]
     return again
 
 
 def test_http_status_judges_by_failure_kind():
     limited = Failure(kind="unavailable", message="HTTP 429 from x (after 5 attempts)", status=429)
     garbled = Failure(kind="protocol", message="response has no choices")
-    outcomes = _http_status([_crashed_twice(1.0), _exchange(observation=limited, started=2.0),
+    outcomes = _http_status([_crashed_every_time(1.0), _exchange(observation=limited, started=2.0),
                              _exchange(observation=garbled, started=3.0), _exchange(started=4.0)])
     assert outcomes == [
-        (Verdict.FAIL.value, "HTTP 500 to a valid request on every attempt (4), again when re-sent after the rest "
-                             "of the suite"),
+        (Verdict.FAIL.value, f"HTTP 500 to a valid request on every attempt ({2 * (1 + RESEND_ROUNDS)}), again "
+                             "when re-sent after the rest of the suite"),
         (Verdict.ERROR.value, "HTTP 429 to a valid request on every attempt: the provider was unavailable"),
         (Verdict.PASS.value, "2 of 4 requests answered with 200"),
     ]
 
 
 def test_an_error_status_after_the_last_answer_is_an_outage_not_a_fail():
-    assert _http_status([_exchange(started=1.0), _crashed_twice(2.0)])[0][0] == "error"
+    assert _http_status([_exchange(started=1.0), _crashed_every_time(2.0)])[0][0] == "error"
 
 
 def test_every_attempts_status_is_kept_on_the_failure():
@@ -477,3 +517,77 @@ def test_every_attempts_status_is_kept_on_the_failure():
     assert obs.failure.outage_seen
     handler, _ = _flaky([httpx.Response(500)] * 2 + [httpx.Response(400, text="bad")])
     assert _provider(handler).chat({"messages": []}).failure.history == [500, 500, 400]
+
+
+# -- reasoning inline in content (`<reasoning>…</reasoning>`), as some hosts return it -------------------------
+
+
+def _inline_chat(content: str, finish: str = "stop", calls: list | None = None) -> dict:
+    message = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+    return {"choices": [{"message": message, "finish_reason": finish}], "created": 1}
+
+
+def _content_chunks(pieces: list[str], finish: str = "stop") -> list[dict]:
+    return ([{"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None}], "created": 1}]
+            + [{"choices": [{"delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+            + [{"choices": [{"delta": {}, "finish_reason": finish}]}])
+
+
+def _plain_and_streamed(data: dict, chunks: list[dict]) -> tuple[Observation, Observation]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content).get("stream"):
+            return httpx.Response(200, content=_sse(chunks), headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json=data)
+
+    p = _provider(handler)
+    return p.chat({"messages": []}), p.chat({"messages": []}, stream=True)
+
+
+def test_inline_reasoning_is_read_apart_from_the_answer_with_tags_split_across_deltas():
+    plain, streamed = _plain_and_streamed(
+        _inline_chat("<reasoning>The user asks about Paris.</reasoning>\n\nSunny in Paris."),
+        _content_chunks(["<reas", "oning>The user", " asks about Paris.</", "reasoning", ">\n\nSunny", " in Paris."]))
+    _same(plain, streamed)
+    assert plain.reasoning == "The user asks about Paris." and plain.content == "Sunny in Paris."
+    assert plain.reasoning_fields == ["inline"]
+
+
+def test_inline_reasoning_before_a_tool_call_leaves_no_answer_text():
+    calls = CHAT["choices"][0]["message"]["tool_calls"]
+    obs = _provider(lambda r: httpx.Response(200, json=_inline_chat("<reasoning>Think.</reasoning>", "tool_calls",
+                                                                    calls))).chat({"messages": []})
+    assert (obs.reasoning, obs.content, obs.reasoning_fields) == ("Think.", None, ["inline"])
+    assert obs.tool_calls[0].name == "get_weather"
+
+
+def test_inline_reasoning_cut_off_before_its_closing_tag_is_all_reasoning():
+    plain, streamed = _plain_and_streamed(_inline_chat("<reasoning>The user asks", "length"),
+                                          _content_chunks(["<reasoning>The", " user asks"], "length"))
+    _same(plain, streamed)
+    assert (plain.reasoning, plain.content, plain.finish_reason) == ("The user asks", None, "length")
+
+
+def test_empty_inline_reasoning_tags_are_no_part_of_the_answer():
+    plain, streamed = _plain_and_streamed(_inline_chat("<reasoning></reasoning>Hi."),
+                                          _content_chunks(["<reasoning>", "</reasoning>", "Hi."]))
+    _same(plain, streamed)
+    assert (plain.reasoning, plain.content, plain.reasoning_fields) == (None, "Hi.", ["inline"])
+
+
+@pytest.mark.parametrize("answer", [
+    "Wrap it as <reasoning>notes</reasoning> in the prompt.",
+    "The tag is `<reasoning>`.",
+    "Answer first.\n<reasoning>not reasoning</reasoning>",
+])
+def test_an_answer_that_mentions_the_tag_is_all_answer(answer):
+    split = [answer[:9], answer[9:20], answer[20:]]
+    plain, streamed = _plain_and_streamed(_inline_chat(answer), _content_chunks(split))
+    _same(plain, streamed)
+    assert (plain.content, plain.reasoning, plain.reasoning_fields) == (answer, None, [])
+
+
+def test_a_reasoning_field_wins_over_a_tag_in_content():
+    data = _inline_chat("<reasoning>x</reasoning>Hi.")
+    data["choices"][0]["message"]["reasoning"] = "Think."
+    obs = _provider(lambda r: httpx.Response(200, json=data)).chat({"messages": []})
+    assert (obs.reasoning, obs.content, obs.reasoning_fields) == ("Think.", "<reasoning>x</reasoning>Hi.", ["reasoning"])

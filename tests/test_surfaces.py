@@ -4,6 +4,9 @@ those hosts answer, on a real loopback server, and usable together with a pertur
 from __future__ import annotations
 
 import collections
+import json
+import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,6 +84,7 @@ def test_default_offers_everything():
     (["string-completions"], {"cap": 5, "token_id_prompts": False, "prompt_logprobs": False, "tokenize": False}),
     (["chat-only", "random-5xx"], {"completions": False, "chat_logprobs": False, "error_rate": 0.2}),
     (["random-5xx:0.3:7"], {"error_rate": 0.3, "seed": 7, "completions": True}),
+    (["inline-reasoning", "chat-only"], {"inline_reasoning": True, "completions": False}),
 ])
 def test_surface_specs(specs, expected):
     offer = parse_surfaces(specs)
@@ -93,6 +97,7 @@ def test_surface_specs(specs, expected):
     (["capped-logprobs:x"], "not an integer"),
     (["random-5xx:1.5"], "[0, 1)"),
     (["chat-only:3"], "usage chat-only"),
+    (["inline-reasoning:1"], "usage inline-reasoning"),
 ])
 def test_bad_surface_specs_are_usage_errors(specs, needle):
     with pytest.raises(UsageError, match=needle.replace("[", r"\[").replace(")", r"\)")):
@@ -253,3 +258,67 @@ def test_string_surface_serves_a_perturbed_checkpoint(checkpoint, strings, drift
         running.stop()
     honest = _echo_logprobs(strings, ids)
     assert max(abs(p - h) for p, h in zip(perturbed, honest)) > 0.5
+
+
+# -- inline-reasoning -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inline(checkpoint):
+    running, client = _serve(checkpoint, "inline-reasoning")
+    yield client
+    client.close()
+    running.stop()
+
+
+def _sse_chunks(r: httpx.Response) -> list[dict]:
+    lines = [line.removeprefix("data: ") for line in r.text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def test_inline_reasoning_opens_the_content_and_no_field_carries_it(inline):
+    case = load_suite("tools").cases[0].request | {"model": MODEL, "temperature": 0}
+    message = inline.post("/v1/chat/completions", json=case).json()["choices"][0]["message"]
+    assert not {"reasoning", "reasoning_content"} & set(message)
+    reasoning, answer = harmony.split_inline_reasoning(message["content"])
+    assert reasoning and message["content"].startswith("<reasoning>")
+    streamed = _sse_chunks(inline.post("/v1/chat/completions", json=case | {"stream": True}))
+    deltas = [c["choices"][0]["delta"] for c in streamed if c["choices"]]
+    pieces = [d["content"] for d in deltas if d.get("content")]
+    assert not any({"reasoning", "reasoning_content"} & set(d) for d in deltas)
+    assert "<reasoning>" not in pieces[0] and "".join(pieces).startswith("<reasoning>")  # the tag split
+    assert harmony.split_inline_reasoning("".join(pieces)) == (reasoning, answer)
+
+
+def test_inline_reasoning_sent_back_is_rendered_as_reasoning(inline):
+    """The surface reads an assistant message's inline reasoning as the analysis it was."""
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    field = [*messages, {"role": "assistant", "content": "Sunny.", "reasoning": "Think."}, {"role": "user", "content": "Ok"}]
+    inline_sent = [*messages, {"role": "assistant", "content": "<reasoning>Think.</reasoning>Sunny."},
+                   {"role": "user", "content": "Ok"}]
+    tokens = [inline.post("/tokenize", json={"messages": m}).json()["tokens"] for m in (field, inline_sent)]
+    assert tokens[0] == tokens[1]
+
+
+def _run_dir(stdout: str) -> Path:
+    return Path(re.search(r"^report: (\S+)/report\.html$", stdout, re.M).group(1))
+
+
+def test_an_honest_run_on_inline_reasoning_passes(tmp_path):
+    """The tools suite (tool loops sending reasoning back) on chat, with reasoning inline: exit 0, no failed
+    check, the probe and the run both saw the inline form, and follow-ups carried reasoning back inline."""
+    proc = run_cli("run", "--surface", "inline-reasoning", "--suite", "tools", "--api", "chat", "--api", "chat-stream",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = _run_dir(proc.stdout)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert [c["id"] for c in result["checks"] if c["verdict"] == "fail"] == []
+    assert result["capabilities"]["reasoning_field"] == "inline"
+    separated = next(c for c in result["checks"] if c["id"] == "parsing.reasoning_separated")
+    assert separated["verdict"] == "pass" and "inline" in json.dumps(separated)
+    exchanges = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    sent_back = [m for ex in exchanges if ex.get("turn", 1) > 1 for m in ex["request"]["messages"]
+                 if m["role"] == "assistant"]
+    assert not any({"reasoning", "reasoning_content"} & set(m) for m in sent_back)
+    inline_back = [m for m in sent_back if m["content"] is not None]  # `loop-without-reasoning` sends none back
+    assert inline_back and all(m["content"].startswith("<reasoning>") for m in inline_back)

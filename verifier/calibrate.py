@@ -15,19 +15,24 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from verifier import harmony
+from verifier.checks.rendering import provider_dates
 from verifier.drift import calibration as cal
+from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration, Drift, Scorer, Turns
-from verifier.errors import GoldenError, UsageError
+from verifier.errors import GoldenError, ProviderError, UsageError
 from verifier.paths import REPO_ROOT
 from verifier.providers import Provider
 from verifier.reference import perturb
 from verifier.reference.engine import Engine
+from verifier.runner import greedy_request
 from verifier.scores import PositionScore
 from verifier.verdict import Detection
 
 SCORE_TOP_K = cal.FULL_K
 GREEDY_DTYPES = ("fp32", "bf16")
-"""Reference dtypes whose date-shifted prompts are the honest engines of the greedy calibration."""
+"""Reference dtypes whose date-shifted prompts are honest engines of the greedy calibration (besides
+`Plan.greedy_endpoints`)."""
 
 
 class Plan(BaseModel):
@@ -43,8 +48,12 @@ class Plan(BaseModel):
     """Device of the local honest engines."""
     endpoints: dict[str, str] = Field(default_factory=dict)
     """Honest endpoints: base URL -> the engine's name in the calibration."""
+    greedy_endpoints: dict[str, str] = Field(default_factory=dict)
+    """Honest chat endpoints of the greedy calibration: base URL -> the engine's name in it. Their greedy chat
+    logprobs on golden first turns, as a run asks for them, are scored afresh (also with `saved`, replacing saved
+    data of the same name)."""
     model: str | None = None
-    """Model name at the honest endpoints."""
+    """Model name at the honest endpoints (teacher-forcing and greedy ones)."""
     power_against: list[str] = Field(default_factory=list)
     """Faults whose detection power to measure."""
     must_detect: list[str] = Field(default_factory=list)
@@ -102,9 +111,11 @@ def honest_drift(turns: Turns, plan: Plan, local_only: bool = False) -> Honest:
     return honest
 
 
-def _honest(plan: Plan, keys: list[str], name: str, score: Callable[[], Honest]) -> Honest:
+def _honest(plan: Plan, keys: list[str], name: str, score: Callable[[], Honest],
+            fresh: Callable[[], Honest] = dict) -> Honest:
     """Honest drift at every top-list length: saved (`plan.saved`) where the data files have it, scored by
-    `score` otherwise; written back to the data files."""
+    `score` otherwise, and the engines `fresh` scores (always; each replaces a saved engine of its name);
+    written back to the data files."""
     honest: Honest = {}
     if plan.saved:
         honest[cal.FULL_K] = _saved(plan.golden, keys, name)
@@ -115,6 +126,8 @@ def _honest(plan: Plan, keys: list[str], name: str, score: Callable[[], Honest])
     if missing:
         scored = score()  # a saved calibration without truncations: the local honest engines measure them
         honest.update({k: scored[k] for k in missing})
+    for k, engines in fresh().items():
+        honest.setdefault(k, {}).update(engines)
     for k, drift in honest.items():
         cal.save_data(drift, keys, plan.golden, cal.data_file(name, k))
     return honest
@@ -122,6 +135,12 @@ def _honest(plan: Plan, keys: list[str], name: str, score: Callable[[], Honest])
 
 def _names(honest: dict[str, Drift]) -> str:
     return ", ".join(sorted(honest))
+
+
+def _unscored(honest: dict[str, Drift], keys: list[str]) -> str:
+    """The turns an engine has no positions of (an endpoint's turns rendered unlike the reference), for a source."""
+    empty = {name: [key for key, turn in zip(keys, turns) if not turn] for name, turns in sorted(honest.items())}
+    return "".join(f"; no positions from {name} on {', '.join(found)}" for name, found in empty.items() if found)
 
 
 def with_truncations(full: Calibration, honest: Honest, source: str, simulations: int) -> Calibration:
@@ -168,9 +187,48 @@ def _pass_after(calibration: Calibration, must_detect: list[str]) -> None:
             one.pass_after_positions = max(n for n in needed if n is not None)
 
 
+def renders_as_reference(provider: Provider, request: dict) -> bool:
+    """Whether the endpoint's prompt ids for a chat request are the reference rendering with the endpoint's own
+    date, as `rendering.prompt_ids` judges them (raises `TokenizeUnsupported` where it shows none)."""
+    tokens, _ = provider.prompt_token_ids(request)
+    return tokens in [harmony.render_chat(request, date) for date in provider_dates(None)]
+
+
+def greedy_endpoint_drift(provider: Provider, first: Turns) -> cal.ByK:
+    """An honest endpoint's drift as `drift.greedy_logprobs` measures it: each golden first turn's greedy chat
+    request with top logprobs, as a run sends it, aligned with golden along their common prefix; at each
+    top-list length. A turn the endpoint renders unlike the reference (beyond the date) has no positions: its
+    drift is that rendering finding, not numeric noise. An answer without logprobs is an error."""
+    aligned = []
+    for key, turn in first:
+        if not renders_as_reference(provider, turn.request):
+            aligned.append((key, turn, []))
+            continue
+        obs = provider.chat(greedy_request(turn))
+        if not obs.ok or not obs.logprobs:
+            why = obs.failure.message if obs.failure else "no logprobs in the answer"
+            raise ProviderError(f"{provider.base_url}: greedy logprobs of {key} for the calibration failed: {why}")
+        golden, positions, _ = greedy_positions(turn, obs.logprobs, float("inf"), obs.reasoning_logprobs)
+        aligned.append((key, golden, positions))
+    return cal.aligned_by_k(aligned)
+
+
+def greedy_endpoints_drift(first: Turns, plan: Plan) -> Honest:
+    """Every greedy endpoint of `plan`'s drift on golden first turns, at every top-list length."""
+    honest: Honest = {}
+    for url, label in plan.greedy_endpoints.items():
+        provider = Provider(url, plan.model or "")
+        try:
+            _add(honest, label, greedy_endpoint_drift(provider, first))
+        finally:
+            provider.close()
+    return honest
+
+
 def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
     """The calibration of the greedy-logprobs fallback: the reference (fp32 and bf16) scoring golden
-    first turns after prompts rendered with other dates, as chat providers render their own."""
+    first turns after prompts rendered with other dates, as chat providers render their own, and the
+    greedy chat logprobs of `plan.greedy_endpoints` on the same turns."""
     first, date = cal.first_turns(turns), cal.golden_date(plan.golden)
     keys = [key for key, _ in first]
 
@@ -182,11 +240,12 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
                 _add(honest, f"reference-{dtype}-date+{days}d", cal.date_shifted_by_k(scorer, first, days, date))
         return honest
 
-    honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score)
-    greedy = cal.calibrate(honest[cal.FULL_K], f"honest date-shifted prompts [{_names(honest[cal.FULL_K])}] "
-                           "against first turns of the golden", simulations=plan.simulations)
-    greedy = with_truncations(greedy, honest, "honest date-shifted prompts [{engines}], top-{k}, against first "
-                              "turns of the golden", plan.simulations)
+    honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score, lambda: greedy_endpoints_drift(first, plan))
+    greedy = cal.calibrate(honest[cal.FULL_K], f"honest date-shifted prompts and greedy chat endpoints "
+                           f"[{_names(honest[cal.FULL_K])}] against first turns of the golden"
+                           f"{_unscored(honest[cal.FULL_K], keys)}", simulations=plan.simulations)
+    greedy = with_truncations(greedy, honest, "honest date-shifted prompts and greedy chat endpoints [{engines}], "
+                              "top-{k}, against first turns of the golden", plan.simulations)
     for fault in plan.must_detect:
         drift = cal.date_shifted_by_k(engine_scorer(perturb.faulty_engine(plan.checkpoint, fault)), first, 30, date)
         _record(greedy, fault, _detect(drift, greedy))
@@ -200,6 +259,8 @@ def calibrate_golden(plan: Plan) -> Calibration:
         raise GoldenError(f"no golden files in {plan.golden}")
     if plan.endpoints and not plan.model and not plan.saved:
         raise UsageError("--honest-model is required with --honest-url")
+    if plan.greedy_endpoints and not plan.model:
+        raise UsageError("a model name is required with greedy endpoints")
     keys = [key for key, _ in turns]
     honest = _honest(plan, keys, cal.DATA_FILE, lambda: honest_drift(turns, plan, local_only=plan.saved))
     full = honest[cal.FULL_K]

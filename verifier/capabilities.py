@@ -42,13 +42,20 @@ class Capabilities(Documented):
     token_id_prompts: bool | None = None
     """Completions take a prompt as a list of token ids (False: strings only)."""
     prompt_logprobs: int | None = None
-    """vLLM `prompt_logprobs`: the largest k that worked (0: not offered; None: not checked)."""
+    """vLLM `prompt_logprobs`: the largest k that worked (1: the prompt token's own logprob only; 0: not offered,
+    or no logprob in the answer; None: not checked)."""
     echo_logprobs: int | None = None
-    """`echo` with integer `logprobs` scores the prompt: the largest k that worked (0: not offered)."""
+    """`echo` with integer `logprobs` scores the prompt: the largest k that worked (1: empty top lists beside the
+    prompt tokens' own logprobs; 0: not offered, or no logprob in the answer)."""
+    completion_logprob_ids: bool | None = None
+    """`logprobs` on a completion carries the generated tokens' ids; where it does, completion requests ask for
+    `logprobs: 1` and read the ids there when `token_ids` are missing (llama-server ignores `return_token_ids`
+    and shows no end-of-generation token in the text)."""
     chat_logprobs: bool | None = None
     """Chat `logprobs: true` returns per-token log-probabilities."""
     chat_top_logprobs: int | None = None
-    """The largest chat `top_logprobs` that worked (0: logprobs without alternatives; None: not checked)."""
+    """The largest chat `top_logprobs` that worked (1 also where the answer's top lists were empty beside the
+    chosen tokens' logprobs: top-1 at temperature 0; 0: `top_logprobs` refused at every k; None: not checked)."""
     prompt_ids_sources: list[str] | None = None
     """Where the endpoint shows the prompt token ids of a chat request: `return_token_ids`, `tokenize` (empty:
     nowhere; None: could not be checked)."""
@@ -61,7 +68,11 @@ class Capabilities(Documented):
     notes: dict[str, str] = Field(default_factory=dict)
     """Why, per capability found missing or unknown: the status or message the endpoint answered with."""
     requests: int = 0
-    """Requests the probe sent (not journaled, not in the run's cost)."""
+    """Requests the probe sent (not journaled, not in the run's cost; counted towards `run --max-requests`)."""
+    prompt_tokens: int = 0
+    """Prompt tokens the probe's answers reported (counted towards `run --max-tokens`)."""
+    completion_tokens: int = 0
+    """Completion tokens the probe's answers reported (counted towards `run --max-tokens`)."""
 
     @property
     def teacher_forcing(self) -> bool | None:
@@ -103,7 +114,7 @@ class Capabilities(Documented):
         """(field, capability, offered: offered / not offered / could not be checked / a cap, note)."""
         out = []
         for name in type(self).model_fields:
-            if name in ("notes", "requests"):
+            if name in ("notes", "requests", "prompt_tokens", "completion_tokens"):
                 continue
             notes = [note for key, note in self.notes.items() if key == name or key.startswith(f"{name}.")]
             value = getattr(self, name)
@@ -122,6 +133,7 @@ LABELS: dict[str, str] = {
     "token_id_prompts": "token-id prompts on /v1/completions",
     "prompt_logprobs": "prompt_logprobs (k)",
     "echo_logprobs": "echo + logprobs on the prompt (k)",
+    "completion_logprob_ids": "token ids in completion logprobs",
     "chat_logprobs": "chat logprobs",
     "chat_top_logprobs": "chat top_logprobs (k)",
     "prompt_ids_sources": "prompt token ids",

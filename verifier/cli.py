@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from verifier.errors import VerifierError
+from verifier.providers.messages import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Verify that an OpenAI-compatible endpoint computes gpt-oss and speaks Harmony like the reference.")
@@ -18,11 +19,11 @@ checkpoint_app = typer.Typer(no_args_is_help=True, help="The conformance checkpo
 app.add_typer(golden_app, name="golden")
 app.add_typer(checkpoint_app, name="checkpoint")
 SURFACE_HELP = ("API surface of the built-in provider (repeatable): chat-only, string-completions[:K], "
-                "capped-logprobs[:K], random-5xx[:RATE[:SEED]]; see `faults`.")
+                "capped-logprobs[:K], random-5xx[:RATE[:SEED]], inline-reasoning; see `faults`.")
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"gpt-oss-verify: error: {message}", err=True)
+    typer.echo(f"gpt-oss-verify: error: {printable(message)}", err=True)  # may quote provider text
     raise typer.Exit(2)
 
 
@@ -123,24 +124,28 @@ def run(
 
 
 def _print_survey(found) -> None:
-    """The capabilities a probe found, and per suite the requests and estimated tokens a run would spend."""
+    """The capabilities a probe found, and per suite the requests and estimated tokens a run would spend
+    (provider text made printable: `messages.printable`)."""
     caps = found.capabilities
-    typer.echo(f"endpoint: {found.model} at {found.base_url} ({caps.requests} probe requests)")
+    typer.echo(f"endpoint: {found.model} at {found.base_url} ({caps.requests} probe requests, "
+               f"{caps.prompt_tokens + caps.completion_tokens} tokens)")
     for _, label, shown, note in caps.rows():
-        typer.echo(f"  {label:38} {shown}" + (f"  ({note[:150]})" if note and shown != "offered" else ""))
+        typer.echo(f"  {label:38} {printable(shown)}" + (f"  ({printable(note)[:150]})"
+                                                         if note and shown != "offered" else ""))
     typer.echo(f"{'suite':12} {'requests':>9} {'est. tokens':>12}  drift method")
     for plan in found.plans:
         typer.echo(f"{plan.suite:12} {plan.requests:>9} {plan.tokens:>12,}  {plan.drift_method or '-'}")
     typer.echo(f"{'total':12} {sum(p.requests for p in found.plans):>9} {sum(p.tokens for p in found.plans):>12,}"
                "  (at most: the drift test may stop early)")
     for reason in sorted({r for p in found.plans for r in p.unsupported}):
-        typer.echo(f"skipped, unsupported by this endpoint: {reason[:200]}")
+        typer.echo(f"skipped, unsupported by this endpoint: {printable(reason)[:200]}")
 
 
 def _print_summary(result) -> None:
+    """One line per check; its summary may carry provider text (a capability note, an answer): printable."""
     for check in result.checks:
         mark = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "skip"}[check.verdict.value]
-        line = f"{mark:5} {check.id:30} {check.summary}"
+        line = f"{mark:5} {check.id:30} {printable(check.summary)}"
         typer.echo(line if len(line) < 200 else line[:197] + "...")
 
 
@@ -323,6 +328,12 @@ def golden_build(
         typer.echo(f"{s.name}: {len(gf.records)} records -> {path}")
 
 
+def _labelled(urls: list[str] | None, labels: list[str] | None) -> dict[str, str]:
+    """Endpoint URL -> its name: the label given in the same position, else the URL."""
+    names = list(labels or [])
+    return {url: names[i] if i < len(names) else url for i, url in enumerate(urls or [])}
+
+
 @golden_app.command("calibrate")
 @guarded
 def golden_calibrate(
@@ -341,6 +352,12 @@ def golden_calibrate(
     must_detect: Annotated[list[str] | None, typer.Option(help="Of those, the ones a passing run must have had "
                                                           "the power to catch: a run may stop and pass once "
                                                           "it has scored enough positions for all of them.")] = None,
+    greedy_url: Annotated[list[str] | None, typer.Option(help="Honest chat endpoint (repeatable) whose greedy chat "
+                                                         "logprobs join the greedy calibration (engines without "
+                                                         "prompt scoring, e.g. llama-server); named by "
+                                                         "--greedy-label.")] = None,
+    greedy_label: Annotated[list[str] | None, typer.Option(help="A name for each --greedy-url, in order "
+                                                           "(default: the URL).")] = None,
     simulations: Annotated[int, typer.Option(help="Simulated honest runs.")] = 2000,
     saved: Annotated[bool, typer.Option("--saved", help="Reuse the honest engines' scores saved by the last "
                                         "calibration (calibration-data.json.gz, calibration-greedy-data.json.gz) "
@@ -354,10 +371,9 @@ def golden_calibrate(
     from verifier.testmodel.compact import default_checkpoint
 
     root = golden or golden_dir() / DEFAULT_GOLDEN
-    labels = list(honest_label or [])
     plan = calibrate.Plan(
         golden=root, checkpoint=checkpoint or default_checkpoint(), honest_dtypes=honest_dtype or None, device=device,
-        endpoints={url: labels[i] if i < len(labels) else url for i, url in enumerate(honest_url or [])},
+        endpoints=_labelled(honest_url, honest_label), greedy_endpoints=_labelled(greedy_url, greedy_label),
         model=honest_model, power_against=power_against or [], must_detect=must_detect or [],
         simulations=simulations, saved=saved)
     result = calibrate.calibrate_golden(plan)

@@ -136,6 +136,40 @@ def _text_of(content: Any) -> str | None:
     return str(content)
 
 
+INLINE_REASONING = "inline"
+"""The reasoning "field" of hosts that return Chat reasoning inline: `<reasoning>…</reasoning>` opening
+`content`, before the answer. Such hosts take earlier reasoning back in the same form."""
+REASONING_OPEN, REASONING_CLOSE = "<reasoning>", "</reasoning>"
+
+
+def split_inline_reasoning(text: str | None) -> tuple[str | None, str | None]:
+    """(reasoning, answer) of a Chat content that opens with `<reasoning>…</reasoning>` (leading whitespace
+    allowed; without the closing tag, a turn cut off while reasoning, all of it is reasoning); (None, text)
+    for any other text: a tag later in an answer is the answer's own text."""
+    if not isinstance(text, str) or not text.lstrip().startswith(REASONING_OPEN):
+        return None, text
+    body = text.lstrip()[len(REASONING_OPEN):]
+    reasoning, closed, answer = body.partition(REASONING_CLOSE)
+    if not closed:
+        return reasoning or None, None
+    return reasoning or None, answer.lstrip() or None
+
+
+def inline_reasoning(reasoning: str, answer: str | None = None) -> str:
+    """Chat content carrying `reasoning` inline before `answer` (the inverse of `split_inline_reasoning`)."""
+    return f"{REASONING_OPEN}{reasoning}{REASONING_CLOSE}{answer or ''}"
+
+
+def assistant_reasoning(msg: dict) -> tuple[str | None, str | None]:
+    """An assistant Chat message's reasoning and answer text: the reasoning from its `reasoning` or
+    `reasoning_content` field, else from inline tags opening its content."""
+    content = _text_of(msg.get("content"))
+    field = msg.get("reasoning") or msg.get("reasoning_content")
+    if field:
+        return field, content
+    return split_inline_reasoning(content)
+
+
 def _tool_descriptions(tools: list[dict] | None):
     from openai_harmony import ToolDescription
 
@@ -176,10 +210,9 @@ def _assistant_messages(msg: dict) -> list:
     from openai_harmony import Message, Role
 
     out = []
-    reasoning = msg.get("reasoning") or msg.get("reasoning_content")
+    reasoning, content = assistant_reasoning(msg)
     if reasoning:
         out.append(Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis"))
-    content = _text_of(msg.get("content"))
     calls = msg.get("tool_calls") or []
     if content:
         channel = "commentary" if calls else "final"
@@ -294,9 +327,9 @@ def chat_to_responses(request: dict) -> dict:
         messages = messages[1:]
     for msg in messages:
         role = msg.get("role")
-        reasoning = msg.get("reasoning") or msg.get("reasoning_content")
-        if role == "assistant" and reasoning:
-            items.append({"type": "reasoning", "summary": [],
+        reasoning, content = assistant_reasoning(msg) if role == "assistant" else (None, msg.get("content"))
+        if reasoning:
+            items.append({"type": "reasoning", "id": f"rs_{len(items)}", "summary": [],
                           "content": [{"type": "reasoning_text", "text": reasoning}]})
         if role == "assistant" and msg.get("tool_calls"):
             for call in msg["tool_calls"]:
@@ -307,17 +340,23 @@ def chat_to_responses(request: dict) -> dict:
             items.append({"type": "function_call_output", "call_id": msg.get("tool_call_id"),
                           "output": _text_of(msg.get("content")) or ""})
         else:
-            items.append({"type": "message", "role": role, "content": _text_of(msg.get("content")) or ""})
+            items.append({"type": "message", "role": role, "content": _text_of(content) or ""})
     body: dict = {"input": items}
     if instructions:
         body["instructions"] = instructions
     if request.get("tools"):
-        body["tools"] = [{"type": "function", **t["function"]} for t in request["tools"]]
+        body["tools"] = [_responses_tool(t["function"]) for t in request["tools"]]
     if request.get("reasoning_effort"):
         body["reasoning"] = {"effort": request["reasoning_effort"]}
     if request.get("tool_choice") is not None:
         body["tool_choice"] = responses_tool_choice(request["tool_choice"])
     return body
+
+
+def _responses_tool(function: dict) -> dict:
+    """A Chat function tool in the Responses form: flat, and `strict` always said (the SDK requires the key;
+    Responses reads an absent one as true where Chat reads it as false, so Chat's meaning is sent)."""
+    return {"type": "function", **function, "strict": function.get("strict") is True}
 
 
 def responses_tool_choice(choice: Any) -> Any:

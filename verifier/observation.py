@@ -43,6 +43,30 @@ class Failure(BaseModel):
         return any(status is None or status in OUTAGE_STATUSES for status in self.history)
 
 
+def looks_random(sends: list[Failure]) -> bool:
+    """Whether the failed sends of one request could be chance rather than the provider's answer to it: no
+    service on some send, a rate-limit, gateway or missing answer among their attempts, or attempts answered
+    with different statuses. The re-send pass sends such a request again; `parsing.http_status` judges one
+    that still fails as no evidence."""
+    statuses = {status for send in sends for status in send.history or [send.status]}
+    return any(send.kind == "unavailable" or send.outage_seen for send in sends) or len(statuses) != 1
+
+
+RESEND_ROUNDS = 3
+"""Re-sends at most of one failed request after the rest of the suite (`runner.Runner.resend_failures`)."""
+
+
+def deterministic(sends: list[Failure]) -> bool:
+    """Whether the failed sends of one request are the provider's answer to it: not `looks_random`, and the
+    same status on every attempt of two sends for a 4xx, of all 1 + `RESEND_ROUNDS` sends for a 5xx (a server
+    error that repeats by chance is likelier than a refusal that does: at a 30% error rate and two attempts a
+    send, 0.09 per send)."""
+    if not sends or looks_random(sends):
+        return False
+    status = sends[-1].status or 0
+    return len(sends) >= (2 if status < 500 else 1 + RESEND_ROUNDS)
+
+
 def legacy_failure(data: Any, kind: FailureKind) -> Any:
     """A journal line written before `failure` existed, its `error` string made a `Failure` of `kind`."""
     if not isinstance(data, dict) or data.get("error") is None or "failure" in data:
@@ -66,6 +90,19 @@ class Usage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+    @classmethod
+    def reported(cls, prompt_tokens=None, completion_tokens=None, reasoning_tokens=None) -> Usage:
+        """Counts as a provider sent them (untrusted): a value that is not a whole non-negative number is
+        read as not reported."""
+        return cls(prompt_tokens=_count(prompt_tokens), completion_tokens=_count(completion_tokens),
+                   reasoning_tokens=_count(reasoning_tokens))
+
+
+def _count(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53 or value != int(value):
+        return None
+    return int(value)
 
 
 class TopLogprob(BaseModel):

@@ -40,7 +40,7 @@ from verifier.exchange import (
 )
 from verifier.golden import GoldenFile, GoldenTurn
 from verifier.journal import Journal, Replay
-from verifier.observation import Failure, Observation
+from verifier.observation import RESEND_ROUNDS, Failure, Observation, deterministic
 from verifier.paths import golden_dir
 from verifier.progress import Progress
 from verifier.providers import Provider, logprobs_cap, request_id
@@ -228,7 +228,8 @@ def _skip(suite: Suite, reason: str, variant: str, case_id: str | None = None) -
 
 
 class Budget(BaseModel):
-    """`run --max-requests / --max-tokens`: what this invocation may send (None: no limit)."""
+    """`run --max-requests / --max-tokens`: what this invocation may send (None: no limit), the probe's requests
+    and tokens included (the probe itself always finishes: the run then stops before its first request)."""
 
     max_requests: int | None = None
     max_tokens: int | None = None
@@ -237,10 +238,10 @@ class Budget(BaseModel):
     def reached(self, spent: Cost) -> str | None:
         """Why no further request may be sent (None: it may)."""
         if self.max_requests is not None and spent.requests >= self.max_requests:
-            return f"--max-requests {self.max_requests} reached ({spent.requests} requests sent)"
+            return f"--max-requests {self.max_requests} reached ({spent.requests} requests sent, the probe's included)"
         tokens = spent.prompt_tokens + spent.completion_tokens
         if self.max_tokens is not None and tokens >= self.max_tokens:
-            return f"--max-tokens {self.max_tokens} reached ({tokens} tokens spent)"
+            return f"--max-tokens {self.max_tokens} reached ({tokens} tokens spent, the probe's included)"
         return None
 
 
@@ -257,6 +258,16 @@ def _add_cost(cost: Cost, exchange: Exchange, count: bool) -> None:
         cost.completion_tokens += obs.usage.completion_tokens or 0
     if exchange.variant == "score":
         cost.prompt_tokens += exchange.request.get("prompt_tokens", 0)
+
+
+def greedy_request(ref: GoldenTurn, k: int = SCORE_TOP_K, form: str = "boolean") -> dict:
+    """A golden turn's greedy chat request with logprobs in the shape the host takes: `top_logprobs` (`form`
+    boolean: `logprobs: true`) or an integer `logprobs` (`form` integer), `k` entries; what a run sends and the
+    greedy calibration's honest endpoints answer."""
+    body = {**ref.request, "temperature": 0, "max_tokens": len(ref.completion_token_ids) + 4}
+    if form == "integer":
+        return {**body, "logprobs": k}
+    return {**body, "logprobs": True, "top_logprobs": k}
 
 
 def _sequential(calibration: Calibration, scored: list[tuple[str, GoldenTurn, list[PositionScore], int]],
@@ -280,7 +291,7 @@ class Runner:
 
     def __init__(self, provider: Provider, journal: Journal, progress: Progress | None = None,
                  replay: Replay | None = None, concurrency: int = 1, capabilities: Capabilities | None = None,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, spent: Cost | None = None):
         self.provider = provider
         self.journal = journal
         self.progress = progress or Progress()
@@ -295,8 +306,9 @@ class Runner:
         self.capabilities = capabilities
         """What the endpoint offers (None: not probed; everything is sent)."""
         self.budget = budget or Budget()
-        self.spent = Cost()
-        """What this invocation sent (replayed exchanges are not counted): what the budget is held to."""
+        self.spent = spent.model_copy() if spent is not None else Cost()
+        """What this invocation sent, the probe included (replayed exchanges are not counted): what the budget
+        is held to."""
         self.prompt_ids_supported: bool | None = capabilities.prompt_ids if capabilities else None
         self.exchanges: list[Exchange] = []
         self.lock = threading.Lock()
@@ -426,12 +438,7 @@ class Runner:
         return out
 
     def _greedy_request(self, ref) -> dict:
-        """A greedy chat request with logprobs in the shape the host takes: `top_logprobs` (boolean
-        `logprobs`) or an integer `logprobs`, at most the cap it named."""
-        body = {**ref.request, "temperature": 0, "max_tokens": len(ref.completion_token_ids) + 4}
-        if self.greedy_form == "integer":
-            return {**body, "logprobs": self.greedy_k}
-        return {**body, "logprobs": True, "top_logprobs": self.greedy_k}
+        return greedy_request(ref, self.greedy_k, self.greedy_form)
 
     def _reshaped(self, obs: Observation) -> bool:
         """Whether a 400 to a greedy logprobs request named the shape (a cap, an integer `logprobs`) and
@@ -584,26 +591,30 @@ class Runner:
     # -- the re-send pass: a random error is not the provider's answer to a request ------------------
 
     def resend_failures(self, suite: Suite, exchanges: list[Exchange], golden_date: str) -> list[Exchange]:
-        """Send each request that got an error status, or no service, once more after the rest of the suite.
+        """Send each request that got an error status, or no service, again after the rest of the suite, in
+        rounds: a round sends every such request once more (`_resendable`); the next round, after that one,
+        those whose sends are not yet the provider's answer (`observation.deterministic`), each request at
+        most `RESEND_ROUNDS` times after its first send.
 
-        Its copy (journal key: the first send's plus `RESEND_SUFFIX`) keeps the first failure in `earlier` and
-        takes its place in what the checks judge; a tool loop goes on from it when it now succeeds. The same
-        error again, on every attempt of both sends, is the provider's answer (`parsing.http_status` fails it);
-        anything else was chance. Teacher-forced scores are left to the drift engine.
+        A copy (journal key: the first send's plus `RESEND_SUFFIX` per re-send) keeps the failed sends before
+        it in `earlier` and takes its place in what the checks judge; a tool loop goes on from it when it now
+        succeeds (its follow-ups are first sends, re-sent in the next round if they fail). The same 4xx on
+        every attempt of two sends, or the same 5xx on every attempt of all sends, is the provider's answer
+        (`parsing.http_status` fails it). Teacher-forced scores are left to the drift engine.
         """
-        failed = [ex for ex in exchanges if _resendable(ex)]
-        if not failed:
-            return exchanges
-        self.progress.note(f"{suite.name}: {len(failed)} requests that failed are sent again")
-        redone = dict(zip(map(id, failed), self._parallel(lambda ex: self._resend(suite, ex, golden_date), failed)))
-        return [again for ex in exchanges for again in redone.get(id(ex), [ex])]
+        while failed := [ex for ex in exchanges if _resendable(ex)]:
+            self.progress.note(f"{suite.name}: {len(failed)} requests that failed are sent again")
+            redone = dict(zip(map(id, failed), self._parallel(lambda ex: self._resend(suite, ex, golden_date),
+                                                                failed)))
+            exchanges = [again for ex in exchanges for again in redone.get(id(ex), [ex])]
+        return exchanges
 
     def _resend(self, suite: Suite, ex: Exchange, golden_date: str) -> list[Exchange]:
         """`ex` sent again, and the rest of its tool loop when it now succeeds."""
-        first = EarlierSend(key=ex.key, started=ex.started, failure=ex.failure or ex.observation.failure)
+        earlier = [*ex.earlier, EarlierSend(key=ex.key, started=ex.started, failure=_failure(ex))]
         again = self._exchange(Exchange(suite=ex.suite, case_id=ex.case_id, variant=ex.variant, turn=ex.turn,
-                                        request=ex.request, chat_request=ex.chat_request, earlier=[first]),
-                               self._perform_again(ex), key_suffix=RESEND_SUFFIX)
+                                        request=ex.request, chat_request=ex.chat_request, earlier=earlier),
+                               self._perform_again(ex), key_suffix=RESEND_SUFFIX * len(earlier))
         if ex.variant not in API_VARIANTS:
             return [again]
         case = next(c for c in suite.cases if c.id == ex.case_id)
@@ -636,12 +647,20 @@ def _next_request(case: Case, request: dict, ex: Exchange) -> dict | None:
     return case.follow_up(request, obs.reasoning, obs.tool_calls, reasoning_field(obs.reasoning_fields))
 
 
+def _failure(ex: Exchange) -> Failure | None:
+    return ex.failure or (ex.observation.failure if ex.observation is not None else None)
+
+
 def _resendable(ex: Exchange) -> bool:
-    """Whether the re-send pass sends `ex` again: a first send answered with an error status or no service."""
-    if ex.earlier or ex.variant == "score":
+    """Whether the re-send pass sends `ex` again: a send answered with an error status or no service, not a
+    teacher-forced score; a first send always, a re-send while its sends so far are not the provider's answer
+    (`observation.deterministic`) and it has been sent again fewer than `RESEND_ROUNDS` times."""
+    failure = _failure(ex)
+    if ex.variant == "score" or failure is None or failure.kind not in ("http_status", "unavailable"):
         return False
-    failure = ex.failure or (ex.observation.failure if ex.observation is not None else None)
-    return failure is not None and failure.kind in ("http_status", "unavailable")
+    if not ex.earlier:
+        return True
+    return len(ex.earlier) < RESEND_ROUNDS and not deterministic([send.failure for send in ex.earlier] + [failure])
 
 
 def new_run_id() -> str:
@@ -770,20 +789,23 @@ def _connect(config: RunConfig, stack: ExitStack) -> Provider:
     return provider
 
 
-def capabilities_of(provider: Provider, run_dir: Path | None = None) -> Capabilities:
-    """What the provider offers: as the run in `run_dir` found it (so a resumed run decides alike), else probed."""
+def capabilities_of(provider: Provider, run_dir: Path | None = None) -> tuple[Capabilities, Cost]:
+    """What the provider offers: as the run in `run_dir` found it (so a resumed run decides alike), else probed;
+    and what finding it cost now (the probe's requests and reported tokens; nothing when read from `run_dir`)."""
     path = Path(run_dir) / CAPABILITIES_FILE if run_dir is not None else None
     if path is not None and path.exists():
         try:
             caps = Capabilities.model_validate_json(path.read_text())
         except ValueError as exc:
             raise UsageError(f"{path} is not a capabilities file of this verifier ({exc.__class__.__name__})") from None
+        spent = Cost()
     else:
         caps = probe(provider)
+        spent = Cost(requests=caps.requests, prompt_tokens=caps.prompt_tokens, completion_tokens=caps.completion_tokens)
     provider.capabilities = caps
     if caps.prompt_ids_sources and provider.prompt_ids_mode is None:
         provider.prompt_ids_mode = caps.prompt_ids_sources[0]
-    return caps
+    return caps, spent
 
 
 class SuitePlan(BaseModel):
@@ -791,7 +813,8 @@ class SuitePlan(BaseModel):
 
     suite: str
     requests: int
-    """Requests at most (the drift test may stop early; failed requests are sent once more)."""
+    """Requests at most (the drift test may stop early), without the probe's and without re-sends of failed
+    requests (up to `RESEND_ROUNDS` each)."""
     tokens: int
     """Prompt and completion tokens, estimated from the golden records."""
     drift_method: str | None = None
@@ -850,7 +873,7 @@ def survey(config: RunConfig, resume: Path | None = None) -> Survey:
     prepared = prepare(config, resume)
     with ExitStack() as stack:
         provider = _connect(prepared.config, stack)
-        caps = capabilities_of(provider, resume)
+        caps, _ = capabilities_of(provider, resume)
     plans = [plan_suite(s, g, prepared.config.apis, caps, prepared.method)
              for s, g in zip(prepared.suites, prepared.goldens)]
     return Survey(base_url=provider.base_url, model=provider.model, capabilities=caps, plans=plans)
@@ -861,15 +884,20 @@ def _run_dir(prepared: Prepared, resume: Path | None, caps: Capabilities) -> tup
     if prepared.manifest is not None:
         run_dir = Path(resume)
         if not (run_dir / CAPABILITIES_FILE).exists():
-            (run_dir / CAPABILITIES_FILE).write_text(caps.model_dump_json(indent=2))
+            _write_capabilities(caps, run_dir, prepared.config.api_key)
         return prepared.manifest, run_dir
     config = prepared.config
     manifest = RunManifest(run_id=new_run_id(), created=_now(), verifier_version=__version__, config=config)
     run_dir = config.out / manifest.run_id
     run_dir.mkdir(parents=True, exist_ok=False)
     (run_dir / "run.json").write_text(manifest.model_dump_json(indent=2))
-    (run_dir / CAPABILITIES_FILE).write_text(caps.model_dump_json(indent=2))
+    _write_capabilities(caps, run_dir, config.api_key)
     return manifest, run_dir
+
+
+def _write_capabilities(caps: Capabilities, run_dir: Path, secret: str | None) -> None:
+    """capabilities.json; its notes quote the provider's error messages, which may echo the key."""
+    (run_dir / CAPABILITIES_FILE).write_text(_redacted(caps.model_dump_json(indent=2), secret))
 
 
 def execute(config: RunConfig, progress: Progress | None = None, resume: Path | None = None,
@@ -891,12 +919,12 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
     progress = progress or Progress()
     with ExitStack() as stack:
         provider = _connect(config, stack)
-        caps = capabilities_of(provider, resume)
+        caps, probed = capabilities_of(provider, resume)
         manifest, run_dir = _run_dir(prepared, resume, caps)
         replay = Replay(journal.read(run_dir / journal.FILE))
         log = Journal(run_dir / journal.FILE, config.api_key)
         stack.callback(log.close)
-        runner = Runner(provider, log, progress, replay, config.concurrency, caps, budget)
+        runner = Runner(provider, log, progress, replay, config.concurrency, caps, budget, spent=probed)
         progress.start(sum(work_units(s, config.apis, caps) for s in suites))
         results = []
         try:
@@ -936,10 +964,12 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
+def _redacted(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[REDACTED]") if secret else text
+
+
 def _write_result(result: RunResult, run_dir: Path, secret: str | None) -> None:
-    text = result.model_dump_json(indent=2)
-    if secret and secret in text:
-        text = text.replace(secret, "[REDACTED]")
+    text = _redacted(result.model_dump_json(indent=2), secret)
     tmp = run_dir / "result.json.tmp"
     tmp.write_text(text)
     os.replace(tmp, run_dir / "result.json")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from verifier import harmony
 from verifier.errors import SuiteError
 from verifier.observation import ToolCall
 from verifier.paths import suites_dir
@@ -25,9 +26,10 @@ HISTORY_FIELDS = ("reasoning", "reasoning_content")
 
 def reasoning_field(returned: list[str]) -> str:
     """The field a client sends earlier reasoning back in: the Chat field the host returned it in (hosts
-    differ, and some reject the other; `reasoning` where it returned both), else `reasoning` (the Responses
-    and Completions forms are made from the Chat request). `returned` is `Observation.reasoning_fields`."""
-    return next((name for name in HISTORY_FIELDS if name in returned), "reasoning")
+    differ, and some reject the other; `reasoning` where it returned both; `harmony.INLINE_REASONING`: inline
+    in content), else `reasoning` (the Responses and Completions forms are made from the Chat request).
+    `returned` is `Observation.reasoning_fields`."""
+    return next((name for name in (*HISTORY_FIELDS, harmony.INLINE_REASONING) if name in returned), "reasoning")
 
 
 class Case(BaseModel):
@@ -53,7 +55,8 @@ class Case(BaseModel):
     def follow_up(self, request: dict, reasoning: str | None, calls: list[ToolCall],
                   field: str = "reasoning") -> dict | None:
         """The next request of a tool loop: the assistant's calls and their results appended, its reasoning
-        (unless `send_reasoning` is off) in the message field `field` (see `reasoning_field`).
+        (unless `send_reasoning` is off) in the message field `field`, or inline in its content where `field`
+        is `harmony.INLINE_REASONING` (see `reasoning_field`).
 
         A forcing `tool_choice` (required, or a named function) becomes `auto`, as agent SDKs reset
         it after a forced call. None when there is nothing to send back (no call, or a call this case has no result for).
@@ -65,7 +68,9 @@ class Case(BaseModel):
             "tool_calls": [{"id": c.id, "type": "function",
                             "function": {"name": c.name, "arguments": c.arguments}} for c in calls],
         }
-        if self.send_reasoning and reasoning:
+        if self.send_reasoning and reasoning and field == harmony.INLINE_REASONING:
+            assistant["content"] = harmony.inline_reasoning(reasoning)
+        elif self.send_reasoning and reasoning:
             assistant[field] = reasoning
         results = [{"role": "tool", "tool_call_id": c.id, "content": self.tool_results[c.name]} for c in calls]
         follow = {**request, "messages": [*request["messages"], assistant, *results]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from verifier.checks.common import thresholds
 from verifier.exchange import EarlierSend, Exchange
-from verifier.observation import Failure
+from verifier.observation import RESEND_ROUNDS, Failure
 
 from .builders import (
     BETWEEN,
@@ -179,11 +179,12 @@ def _sent(status: int, history: list[int | None], kind: str = "http_status") -> 
     return Failure(kind=kind, message=f"HTTP {status} from x", status=status, history=history)
 
 
-def _resent(first: Failure, then: Failure | None, first_started: float = 1.5) -> Exchange:
-    """The re-send pass's copy of an exchange whose first send failed with `first`: answered with 200
-    (`then` None) or failing with `then`."""
+def _resent(first: Failure, then: Failure | None, first_started: float = 1.5, sends: int = 2) -> Exchange:
+    """The re-send pass's copy of an exchange whose earlier `sends - 1` sends failed with `first`: answered with
+    200 (`then` None) or failing with `then`."""
     obs = observation() if then is None else failed(then.status, kind=then.kind).model_copy(update={"failure": then})
-    return exchange(obs, earlier=[EarlierSend(key="k", started=first_started, failure=first)])
+    earlier = [EarlierSend(key="k" + "r" * i, started=first_started + i / 10, failure=first) for i in range(sends - 1)]
+    return exchange(obs, earlier=earlier)
 
 
 @shows("parsing.http_status", V.PASS)
@@ -195,10 +196,28 @@ def test_every_request_answered_with_200_passes():
 
 @shows("parsing.http_status", V.FAIL)
 def test_the_same_500_on_every_attempt_and_again_when_re_sent_fails():
-    again = _resent(_sent(500, [500] * 3), _sent(500, [500] * 3))
+    again = _resent(_sent(500, [500] * 3), _sent(500, [500] * 3), sends=1 + RESEND_ROUNDS)
     outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
-    assert outcomes[0].message == "HTTP 500 to a valid request on every attempt (6), again when re-sent after the " \
-                                  "rest of the suite"
+    assert outcomes[0].message == f"HTTP 500 to a valid request on every attempt ({3 * (1 + RESEND_ROUNDS)}), " \
+                                  "again when re-sent after the rest of the suite"
+    return outcomes
+
+
+@shows("parsing.http_status", V.ERROR)
+def test_the_same_500_on_too_few_sends_is_no_evidence():
+    """A repeated server error can be chance: it counts only once every re-send gave it (a budget or an
+    interrupted run can leave fewer)."""
+    again = _resent(_sent(500, [500] * 3), _sent(500, [500] * 3), sends=RESEND_ROUNDS)
+    outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
+    assert "too few to tell a server error from chance" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.http_status", V.FAIL)
+def test_the_same_4xx_on_two_sends_fails():
+    again = _resent(_sent(422, [422]), _sent(422, [422]))
+    outcomes = run("parsing.http_status", _status_view(again, observation(), started=[3.0, 2.0]))
+    assert outcomes[0].verdict == V.FAIL
     return outcomes
 
 

@@ -6,7 +6,7 @@ from verifier import harmony
 from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
 from verifier.checks.common import text_is_comparable
 from verifier.exchange import Exchange
-from verifier.observation import Failure
+from verifier.observation import Failure, deterministic, looks_random
 
 
 def _visible_fields(view: ExchangeView) -> dict[str, str]:
@@ -128,8 +128,9 @@ def _error_status(ex: Exchange) -> Failure | None:
 
 
 def _status_verdict(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> tuple[Verdict, str]:
-    """FAIL only for the provider's own answer to the request: the same error status on every attempt of the
-    first send and of the re-send after the rest of the suite, no rate limit, gateway error or missing answer
+    """FAIL only for the provider's own answer to the request (`observation.deterministic`): the same error
+    status on every attempt of the first send and of every re-send after the rest of the suite (of all
+    1 + RESEND_ROUNDS sends for a 5xx), no rate limit, gateway error or missing answer
     among them, while the provider answered other requests (some request sent after the first was answered
     with 200: not an outage that lasted to the end). Anything else is no evidence (ERROR), with the reason."""
     if failure.kind == "unavailable":
@@ -138,8 +139,10 @@ def _status_verdict(ex: Exchange, failure: Failure, healthy: list[Exchange]) -> 
         return Verdict.ERROR, ", not sent again: a random error cannot be told from the provider's answer"
     sends = [send.failure for send in ex.earlier] + [failure]
     statuses = [status for send in sends for status in send.history or [send.status]]
-    if any(send.outage_seen for send in sends) or set(statuses) != {failure.status}:
+    if looks_random(sends):
         return Verdict.ERROR, f", flaky: attempts answered {_attempts(statuses)}"
+    if not deterministic(sends):
+        return Verdict.ERROR, f", on {len(sends)} sends only: too few to tell a server error from chance"
     first = ex.earlier[0].started
     if not any(first is None or (h.started or 0) > first for h in healthy):
         return Verdict.ERROR, ", and no later request was answered: an outage, not an answer"

@@ -9,7 +9,7 @@ from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, chec
 from verifier.exchange import Exchange
 
 
-def _dates(created: int | None) -> list[str]:
+def provider_dates(created: int | None) -> list[str]:
     """Dates the provider may have rendered: its own UTC date and the neighbours (time zones)."""
     base = (datetime.datetime.fromtimestamp(created, datetime.UTC).date() if created
             else datetime.datetime.now(datetime.UTC).date())
@@ -28,7 +28,7 @@ def prompt_tokens(view: ExchangeView):
     reported = view.obs.usage.prompt_tokens
     if reported is None:
         return view.outcome(Verdict.SKIP, "the provider reports no prompt token count")
-    counts = {len(harmony.render_chat(view.exchange.chat_request, d)) for d in _dates(view.obs.created)}
+    counts = {len(harmony.render_chat(view.exchange.chat_request, d)) for d in provider_dates(view.obs.created)}
     if reported in counts:
         return view.outcome(Verdict.PASS, f"{reported} prompt tokens, as rendered by the reference",
                             sorted(counts), reported)
@@ -46,8 +46,8 @@ def _first_difference(got: list[int], want: list[int]) -> str:
     "rendering.prompt_ids", "rendering",
     title="the prompt token ids the server reports equal the reference rendering (date-aware)",
     why="the exact ids catch what a count cannot: effort level, role order, header forms",
-    source="vLLM's return_token_ids (the chat prompt itself) or /tokenize (the chat template); rendering bugs "
-           "that keep the token count",
+    source="vLLM's return_token_ids (the chat prompt itself) or /tokenize (the chat template), or llama-server's "
+           "/apply-template read by its /tokenize; rendering bugs that keep the token count",
     compares="structure: exact token ids", apis=("chat",), scope="suite",
 )
 def prompt_ids(view: SuiteView):
@@ -69,7 +69,7 @@ def _prompt_ids_outcome(ex: Exchange) -> Outcome:
                                                          "parsing.http_status)", **base)
         verdict = Verdict.SKIP if ex.failed("unsupported") else Verdict.ERROR
         return Outcome(verdict=verdict, message=f"no token ids: {ex.failure.message if ex.failure else None}", **base)
-    candidates = [harmony.render_chat(ex.chat_request, d) for d in _dates(None)]
+    candidates = [harmony.render_chat(ex.chat_request, d) for d in provider_dates(None)]
     if ex.tokens in candidates:
         return Outcome(verdict=Verdict.PASS,
                        message=f"{len(ex.tokens)} ids (from {ex.source}) equal the reference rendering", **base)

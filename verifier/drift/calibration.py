@@ -109,7 +109,8 @@ class Calibration(BaseModel):
     greedy: Calibration | None = None
     """For `drift.greedy_logprobs`: a chat request is rendered by the provider with its own date, not
     golden's, so the honest difference is larger. Measured with the reference scoring golden
-    completions after prompts rendered with other dates (`date_shifted`)."""
+    completions after prompts rendered with other dates (`date_shifted`), and with honest chat
+    endpoints' greedy logprobs aligned with golden (`aligned_by_k`)."""
     detection: dict[str, Detection] = Field(default_factory=dict)
     """Per perturbation measured at calibration: power over all golden positions and the positions
     needed for 99% power. `pass_after_positions` is the largest of those, when every one is reached."""
@@ -255,6 +256,15 @@ def date_shifted(score: Scorer, turns: Turns, days: int, golden_date: str) -> Dr
     return date_shifted_by_k(score, turns, days, golden_date)[FULL_K]
 
 
+def aligned_by_k(aligned: list[tuple[str, GoldenTurn, list[PositionScore]]]) -> ByK:
+    """Drift of positions already aligned with golden turns (key, the golden turn at the positions scored,
+    the positions: greedy chat logprobs through `drift.align.greedy_positions`), at each top-list length."""
+    out: ByK = {}
+    for key, turn, positions in aligned:
+        _by_k(key, turn, positions, float("inf"), out)
+    return out
+
+
 # -- the boundary -----------------------------------------------------------------------------------
 
 
@@ -370,11 +380,12 @@ class HeldOut(BaseModel):
 
 
 def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: int, splits: int = 3, seed: int = 7,
-                             simulations: int = 1000) -> HeldOut:
+                             simulations: int = 1000, min_spread: float = 1.0) -> HeldOut:
     """Calibrate on half the cases, simulate honest runs on the other half, both ways round, for
     `splits` random halvings. A run is a random subset (at least two turns) of the held-out turns in
     random order, looked at after every turn as `drift.teacher_forced` does. `keys` name the turns
-    of `honest` (`<suite>/<case>#<turn>`)."""
+    of `honest` (`<suite>/<case>#<turn>`). `min_spread` as `calibrate`'s (a truncation's halves widened
+    by the full calibration's engine spread, as `truncated` widens it)."""
     cases = sorted({key.split("#")[0] for key in keys})
     rng = random.Random(seed)
     flagged, total, at = 0, 0, []
@@ -383,7 +394,7 @@ def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: in
         halves = [set(cases[: len(cases) // 2]), set(cases[len(cases) // 2 :])]
         for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
             calib = calibrate({name: _of_cases(data, keys, train) for name, data in honest.items()}, "half",
-                              simulations=simulations)
+                              simulations=simulations, min_spread=min_spread)
             for data in honest.values():
                 held_out = [pool("turn", turn) for turn in _of_cases(data, keys, test)]
                 for _ in range(runs):

@@ -28,6 +28,7 @@ from verifier.errors import (
 from verifier.observation import Failure, Observation
 from verifier.providers import _chat, _completions, _responses
 from verifier.providers._http import RetryPolicy, Transport, request_id
+from verifier.providers.messages import named_cap
 from verifier.scores import ScoreResult
 
 __all__ = ["Provider", "RetryPolicy", "logprobs_cap", "request_id"]
@@ -35,10 +36,11 @@ __all__ = ["Provider", "RetryPolicy", "logprobs_cap", "request_id"]
 SCORE_MODES = ("prompt_logprobs", "echo_logprobs", "echo_logprobs_text")
 """Teacher-forcing request shapes, strongest first: vLLM `prompt_logprobs` on token ids; OpenAI legacy
 `echo` + `logprobs` on token ids; the same on the prompt as text."""
+PROMPT_IDS_MODES = ("return_token_ids", "tokenize", "apply_template")
+"""Where a server shows the prompt ids of a chat request, most direct first: vLLM's chat `return_token_ids`;
+vLLM's `/tokenize` with a chat body; llama-server's `/apply-template` text through its `/tokenize`."""
 SHAPE_STATUSES = (400, 404, 405, 422, 501)
 """Statuses that say a request shape or endpoint is not offered (the next scoring mode may be)."""
-CAP_PATTERN = re.compile(r"(?:at most|<=|less than or equal to|no more than|not exceed|maximum(?: value)?(?: of| is)?|"
-                         r"max(?:imum)?:?|up to|between 0 and|range \[?0 ?(?:,|-|to) ?)\s*(\d+)")
 TOO_LARGE_PATTERN = re.compile(r"too (?:large|big|many)|exceed|maximum|at most|must be (?:less|smaller)")
 
 
@@ -92,6 +94,8 @@ class Provider:
         """Send a rendered Harmony prompt as token ids and parse the Harmony tokens that come back."""
         body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                 "skip_special_tokens": False, "return_token_ids": True}
+        if self.capabilities is not None and self.capabilities.completion_logprob_ids:
+            body["logprobs"] = 1  # the ids, where `return_token_ids` is ignored (`_completions.logprob_ids`)
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
         n = len(prompt)
@@ -104,13 +108,15 @@ class Provider:
 
         Asks the chat endpoint itself (vLLM's `return_token_ids`, one generated token), which shows
         the prompt that chat completions really use; falls back to vLLM's `/tokenize` (at the root),
-        which renders through the chat template. Raises `TokenizeUnsupported` where neither exists.
+        which renders through the chat template, then to llama-server's `/apply-template` (the chat
+        template's text) read by its `/tokenize` (text in, ids out, control tokens parsed as in chat).
+        Raises `TokenizeUnsupported` where none exists.
         """
-        modes = [self.prompt_ids_mode] if self.prompt_ids_mode else ["return_token_ids", "tokenize"]
+        modes = [self.prompt_ids_mode] if self.prompt_ids_mode else list(PROMPT_IDS_MODES)
         failures = []
         for mode in modes:
             try:
-                tokens = self._prompt_ids(mode, request)
+                tokens = self.prompt_ids_by(mode, request)
             except ProviderHTTPError as exc:
                 if exc.status not in SHAPE_STATUSES:
                     raise  # a 500 is an answer to this request, not a sign that the endpoint is missing
@@ -122,18 +128,24 @@ class Provider:
             failures.append(f"{mode}: no token ids in the response")
         raise TokenizeUnsupported("the server shows no prompt token ids (" + "; ".join(failures) + ")")
 
-    def _prompt_ids(self, mode: str, request: dict) -> list[int] | None:
+    def prompt_ids_by(self, mode: str, request: dict) -> list[int] | None:
+        """The prompt ids one way of asking shows (None: the answer has none); HTTP errors raise."""
+        root = self.base_url.removesuffix("/v1")
         if mode == "return_token_ids":
             body = {**request, "model": self.model, "max_tokens": 1, "return_token_ids": True}
             body.pop("max_completion_tokens", None)
             data, _ = self.http.post_json("/chat/completions", body)
-        else:
+            return _token_list(data.get("prompt_token_ids"))
+        if mode == "tokenize":
             body = {**request, "model": self.model, "add_generation_prompt": True}
-            data, _ = self.http.post_json(f"{self.base_url.removesuffix('/v1')}/tokenize", body)
-        tokens = data.get("prompt_token_ids" if mode == "return_token_ids" else "tokens")
-        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, int) for t in tokens):
+            data, _ = self.http.post_json(f"{root}/tokenize", body)
+            return _token_list(data.get("tokens"))
+        data, _ = self.http.post_json(f"{root}/apply-template", {**request, "model": self.model})
+        if not isinstance(data.get("prompt"), str) or not data["prompt"]:
             return None
-        return tokens
+        data, _ = self.http.post_json(f"{root}/tokenize", {"content": data["prompt"], "add_special": False,
+                                                           "parse_special": True})
+        return _token_list(data.get("tokens"))
 
     def score(self, tokens: list[int], start: int, k: int, candidates: dict[int, list[int]]) -> ScoreResult:
         """Log-probabilities the provider assigns to tokens[start:] given their prefixes.
@@ -142,23 +154,29 @@ class Provider:
         on token ids, then `echo` with `logprobs` on the prompt as text (aligned back to the token ids,
         `candidates[pos]` naming the ids a reported text may stand for); remembers which worked. A 400
         that says the shape is not offered moves to the next mode; one that caps `logprobs` asks again
-        at the cap (`ScoreResult.top_k` says what the provider reported).
+        at the cap (`ScoreResult.top_k` says what the provider reported). A server error on a mode neither
+        settled nor confirmed by the probe moves on too (a host may fail on a parameter it does not know), and is
+        raised if no later mode works; on a known mode it is this request's answer and is raised at once.
         """
         modes = [self.score_mode] if self.score_mode else self._score_modes()
-        failures = []
+        failures, errors = [], []
         for mode in modes:
             try:
                 result = self._score_capped(mode, tokens, start, min(k, self.score_k or k, self._cap(mode) or k),
                                              candidates)
             except ProviderHTTPError as exc:
                 if exc.status not in SHAPE_STATUSES:
-                    raise
+                    if self.score_mode or self._cap(mode):
+                        raise
+                    errors.append(exc)
                 failures.append(f"{mode}: HTTP {exc.status} {_message(exc.body)}".rstrip())
                 continue
             if result is not None:
                 self.score_mode = mode
                 return result
             failures.append(f"{mode}: not in the response")
+        if errors:
+            raise errors[0]
         raise ScoringUnsupported("no teacher-forced log-probabilities (" + "; ".join(failures) + ")")
 
     def _score_modes(self) -> list[str]:
@@ -221,15 +239,22 @@ class Provider:
         return ScoreResult(mode=mode, positions=positions, top_k=top_k)
 
 
+def _token_list(tokens) -> list[int] | None:
+    """A non-empty list of token ids, or None."""
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, int) and not isinstance(t, bool)
+                                                               for t in tokens):
+        return None
+    return tokens
+
+
 def logprobs_cap(message: str, asked: int) -> int | None:
     """The cap on `logprobs`/`top_logprobs` a 400's message names, when it is below `asked`: the number it
     gives, or 5 (the common cap) where it says the value is too large without one. None: not about a cap."""
     text = _message(message).lower()
     if "logprob" not in text:
         return None
-    found = CAP_PATTERN.search(text)
-    if found:
-        cap = int(found.group(1))
+    cap = named_cap(text)
+    if cap is not None:
         return cap if 0 <= cap < asked else None
     return 5 if asked > 5 and TOO_LARGE_PATTERN.search(text) else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from verifier import harmony
 from verifier.observation import Failure, Observation, TokenLogprob, ToolCall, TopLogprob, Usage
 from verifier.providers._http import RAW_EXCERPT
 
@@ -13,10 +14,10 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def _usage(data: dict | None) -> Usage:
-    data = data or {}
-    details = data.get("completion_tokens_details") or {}
-    return Usage(prompt_tokens=data.get("prompt_tokens"), completion_tokens=data.get("completion_tokens"),
-                 reasoning_tokens=details.get("reasoning_tokens"))
+    data = data if isinstance(data, dict) else {}
+    details = data.get("completion_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    return Usage.reported(data.get("prompt_tokens"), data.get("completion_tokens"), details.get("reasoning_tokens"))
 
 
 def _token_id(item: dict) -> int | None:
@@ -93,12 +94,17 @@ def _reasoning_logprobs(choice: dict) -> list[TokenLogprob] | None:
     return None
 
 
-def _reasoning(message: dict) -> tuple[str | None, list[str]]:
-    """The reasoning text and the field names that carried it (identical copies count once)."""
+def _reasoning(message: dict, content: str | None) -> tuple[str | None, list[str], str | None]:
+    """The reasoning text, the field names that carried it (identical copies count once) and the answer text:
+    reasoning from a reasoning field, else inline tags opening `content` (`harmony.INLINE_REASONING`), which
+    are then no part of the answer."""
     found = [(name, message[name]) for name in REASONING_FIELDS if isinstance(message.get(name), str) and message[name]]
-    if not found:
-        return None, []
-    return found[0][1], [name for name, _ in found]
+    if found:
+        return found[0][1], [name for name, _ in found], content
+    reasoning, answer = harmony.split_inline_reasoning(content)
+    if reasoning is None and answer == content:  # no tags open the content
+        return None, [], content
+    return reasoning, [harmony.INLINE_REASONING], answer  # empty tags still go: they are no part of the answer
 
 
 def _tool_calls(raw: list | None) -> list[ToolCall]:
@@ -120,10 +126,10 @@ def parse_response(data: dict, raw: str) -> Observation:
                            failure=Failure(kind="protocol", message="response has no choices"))
     choice = choices[0]
     message = choice.get("message") or {}
-    reasoning, fields = _reasoning(message)
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    reasoning, fields, content = _reasoning(message, content)
     return Observation(
         api="chat", stream=False, status=200, content=content, reasoning=reasoning, reasoning_fields=fields,
         tool_calls=_tool_calls(message.get("tool_calls")), finish_reason=choice.get("finish_reason"),
@@ -134,7 +140,8 @@ def parse_response(data: dict, raw: str) -> Observation:
 
 
 def accumulate(events: Iterable[tuple[str | None, dict]]) -> Observation:
-    """Fold a stream of chunks into the message a non-streamed response would have carried."""
+    """Fold a stream of chunks into the message a non-streamed response would have carried (content deltas
+    joined before they are read, so inline reasoning tags split across deltas read as one)."""
     content, reasoning = [], {name: [] for name in REASONING_FIELDS}
     calls: dict[int, dict] = {}
     logprobs: list[dict] = []

@@ -13,23 +13,47 @@ from verifier.providers._http import RAW_EXCERPT
 from verifier.scores import PositionScore
 
 
+def logprob_ids(logprobs) -> list[int] | None:
+    """The generated tokens' ids carried by a completion's logprobs (llama-server: chat-shaped `content`
+    entries with `id`), None unless every entry has one. Servers that hide control tokens in the text
+    (end-of-generation included) still report their ids here."""
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    ids = [e.get("id", e.get("token_id")) if isinstance(e, dict) else None for e in entries]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return None
+    return ids
+
+
+def _spelling(ids: list[int] | None, text: str) -> list[int] | None:
+    """`ids` if they spell `text`, control tokens the text leaves out at its end allowed (a hidden stop);
+    None otherwise: ids that disagree with the text are not trusted over it."""
+    trimmed = list(ids or [])
+    while trimmed and harmony.decode(trimmed) != text and _is_special(trimmed[-1]):
+        trimmed.pop()
+    return ids if ids and harmony.decode(trimmed) == text else None
+
+
 def harmony_observation(prompt_len: int, data: dict, raw: str, stream: bool, events: int = 0) -> Observation:
-    """Interpret a raw-Harmony completion: parse its tokens as the reference parser does."""
+    """Interpret a raw-Harmony completion: parse its tokens as the reference parser does. The tokens are the
+    `token_ids` the server returned, else the ids in its logprobs, else its text encoded (control tokens the
+    text does not show are then missing)."""
     choice = (data.get("choices") or [{}])[0]
-    token_ids = choice.get("token_ids")
     text = choice.get("text") or ""
+    token_ids = choice.get("token_ids") or _spelling(logprob_ids(choice.get("logprobs")), text)
     tokens = list(token_ids) if token_ids else harmony.encode_with_specials(text)
     parsed = harmony.parse_completion(tokens)
     calls = [ToolCall(id=f"harmony_{i}", name=m.recipient.removeprefix("functions."), arguments=m.text)
              for i, m in enumerate(parsed.tool_calls)]
-    usage = data.get("usage") or {}
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     finish = choice.get("finish_reason")
     if parsed.stop_token == harmony.CALL:
         finish = "tool_calls"
     return Observation(
         api="completions", stream=stream, status=200, content=parsed.final, reasoning=parsed.reasoning or None,
         reasoning_fields=["analysis"] if parsed.reasoning else [], tool_calls=calls, finish_reason=finish,
-        usage=Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")),
+        usage=Usage.reported(usage.get("prompt_tokens"), usage.get("completion_tokens")),
         token_ids=tokens, created=data.get("created"), raw=raw, events=events,
         failure=None if token_ids or text else Failure(kind="protocol",
                                                        message="completion returned no text and no token ids"),
@@ -37,7 +61,7 @@ def harmony_observation(prompt_len: int, data: dict, raw: str, stream: bool, eve
 
 
 def accumulate(prompt_len: int, events: Iterable[tuple[str | None, dict]]) -> Observation:
-    text, ids, finish, usage, created, raw, count = [], [], None, None, None, [], 0
+    text, ids, logprobs, finish, usage, created, raw, count = [], [], [], None, None, None, [], 0
     for _, chunk in events:
         count += 1
         if sum(len(r) for r in raw) < RAW_EXCERPT:
@@ -47,8 +71,11 @@ def accumulate(prompt_len: int, events: Iterable[tuple[str | None, dict]]) -> Ob
         for choice in chunk.get("choices") or []:
             text.append(choice.get("text") or "")
             ids.extend(choice.get("token_ids") or [])
+            if isinstance(choice.get("logprobs"), dict) and isinstance(choice["logprobs"].get("content"), list):
+                logprobs.extend(choice["logprobs"]["content"])
             finish = choice.get("finish_reason") or finish
-    data = {"choices": [{"text": "".join(text), "token_ids": ids or None, "finish_reason": finish}],
+    data = {"choices": [{"text": "".join(text), "token_ids": ids or None, "finish_reason": finish,
+                         "logprobs": {"content": logprobs} if logprobs else None}],
             "usage": usage, "created": created}
     return harmony_observation(prompt_len, data, "\n".join(raw)[:RAW_EXCERPT], True, count)
 

@@ -17,10 +17,10 @@ REASONING_DELTAS = {
 
 
 def _usage(data: dict | None) -> Usage:
-    data = data or {}
-    details = data.get("output_tokens_details") or {}
-    return Usage(prompt_tokens=data.get("input_tokens"), completion_tokens=data.get("output_tokens"),
-                 reasoning_tokens=details.get("reasoning_tokens"))
+    data = data if isinstance(data, dict) else {}
+    details = data.get("output_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    return Usage.reported(data.get("input_tokens"), data.get("output_tokens"), details.get("reasoning_tokens"))
 
 
 def _finish(status: str | None, calls: list[ToolCall], incomplete: dict | None) -> str | None:

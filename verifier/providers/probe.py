@@ -5,7 +5,8 @@ means not offered; a parameter the answer ignores is not offered either; a 4xx n
 gives the cap, which is then confirmed. An HTTP 500 after every retry says nothing either way (could not
 be checked), nor does a request that found no service on any attempt (rate limits, resets; retried as any
 request is); when no API could be reached at all that is an outage, and `ProviderUnavailable` propagates.
-Probe requests are not journaled and not counted in a run's cost.
+Probe requests are not journaled and not counted in a run's cost; they and the tokens their answers report
+count towards a run's budget (`run --max-requests/--max-tokens`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 from verifier import harmony
 from verifier.capabilities import Capabilities
 from verifier.errors import ProviderError, ProviderHTTPError, ProviderUnavailable, UsageError
-from verifier.providers import _chat
+from verifier.observation import Usage
+from verifier.providers import PROMPT_IDS_MODES, _chat, _completions, _message, _responses
+from verifier.providers.messages import named_cap, printable
 
 NOT_OFFERED_STATUSES = frozenset({404, 405, 501})
 NOT_OFFERED_WORDS = ("not found", "unsupported", "not supported", "not implemented", "not available",
                      "unknown endpoint", "no route", "not allowed", "unrecognized", "not permitted",
                      "unknown parameter")
-CAP = re.compile(r"(?:at most|<=|≤|maximum(?: value)?(?: of| is)?|max(?:imum)? allowed(?: is)?:?|less than or equal to|"
-                 r"up to|no more than|between \d+ and|range \[?\d+,)\s*(\d+)", re.IGNORECASE)
 PARAMETER = re.compile(r"param|argument|field|property|\b(temperature|max_tokens|max_output_tokens|stream)\b",
                        re.IGNORECASE)
 TRIES = (20, 5, 1)
@@ -37,12 +38,13 @@ MAX_NOTE = 160
 
 
 class Failed(Exception):
-    """A probe request the provider refused: its status and message."""
+    """A probe request the provider refused: its status and message, made printable (`messages.printable`:
+    provider text goes into notes and onto the terminal; the words are read from the same text)."""
 
     def __init__(self, status: int | None, message: str):
-        super().__init__(message)
+        self.message = printable(message)
+        super().__init__(self.message)
         self.status = status
-        self.message = message
 
     @property
     def not_offered(self) -> bool:
@@ -71,15 +73,16 @@ class Failed(Exception):
         return self.about_a_parameter or not self.not_offered
 
     def note(self) -> str:
-        text = " ".join(self.message.split())
+        """The refusal as a capability note: one printable line, cut to `MAX_NOTE`."""
+        text = self.message
         return (f"HTTP {self.status}: " if self.status else "") + (text[:MAX_NOTE] + "…" if len(text) > MAX_NOTE else text)
 
 
 def _error_message(exc: ProviderError) -> str:
-    """The provider's own message (`{"error": {"message": …}}`), else its body, else the exception."""
+    """The provider's own message (`{"error": {"message": …}}`, decoded as the run reads it), else its body,
+    else the exception."""
     body = getattr(exc, "body", "") or ""
-    match = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"', body)
-    return match.group(1) if match else (body or str(exc))
+    return _message(body) if body else str(exc)
 
 
 def _attempt(send: Callable[[], Any]) -> Any:
@@ -94,13 +97,8 @@ def _attempt(send: Callable[[], Any]) -> Any:
         raise Failed(None, str(exc)) from None
 
 
-def _cap_named(message: str) -> int | None:
-    match = CAP.search(message)
-    return int(match.group(1)) if match else None
-
-
 def _next_tries(k: int, failed: Failed, tried: set[int]) -> list[int]:
-    named = _cap_named(failed.message)
+    named = named_cap(failed.message)
     if named is not None and 0 < named < k:
         return [named]
     if named is None and failed.not_offered:
@@ -111,8 +109,9 @@ def _next_tries(k: int, failed: Failed, tried: set[int]) -> list[int]:
 def find_cap(send: Callable[[int], Any], measure: Callable[[Any], int | None]) -> tuple[int | None, str]:
     """The largest k (of 20, a cap the endpoint names, 5, 1) with which `send(k)` works; 0 if none does.
 
-    `measure(answer)` is the k the answer really carries (None: the parameter was ignored). Returns (k, note);
-    k None where a server error left it undecided.
+    `measure(answer)` is the top-list length the answer really carries, the scored token's own log-probability
+    alone counting as 1 (None: the parameter was ignored, or the answer carries no log-probability at all).
+    Returns (k, note); k None where a server error left it undecided.
     """
     queue, tried, notes = [TRIES[0]], set(), []
     while queue:
@@ -129,7 +128,7 @@ def find_cap(send: Callable[[int], Any], measure: Callable[[Any], int | None]) -
         got = measure(answer)
         if got is None:
             return 0, "; ".join(notes + [f"k={k}: accepted but not in the answer"])
-        return (min(k, got) if got else k), "; ".join(notes)
+        return min(k, got), "; ".join(notes)
     return 0, "; ".join(notes)
 
 
@@ -146,10 +145,18 @@ class Prober:
         self.prompt_text = harmony.decode(self.prompt_ids)
 
     def post(self, path: str, body: dict) -> dict:
-        return self.sent(lambda: self.http.post_json(path, {**body, "model": self.provider.model})[0])
+        answer = self.sent(lambda: self.http.post_json(path, {**body, "model": self.provider.model})[0])
+        self.count_tokens(_reported_usage(path, answer))
+        return answer
 
     def stream(self, path: str, body: dict) -> list:
-        return self.sent(lambda: self.http.post_sse(path, {**body, "model": self.provider.model, "stream": True}))
+        events = self.sent(lambda: self.http.post_sse(path, {**body, "model": self.provider.model, "stream": True}))
+        self.count_tokens(_reported_usage(path, events))
+        return events
+
+    def count_tokens(self, usage: Usage) -> None:
+        self.caps.prompt_tokens += usage.prompt_tokens or 0
+        self.caps.completion_tokens += usage.completion_tokens or 0
 
     def sent(self, call: Callable[[], Any]) -> Any:
         """One probe request, counted; an outage remembered."""
@@ -212,30 +219,24 @@ class Prober:
         return 0, "" if self.caps.chat_logprobs else "logprobs alone: accepted but not in the answer"
 
     def prompt_id_sources(self) -> None:
+        """Each way the provider shows a chat request's prompt ids, asked as the run asks it
+        (`Provider.prompt_ids_by`)."""
         sources, notes, undecided = [], [], False
-        checks = {"return_token_ids": lambda: self.post("/chat/completions", {**PROBE_CHAT, "max_tokens": 1,
-                                                                              "return_token_ids": True}),
-                  "tokenize": self._tokenize}
-        for name, send in checks.items():
-            key = "prompt_token_ids" if name == "return_token_ids" else "tokens"
+        for mode in PROMPT_IDS_MODES:
             try:
-                answer = _attempt(send)
+                tokens = _attempt(lambda mode=mode: self.sent(lambda: self.provider.prompt_ids_by(mode, PROBE_CHAT)))
             except Failed as failed:
-                notes.append(f"{name}: {failed.note()}")
+                notes.append(f"{mode}: {failed.note()}")
                 undecided |= failed.undecided
                 continue
-            if _int_list(answer.get(key)):
-                sources.append(name)
+            if tokens:
+                sources.append(mode)
+                self.caps.requests += mode == "apply_template"  # two requests: the template, then /tokenize
             else:
-                notes.append(f"{name}: no token ids in the answer")
+                notes.append(f"{mode}: no token ids in the answer")
         self.caps.prompt_ids_sources = None if undecided and not sources else sources
         if notes:
             self.caps.notes["prompt_ids_sources"] = "; ".join(notes)
-
-    def _tokenize(self) -> dict:
-        root = self.provider.base_url.removesuffix("/v1")
-        body = {**PROBE_CHAT, "model": self.provider.model, "add_generation_prompt": True}
-        return self.sent(lambda: self.http.post_json(f"{root}/tokenize", body)[0])
 
     def tool_choice(self) -> None:
         forms = {"string": "required", "named": {"type": "function", "function": {"name": "get_time"}}}
@@ -279,6 +280,8 @@ class Prober:
         self.offered("completions_stream", lambda: self.stream("/completions", self.completion(self.prompt())))
         self.prompt_logprobs()
         self.echo_logprobs()
+        if self.caps.token_id_prompts:
+            self.completion_logprobs()
 
     def _string_prompts(self, refused: Failed) -> None:
         """Token ids refused: if a string works, completions are offered for strings only."""
@@ -322,6 +325,20 @@ class Prober:
         if note:
             self.caps.notes["echo_logprobs"] = note
 
+    def completion_logprobs(self) -> None:
+        """Whether `logprobs: 1` on a completion brings the generated tokens' ids (llama-server's logprobs
+        carry `id`; the run then reads the ids, end-of-generation token included, from them)."""
+        try:
+            answer = _attempt(lambda: self.post("/completions", {**self.completion(self.prompt_ids), "logprobs": 1}))
+        except Failed as failed:
+            self.caps.completion_logprob_ids = None if failed.undecided else False
+            self.caps.notes["completion_logprob_ids"] = failed.note()
+            return
+        choice = (answer.get("choices") or [{}])[0] if isinstance(answer, dict) else {}
+        self.caps.completion_logprob_ids = bool(_completions.logprob_ids(choice.get("logprobs")))
+        if not self.caps.completion_logprob_ids:
+            self.caps.notes["completion_logprob_ids"] = "no token ids in the answer's logprobs"
+
 
 def probe(provider) -> Capabilities:
     """What `provider` offers (see the module docstring). A `UsageError` when it offers no API at all;
@@ -344,8 +361,20 @@ def probe(provider) -> Capabilities:
 # -- reading answers ------------------------------------------------------------------------------
 
 
-def _int_list(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(t, int) for t in value)
+def _reported_usage(path: str, answer: dict | list) -> Usage:
+    """The tokens a probe answer reports, read as the run reads them: a JSON answer's `usage`, a stream's in
+    the last event that carries it (a Responses stream in its final `response`); none where none is given."""
+    if isinstance(answer, list):
+        found = [data.get("usage") or (data.get("response") or {}).get("usage") for _, data in answer
+                 if isinstance(data.get("response") or {}, dict)]
+        usage = next((u for u in reversed(found) if isinstance(u, dict)), None)
+    else:
+        usage = answer.get("usage")
+    parse = _responses._usage if path == "/responses" else _chat._usage
+    try:
+        return parse(usage if isinstance(usage, dict) else None)
+    except ValueError:  # counts that are not numbers: none reported
+        return Usage()
 
 
 def _choice(answer: dict) -> dict:
@@ -358,22 +387,26 @@ def _reasoning_field(answer: dict) -> str | None:
     for name in ("reasoning", "reasoning_content"):
         if isinstance(message.get(name), str) and message[name]:
             return name
-    content = message.get("content")
-    if isinstance(content, str) and content.lstrip().startswith(("<reasoning>", "<think>")):
-        return "inline"
+    if harmony.split_inline_reasoning(message.get("content"))[0] is not None:  # as the run reads it (`_chat`)
+        return harmony.INLINE_REASONING
     present = [name for name in ("reasoning", "reasoning_content") if name in message]
     return present[0] if len(present) == 1 else None
 
 
 def _chat_top(answer: dict) -> int | None:
-    """Top alternatives per token in a chat answer's logprobs (None: no logprobs in it), read by the parser
-    the run uses (`_chat`): every shape it knows, reasoning logprobs reported apart included."""
+    """Top alternatives per token in a chat answer's logprobs, read by the parser the run uses (`_chat`): every
+    shape it knows, reasoning logprobs reported apart included. Empty top lists beside the chosen tokens'
+    log-probabilities are top-1 (at temperature 0 the chosen token is the first); None: no log-probability in
+    the answer (no entries, or entries without a number)."""
     choice = _choice(answer)
     items = [*(_chat._logprobs(choice.get("logprobs")) or []), *(_chat._reasoning_logprobs(choice) or [])]
-    return max(len(item.top) for item in items) if items else None
+    if not any(item.logprob is not None or item.top for item in items):
+        return None
+    return max(len(item.top) for item in items) or 1
 
 
 def _prompt_logprobs_k(answer: dict) -> int | None:
+    """Entries per prompt position (the prompt token and its alternatives; None: no entry has any)."""
     entries = _choice(answer).get("prompt_logprobs")
     if not isinstance(entries, list) or not any(isinstance(e, dict) and e for e in entries):
         return None
@@ -381,10 +414,14 @@ def _prompt_logprobs_k(answer: dict) -> int | None:
 
 
 def _echo_k(answer: dict) -> int | None:
-    """Top alternatives per token of an echoed prompt (None: the prompt was not scored)."""
-    logprobs = _choice(answer).get("logprobs") or {}
-    tokens = logprobs.get("token_logprobs")
+    """Top alternatives per token of an echoed prompt; empty top lists beside the prompt tokens' own
+    log-probabilities count as 1 (the scored token alone). None: the prompt was not scored (one generated
+    token, or no number among the prompt's log-probabilities)."""
+    logprobs = _choice(answer).get("logprobs")
+    tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
     if not isinstance(tokens, list) or len(tokens) < 2:  # one generated token: the prompt was not scored
+        return None
+    if not any(isinstance(t, int | float) and not isinstance(t, bool) for t in tokens[1:-1]):
         return None
     tops = [t for t in logprobs.get("top_logprobs") or [] if isinstance(t, dict)]
     return max((len(t) for t in tops), default=0) or 1

@@ -120,8 +120,9 @@ class Server:
         meta = self._meta("chatcmpl-", prompt, gen)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return render.chat_chunks(reply, gen, meta, logprobs, include_usage)
-        return render.chat_response(reply, gen, meta, logprobs, prompt if body.get("return_token_ids") else None)
+            return surfaces.chat_answer(self.settings.offer, render.chat_chunks(reply, gen, meta, logprobs, include_usage))
+        return surfaces.chat_answer(self.settings.offer, render.chat_response(reply, gen, meta, logprobs,
+                                                                              prompt if body.get("return_token_ids") else None))
 
     # -- responses ------------------------------------------------------------------------------
 

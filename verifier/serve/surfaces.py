@@ -17,6 +17,9 @@ Names, with optional `:`-separated arguments:
   count at most K (default 5).
 - `random-5xx[:RATE[:SEED]]`: a random share RATE (default 0.2) of POST requests answer 500 or 429
   (`Retry-After: 0`), drawn from one seeded generator per server: never the same request every time.
+- `inline-reasoning`: Chat returns reasoning inline, `<reasoning>…</reasoning>` opening `content` (in a
+  stream each tag split across two deltas), and no reasoning field; an assistant message sent back with
+  its reasoning in that form is read as reasoning (as every prompt is rendered: `harmony`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel
 
+from verifier import harmony
 from verifier.errors import UsageError
 
 
@@ -46,10 +50,16 @@ SURFACES: dict[str, Surface] = {s.name: s for s in [
             "logprobs, top_logprobs and prompt_logprobs at most K (default 5)"),
     Surface(name="random-5xx", usage="random-5xx[:RATE[:SEED]]", description="a random share RATE (default "
             "0.2) of POST requests answer 500 or 429 (Retry-After: 0), seeded per server (default seed 0)"),
+    Surface(name="inline-reasoning", usage="inline-reasoning", description="Chat reasoning inline in content, "
+            "<reasoning>…</reasoning> before the answer, instead of a reasoning field"),
 ]}
 
 DEFAULT_CAP = 5
 DEFAULT_ERROR_RATE = 0.2
+UNARY = ("chat-only", "inline-reasoning")
+"""Surfaces that take no argument."""
+COMBINING = ("random-5xx", "inline-reasoning")
+"""Surfaces that combine with any other."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Offer:
     """The most log-probabilities per position any parameter may ask for; None: no cap."""
     error_rate: float = 0.0
     seed: int = 0
+    inline_reasoning: bool = False
+    """Chat reasoning is returned inline in `content` (`<reasoning>…</reasoning>`), not in a field."""
 
 
 def _int_arg(spec: str, value: str, low: int) -> int:
@@ -99,12 +111,14 @@ def _apply(offer: Offer, spec: str) -> Offer:
     name, *args = spec.split(":")
     if name not in SURFACES:
         raise UsageError(f"unknown surface {spec!r}; known surfaces: {', '.join(s.usage for s in SURFACES.values())}")
-    most = 2 if name == "random-5xx" else (0 if name == "chat-only" else 1)
+    most = 2 if name == "random-5xx" else (0 if name in UNARY else 1)
     if len(args) > most:
         raise UsageError(f"surface {spec!r}: usage {SURFACES[name].usage}")
     if name == "random-5xx":
         return replace(offer, error_rate=_rate_arg(spec, args[0]) if args else DEFAULT_ERROR_RATE,
                        seed=_int_arg(spec, args[1], 0) if len(args) > 1 else 0)
+    if name == "inline-reasoning":
+        return replace(offer, inline_reasoning=True)
     if name == "chat-only":
         return replace(offer, completions=False, tokenize=False, chat_logprobs=False, token_ids_returned=False)
     cap = _int_arg(spec, args[0], 0) if args else DEFAULT_CAP
@@ -117,10 +131,10 @@ def _apply(offer: Offer, spec: str) -> Offer:
 def parse_surfaces(specs: list[str] | None) -> Offer:
     """The offer of these surface specs (UsageError for an unknown or conflicting one)."""
     specs = list(specs or [])
-    shaping = [s.split(":")[0] for s in specs if s.split(":")[0] != "random-5xx"]
+    shaping = [s.split(":")[0] for s in specs if s.split(":")[0] not in COMBINING]
     if len(shaping) > 1:
         raise UsageError(f"surfaces {', '.join(shaping)} conflict: at most one of chat-only, string-completions, "
-                         "capped-logprobs (random-5xx combines with any)")
+                         "capped-logprobs (random-5xx and inline-reasoning combine with any)")
     offer = Offer(names=tuple(specs))
     for spec in specs:
         offer = _apply(offer, spec)
@@ -188,3 +202,61 @@ class Flaky:
             if self._rng.random() >= self.rate:
                 return None
             return 500 if self._rng.random() < 0.5 else 429
+
+
+# -- inline reasoning -------------------------------------------------------------------------------
+
+REASONING_KEYS = ("reasoning_content", "reasoning")
+"""The Chat fields the default server puts reasoning in (`render.reasoning_fields`)."""
+
+
+def _pop_reasoning(holder: dict) -> str | None:
+    found = [holder.pop(name) for name in REASONING_KEYS if name in holder]
+    return next((text for text in found if isinstance(text, str)), None)
+
+
+def _inline_message(response: dict) -> dict:
+    for choice in response.get("choices") or []:
+        message = choice.get("message") or {}
+        if reasoning := _pop_reasoning(message):
+            message["content"] = harmony.inline_reasoning(reasoning, message.get("content"))
+    return response
+
+
+def _halves(tag: str) -> list[str]:
+    return [tag[: len(tag) // 2], tag[len(tag) // 2 :]]
+
+
+def _content_chunk(like: dict, text: str) -> dict:
+    return {**{k: like[k] for k in ("id", "object", "created", "model")},
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None, "logprobs": None}]}
+
+
+def _inline_chunks(chunks: list[dict]) -> list[dict]:
+    """Reasoning deltas as content deltas, each run of them opened and closed by tags split across two deltas
+    (as a host streaming token by token splits them): the closing tag before the next answer text, call or
+    finish."""
+    out: list[dict] = []
+    opened = False
+    for chunk in chunks:
+        choice = (chunk.get("choices") or [{}])[0]
+        delta = choice.get("delta")
+        text = _pop_reasoning(delta) if isinstance(delta, dict) else None
+        if text is not None:
+            out += [] if opened else [_content_chunk(chunk, half) for half in _halves(harmony.REASONING_OPEN)]
+            opened = True
+            delta["content"] = text
+        elif opened and isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")
+                                                     or choice.get("finish_reason")):
+            out += [_content_chunk(chunk, half) for half in _halves(harmony.REASONING_CLOSE)]
+            opened = False
+        out.append(chunk)
+    return out
+
+
+def chat_answer(offer: Offer, answer: dict | list[dict]) -> dict | list[dict]:
+    """A Chat answer (a response, or a stream's chunks) as this surface sends it: reasoning inline where
+    `inline-reasoning` is on, else unchanged."""
+    if not offer.inline_reasoning:
+        return answer
+    return _inline_chunks(answer) if isinstance(answer, list) else _inline_message(answer)

@@ -1,0 +1,270 @@
+"""A second real engine under test: llama.cpp's `llama-server`, built from source, on loopback.
+
+    python -m verifier.harness.llama_cpp build                        # build or reuse the cached binaries
+    python -m verifier.harness.llama_cpp gguf --type f32|bf16|q8_0|q4_0|mxfp4_moe
+    python -m verifier.harness.llama_cpp serve --type f32             # serve until interrupted
+
+The source is the llama.cpp tree vendored in the `llama-cpp-python` sdist (pinned below), fetched
+from the package index with pip. `llama-server` and `llama-quantize` are built once per version into
+a cache outside the clone (`$GPT_OSS_VERIFY_LLAMA_CPP_CACHE`, default
+`~/.cache/gpt-oss-verify/llama.cpp-VERSION-CPUKEY`) and reused whenever present (about 12 minutes on 2
+cores the first time). The conformance checkpoint is converted with the tree's own `convert_hf_to_gguf.py`
+(f32, bf16) and quantised with `llama-quantize` (Q8_0, Q4_0, MXFP4_MOE); GGUF files are cached beside the
+binaries (`_checkpoint_key`).
+
+The GGUF carries no chat template, so the server gets `--jinja --chat-template-file` with the tree's
+official gpt-oss template. Sampling defaults (top_k 40, min_p 0.05) are switched off on the command
+line so that T=1 samples come from the model's whole distribution, as in the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from verifier.errors import ProviderError
+from verifier.harness.vllm_cpu import _free_port, _stop
+
+VERSION = "0.3.36"
+"""llama-cpp-python sdist whose vendored llama.cpp is built."""
+TARGETS = ("llama-server", "llama-quantize")
+TYPES = ("f32", "bf16", "q8_0", "q4_0", "mxfp4_moe")
+CONVERTED = {"f32": "f32", "bf16": "bf16"}
+QUANTISED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "mxfp4_moe": "MXFP4_MOE"}
+"""Quantised types are made from the f32 GGUF."""
+TEMPLATE = "models/templates/openai-gpt-oss-120b.jinja"
+SERVER_FLAGS = ("-np", "1", "-c", "4096", "-t", "1", "--jinja", "--top-k", "0", "--min-p", "0.0",
+                "--top-p", "1.0", "--no-webui")
+"""One slot, a context the suites fit in, one thread (faster than two on a loaded 2-core machine),
+Jinja templates, and no truncation of the sampling distribution."""
+
+
+def cache_dir() -> Path:
+    """Where this version's build lives: keyed by version and by the CPU's instruction-set flags, since the
+    build is native (`GGML_NATIVE`): binaries restored on another CPU would die of an illegal instruction."""
+    default = Path.home() / ".cache" / "gpt-oss-verify" / f"llama.cpp-{VERSION}-{_cpu_key()}"
+    return Path(os.environ.get("GPT_OSS_VERIFY_LLAMA_CPP_CACHE") or default)
+
+
+def _cpu_key() -> str:
+    """A short hash of the CPU's model and flags (`/proc/cpuinfo`), else of the machine's architecture."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    found = [line for line in lines if line.startswith(("flags", "Features", "model name"))][:2]
+    return hashlib.sha256("\n".join(found or [platform.machine()]).encode()).hexdigest()[:8]
+
+
+def source_dir() -> Path:
+    return cache_dir() / "src"
+
+
+def binary(name: str) -> Path:
+    return cache_dir() / "bin" / name
+
+
+def _marker() -> Path:
+    return cache_dir() / ".ready"
+
+
+def built() -> bool:
+    return _marker().is_file() and all(binary(name).is_file() for name in TARGETS)
+
+
+def _fetch_source(log) -> None:
+    """Download the pinned sdist and unpack its vendored llama.cpp into the cache."""
+    if (source_dir() / "CMakeLists.txt").is_file():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"downloading llama-cpp-python=={VERSION} (sdist, about 77 MB)")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--no-binary=:all:", f"llama-cpp-python=={VERSION}", "-d", tmp], check=True)
+        archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        prefix = f"{archive.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+        staging = cache_dir() / "src.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+            for member in members:
+                member.name = member.name[len(prefix):]
+            tar.extractall(staging, members=[m for m in members if m.name], filter="data")
+        staging.rename(source_dir())
+
+
+def ensure_built(log=print) -> Path:
+    """Build (or reuse) llama-server and llama-quantize; returns the binaries' folder."""
+    if built():
+        return binary("llama-server").parent
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    _fetch_source(log)
+    build = cache_dir() / "build"
+    log(f"building llama.cpp {TARGETS} from llama-cpp-python {VERSION} into {cache_dir()} (about 12 minutes on 2 cores)")
+    began = time.monotonic()
+    options = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TESTS=OFF",
+               "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+               "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON"]
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    _logged(["cmake", "-S", str(source_dir()), "-B", str(build), *generator, *options], cache_dir() / "build.log")
+    jobs = str(os.cpu_count() or 2)
+    _logged(["cmake", "--build", str(build), "--target", *TARGETS, "-j", jobs], cache_dir() / "build.log")
+    (cache_dir() / "bin").mkdir(exist_ok=True)
+    for name in TARGETS:
+        shutil.copy2(build / "bin" / name, binary(name))
+    (cache_dir() / "build-seconds").write_text(f"{time.monotonic() - began:.0f}\n")
+    _marker().touch()
+    return binary("llama-server").parent
+
+
+def _logged(command: list[str], log: Path, env: dict | None = None) -> None:
+    """Run a build step, its output appended to `log`; a failure raises with the log's tail."""
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise ProviderError(f"{command[0]} failed with code {done.returncode} (log: {log}):\n{tail}")
+
+
+def template() -> Path:
+    return source_dir() / TEMPLATE
+
+
+def _checkpoint_key(checkpoint: Path) -> str:
+    """A checkpoint's GGUFs are keyed by its folder's name and its weight files' names, sizes and times, so
+    that a checkpoint written again (a test session's fresh copy included) is converted again."""
+    stamp = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in checkpoint.glob("*.safetensors"))
+    return hashlib.sha256(repr(stamp).encode()).hexdigest()[:8]
+
+
+def ensure_gguf(kind: str, checkpoint: Path | None = None, log=print) -> Path:
+    """The conformance checkpoint (or `checkpoint`) as a GGUF of `kind`, converted once and cached."""
+    if kind not in TYPES:
+        raise ValueError(f"unknown GGUF type {kind!r}; choose from {', '.join(TYPES)}")
+    ensure_built(log)
+    if checkpoint is None:
+        from verifier.testmodel.compact import default_checkpoint
+
+        checkpoint = default_checkpoint()
+    out = cache_dir() / "gguf" / f"{checkpoint.name}-{_checkpoint_key(checkpoint)}-{kind}.gguf"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial")
+    if kind in CONVERTED:
+        log(f"converting {checkpoint} to GGUF {kind}")
+        env = {**os.environ, "PYTHONPATH": str(source_dir() / "gguf-py")}
+        _logged([sys.executable, str(source_dir() / "convert_hf_to_gguf.py"), str(checkpoint),
+                 "--outtype", CONVERTED[kind], "--outfile", str(partial)], out.with_suffix(".log"), env)
+    else:
+        source = ensure_gguf("f32", checkpoint, log)
+        log(f"quantising GGUF to {QUANTISED[kind]}")
+        _logged([str(binary("llama-quantize")), str(source), str(partial), QUANTISED[kind]], out.with_suffix(".log"))
+    partial.rename(out)
+    return out
+
+
+@dataclass
+class LlamaServer:
+    url: str
+    """Base URL ending in /v1."""
+    model: str
+    kind: str
+    process: subprocess.Popen
+    log: Path
+    started_s: float
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@contextmanager
+def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Path | None = None,
+          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0) -> Iterator[LlamaServer]:
+    """Start llama-server on a GGUF of `kind` on a free loopback port, wait until it answers, always stop it."""
+    gguf = ensure_gguf(kind, checkpoint)
+    port = _free_port()
+    log_dir = Path(log_dir or Path(os.environ.get("TMPDIR", "/tmp")))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"llama-server-{port}.log"
+    command = [str(binary("llama-server")), "-m", str(gguf), "--alias", model, "--host", "127.0.0.1",
+               "--port", str(port), "--chat-template-file", str(template()), *SERVER_FLAGS, *args]
+    began = time.monotonic()
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir,
+                                   start_new_session=True)
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", model, kind, process, log, 0.0)
+    try:
+        _wait(server, began, timeout)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait(server: LlamaServer, began: float, timeout: float) -> None:
+    health = server.url.removesuffix("/v1") + "/health"
+    while time.monotonic() - began < timeout:
+        if server.process.poll() is not None:
+            raise ProviderError(f"llama-server exited with code {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                server.started_s = round(time.monotonic() - began, 1)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ProviderError(f"llama-server did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build or reuse llama-server and llama-quantize")
+    for name in ("gguf", "serve"):
+        command = sub.add_parser(name)
+        command.add_argument("--type", choices=TYPES, default="f32")
+        command.add_argument("--checkpoint", type=Path)
+    args, extra = parser.parse_known_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated `serve` still stops its server
+    try:
+        _command(args, tuple(extra))
+    except (ProviderError, ValueError) as exc:
+        sys.exit(f"llama_cpp: error: {exc}")
+
+
+def _command(args: argparse.Namespace, extra: tuple[str, ...]) -> None:
+    if args.command == "build":
+        print(ensure_built())
+    elif args.command == "gguf":
+        print(ensure_gguf(args.type, args.checkpoint))
+    else:
+        with serve(args.type, checkpoint=args.checkpoint, args=extra) as server:
+            print(f"llama-server ({args.type}) at {server.url} (up in {server.started_s} s); Ctrl-C stops it",
+                  flush=True)
+            try:
+                server.process.wait()
+            except KeyboardInterrupt:
+                pass
+
+
+if __name__ == "__main__":
+    main()
