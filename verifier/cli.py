@@ -21,6 +21,22 @@ SURFACE_HELP = ("API surface of the built-in provider (repeatable): chat-only, s
                 "capped-logprobs[:K], random-5xx[:RATE[:SEED]]; see `faults`.")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from verifier import __version__
+
+        typer.echo(f"gpt-oss-verify {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Verify that an OpenAI-compatible endpoint computes gpt-oss and speaks Harmony like the reference."""
+
+
 def _fail(message: str) -> None:
     typer.echo(f"gpt-oss-verify: error: {message}", err=True)
     raise typer.Exit(2)
@@ -277,7 +293,7 @@ def compare(
 def schema(
     out: Annotated[Path, typer.Option(help="Directory for result-v<N>.schema.json.")] = Path("reports/schema"),
 ):
-    """Export the JSON Schema of result.json (the committed copy lives in reports/schema/)."""
+    """Export the JSON Schema of result.json (the copy shipped in the package lives in verifier/data/schema/)."""
     from verifier.result import schema_json, schema_path
 
     out.mkdir(parents=True, exist_ok=True)
