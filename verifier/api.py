@@ -19,7 +19,8 @@ from verifier.errors import VerifierError
 from verifier.progress import Progress
 from verifier.result import RunResult
 from verifier.result import load as _load
-from verifier.runner import Budget, Survey, execute, survey
+from verifier.runner import Budget, Survey, execute, survey, unsent
+from verifier.suites import load_suite
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -31,11 +32,15 @@ PROFILES: dict[str, list[str] | None] = {
 prompt-ids and drift evidence), under half the requests and tokens. An explicit `apis` list wins."""
 
 
-def profile_apis(profile: str, apis: list[str] | None = None) -> list[str] | None:
-    """The `--api` list of a profile, unless `apis` names one."""
+def profile_apis(profile: str, suites: list[str], apis: list[str] | None = None) -> list[str] | None:
+    """The `--api` list of a profile for these suites (what none of them sends left out), unless `apis` names one."""
     if profile not in PROFILES:
         raise VerifierError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    return apis or PROFILES[profile]
+    if apis or PROFILES[profile] is None:
+        return apis or None
+    chosen = PROFILES[profile]
+    idle = set(unsent([load_suite(name) for name in suites], chosen))
+    return [name for name in chosen if name not in idle]
 
 
 def resolve_api_key(api_key: str | None = None, api_key_env: str | None = None) -> str | None:
@@ -66,7 +71,7 @@ def run_config(base_url: str | None = None, model: str | None = None, suites: li
     """The `RunConfig` these arguments (and the OpenAI environment variables) describe."""
     return RunConfig(base_url=resolve_base_url(base_url, resume), model=model,
                      api_key=resolve_api_key(api_key, api_key_env), suites=list(suites or DEFAULT_SUITES),
-                     golden=Path(golden) if golden else None, apis=profile_apis(profile, apis), out=Path(out), faults=list(faults or []),
+                     golden=Path(golden) if golden else None, apis=profile_apis(profile, list(suites or DEFAULT_SUITES), apis), out=Path(out), faults=list(faults or []),
                      quirks=list(quirks or []), surfaces=list(surfaces or []), drift_method=drift_method,
                      score_all=score_all, timeout=timeout, concurrency=concurrency,
                      retry=RetryPolicy(attempts=retries, base_s=retry_base))
