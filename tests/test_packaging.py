@@ -44,7 +44,8 @@ def _shipped_files() -> set[str]:
 
 
 def _build_wheel(out: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(out), str(REPO)],
+    """`python -m build`: the sdist, then the wheel built from the sdist (so the sdist is complete too)."""
+    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert len(list(out.glob("*.tar.gz"))) == 1
@@ -53,7 +54,7 @@ def _build_wheel(out: Path) -> Path:
 
 def _fresh_venv(root: Path, wheel: Path) -> Path:
     venv.create(root, with_pip=True)
-    pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)]
+    pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel), "pytest"]
     proc = subprocess.run(pip, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "bin"
@@ -76,6 +77,8 @@ def test_wheel_installs_non_editable_and_runs_the_demo_from_elsewhere(tmp_path):
     where = call(str(bin_dir / "python"), "-c", "import verifier; print(verifier.__file__)")
     assert Path(where.stdout.strip()).is_relative_to(tmp_path / "venv"), where.stdout + where.stderr
     assert call(str(bin_dir / "gpt-oss-verify"), "--version").stdout.strip() == f"gpt-oss-verify {verifier.__version__}"
+    plugin = call(str(bin_dir / "python"), "-m", "pytest", "--help")
+    assert "--gpt-oss-base-url" in plugin.stdout and "--gpt-oss-profile" in plugin.stdout, plugin.stderr
     proc = call(str(bin_dir / "gpt-oss-verify"), "run")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "verdict: pass" in proc.stdout

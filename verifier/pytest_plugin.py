@@ -6,9 +6,12 @@
 adds one test item per check of the suites run (`gpt-oss::tools.call_match`, ...). The verification runs
 once per session, when the first item is set up; each item's outcome is its check's verdict: pass, fail
 (the check's summary is the failure message), skip (pytest skip) or error (the check could not be
-decided, or the run itself could not be made: a pytest error, not a failure). Without
-`--gpt-oss-base-url` and `--gpt-oss-model` the plugin adds nothing; `--gpt-oss-model gpt-oss-conformance`
+decided, or the run itself could not be made: a pytest error, not a failure). With neither
+`--gpt-oss-base-url` nor `--gpt-oss-model` the plugin adds nothing; `--gpt-oss-model gpt-oss-conformance`
 alone verifies the built-in reference provider (with `--gpt-oss-fault`, a faulty one).
+
+pytest loads this module in every session of an environment that has the package, so the verifier
+proper is imported inside the hooks that need it, only when the plugin is enabled.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import pytest
 from verifier.errors import VerifierError
 
 PREFIX = "gpt-oss"
-OPTIONS = ("base_url", "model", "api_key_env", "suite", "profile", "golden", "out", "fault")
 _RESULT = pytest.StashKey[object]()
 
 
