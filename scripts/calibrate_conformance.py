@@ -1,4 +1,4 @@
-"""Reproduce golden/gpt-oss-conformance/fp32/calibration.json (and its data files).
+"""Reproduce verifier/data/golden/gpt-oss-conformance/fp32/calibration.json (and its data files).
 
     python scripts/calibrate_conformance.py [--saved]
 

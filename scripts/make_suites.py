@@ -1,10 +1,10 @@
-"""Write the shipped suites (suites/*/cases.jsonl) from the literal cases below.
+"""Write the shipped suites (verifier/data/suites/*/cases.jsonl) from the literal cases below.
 
 Suites are model-independent: each case is an exact Chat Completions request body (without
 `model`), plus the tool results the runner sends back in a tool loop. Golden records are built
 from these by the reference run; nothing here states an expected answer.
 
-    python scripts/make_suites.py        # rewrite suites/*/cases.jsonl
+    python scripts/make_suites.py        # rewrite verifier/data/suites/*/cases.jsonl
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent / "suites"
+ROOT = Path(__file__).resolve().parent.parent / "verifier" / "data" / "suites"
 
 WEATHER = {
     "type": "function",

@@ -12,6 +12,9 @@ import pytest
 # as on a clean clone. Subprocesses (CLI tests) inherit it.
 os.environ.setdefault("GPT_OSS_VERIFY_CACHE", tempfile.mkdtemp(prefix="gpt-oss-verify-cache-"))
 os.environ.pop("TIKTOKEN_ENCODINGS_BASE", None)
+# The OpenAI SDK's variables are defaults of --base-url and the key: a developer's own must not redirect runs.
+for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+    os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parent.parent
 

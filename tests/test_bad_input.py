@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, one_line_exit_2, run_cli
+from conftest import one_line_exit_2, run_cli
 
-GOLDEN = REPO / "golden" / "gpt-oss-conformance" / "fp32"
+from verifier.paths import golden_dir, suites_dir
+
+GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -28,7 +30,7 @@ def earlier(tmp_path_factory) -> Path:
 
 def _suite_copy(tmp_path: Path, name: str = "harmony") -> Path:
     target = tmp_path / "suites" / name
-    shutil.copytree(REPO / "suites" / name, target)
+    shutil.copytree(suites_dir() / name, target)
     return target
 
 

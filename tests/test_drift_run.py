@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from verifier.paths import golden_dir
+
 
 def _run(tmp_path: Path, *args: str) -> tuple[int, dict]:
     proc = run_cli("run", "--suite", "drift", "--out", str(tmp_path), *args)
@@ -55,7 +57,7 @@ def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_righ
     from verifier.drift.statistics import turn_drift
     from verifier.observation import TokenLogprob, TopLogprob
 
-    turn = store.load(Path(__file__).parent.parent / "golden/gpt-oss-conformance/fp32/drift.json").records[0].turns[0]
+    turn = store.load(golden_dir() / "gpt-oss-conformance/fp32/drift.json").records[0].turns[0]
     skip = 3
     echoed = [TokenLogprob(token=harmony.token_text(s.token), logprob=s.logprob,
                            top=[TopLogprob(token=harmony.token_text(t), logprob=lp)

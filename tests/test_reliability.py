@@ -158,12 +158,22 @@ def test_the_api_key_is_never_written(server, tmp_path):
                        "chat", "--out", str(tmp_path / "flag"), "--api-key", SECRET)
         wrong = run_cli("run", "--base-url", proxy.url, "--model", BUILTIN_MODEL, "--suite", "harmony",
                         "--out", str(tmp_path / "wrong"), "--api-key", SECRET[::-1])
+        from_env = run_cli("run", "--model", BUILTIN_MODEL, "--suite", "harmony", "--api", "chat", "--out",
+                           str(tmp_path / "openai-env"), env={"OPENAI_BASE_URL": proxy.url, "OPENAI_API_KEY": SECRET})
+        flags_win = run_cli("run", "--base-url", proxy.url, "--model", BUILTIN_MODEL, "--suite", "harmony", "--api",
+                            "chat", "--out", str(tmp_path / "flags-win"), "--api-key-env", "VERIFY_TEST_KEY",
+                            env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": SECRET[::-1],
+                                 "VERIFY_TEST_KEY": SECRET})
     assert proxy.forwarded(), "the key was accepted"
     assert flag.returncode in (0, 1), flag.stderr
     assert wrong.returncode == 2 and "401" in wrong.stderr
+    assert from_env.returncode in (0, 1), from_env.stderr  # OPENAI_BASE_URL and OPENAI_API_KEY reached the proxy
+    assert flags_win.returncode in (0, 1), flags_win.stderr  # neither the dead env URL nor the wrong env key was used
+    assert list((tmp_path / "openai-env").glob("*/result.json")) and list((tmp_path / "flags-win").glob("*/result.json"))
     journal = next((tmp_path / "env").glob("*/journal.jsonl")).read_text()
     assert "[REDACTED]" in journal, "the provider echoed the key, so something had to be scrubbed"
-    for proc_, key in ((proc, SECRET), (flag, SECRET), (wrong, SECRET[::-1])):
+    for proc_, key in ((proc, SECRET), (flag, SECRET), (wrong, SECRET[::-1]), (from_env, SECRET), (flags_win, SECRET),
+                       (flags_win, SECRET[::-1])):
         assert key not in proc_.stdout + proc_.stderr
     assert not _artifacts_free_of(tmp_path, SECRET) and not _artifacts_free_of(tmp_path, SECRET[::-1])
 

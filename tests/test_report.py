@@ -17,8 +17,9 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli
 
+from verifier.paths import schema_dir
 from verifier.result import MAX_TEXT, SCHEMA_VERSION, RunResult, schema_path
 
 SMALL = ["--suite", "harmony", "--suite", "effort", "--suite", "drift", "--api", "chat", "--api", "score"]
@@ -54,7 +55,7 @@ def _load(run_dir: Path) -> RunResult:
 # -- result.json and its schema -------------------------------------------------------------------------------
 
 
-COMMITTED_SCHEMA = REPO / "reports" / "schema" / f"result-v{SCHEMA_VERSION}.schema.json"
+COMMITTED_SCHEMA = schema_dir() / f"result-v{SCHEMA_VERSION}.schema.json"
 
 
 def _committed_schema() -> dict:
@@ -62,14 +63,14 @@ def _committed_schema() -> dict:
 
 
 def test_committed_schema_is_what_a_fresh_process_exports(tmp_path):
-    """reports/schema/ holds exactly what `gpt-oss-verify schema`, run in a new process, writes: a model
+    """verifier/data/schema/ holds exactly what `gpt-oss-verify schema`, run in a new process, writes: a model
     change that is not exported and committed fails here."""
     proc = run_cli("schema", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"schema: {schema_path(tmp_path)}"
     exported = tmp_path / COMMITTED_SCHEMA.name
     assert json.loads(exported.read_text()) == _committed_schema(), \
-        "run `gpt-oss-verify schema` and commit reports/schema/"
+        "run `gpt-oss-verify schema --out verifier/data/schema` and commit it"
     assert exported.read_text() == COMMITTED_SCHEMA.read_text()
 
 

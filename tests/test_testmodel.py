@@ -10,7 +10,7 @@ import torch
 
 from verifier import harmony
 from verifier.golden import load
-from verifier.paths import golden_dir
+from verifier.paths import golden_dir, suites_dir
 from verifier.reference.build import checkpoint_sha256
 from verifier.testmodel import compact
 
@@ -107,7 +107,7 @@ def test_reasoning_grows_with_effort():
     golden = load(golden_dir() / "gpt-oss-conformance" / "fp32" / "effort.json")
     by_group: dict[str, dict[str, int]] = {}
     suite_cases = {json.loads(line)["id"]: json.loads(line) for line in
-                   (golden_dir().parent / "suites" / "effort" / "cases.jsonl").read_text().splitlines()}
+                   (suites_dir() / "effort" / "cases.jsonl").read_text().splitlines()}
     for record in golden.records:
         case = suite_cases[record.case_id]
         by_group.setdefault(case["group"], {})[case["request"]["reasoning_effort"]] = record.turns[0].reasoning_tokens

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,22 @@ app.add_typer(golden_app, name="golden")
 app.add_typer(checkpoint_app, name="checkpoint")
 SURFACE_HELP = ("API surface of the built-in provider (repeatable): chat-only, string-completions[:K], "
                 "capped-logprobs[:K], random-5xx[:RATE[:SEED]], inline-reasoning; see `faults`.")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from verifier import __version__
+
+        typer.echo(f"gpt-oss-verify {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Verify that an OpenAI-compatible endpoint computes gpt-oss and speaks Harmony like the reference."""
 
 
 def _fail(message: str) -> None:
@@ -48,11 +63,13 @@ def guarded(fn):
 @app.command()
 @guarded
 def run(
-    base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1. Without it, the built-in "
-                                                 "reference provider serves the conformance checkpoint.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1 (default: "
+                                                 "$OPENAI_BASE_URL). Without either, the built-in reference provider "
+                                                 "serves the conformance checkpoint.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name to request (required with --base-url).")] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key "
-                                                    "(preferred: a flag shows in the process list).")] = None,
+                                                    "(preferred: a flag shows in the process list; default: "
+                                                    "OPENAI_API_KEY).")] = None,
     api_key: Annotated[str | None, typer.Option(help="The API key itself. It is sent to the provider only, never "
                                                 "written to the journal, results, reports or logs.")] = None,
     suite: Annotated[list[str] | None, typer.Option(help="Suite to run (repeatable). Default: all shipped suites.")] = None,
@@ -61,6 +78,8 @@ def run(
                                                   "chat, chat-stream, responses, responses-stream, completions, "
                                                   "completions-stream; score, prompt-ids, greedy-logprobs, sampling "
                                                   "(one drift evidence kind selects that drift method).")] = None,
+    profile: Annotated[str, typer.Option(help="full (every default API variant) or quick (the Chat API only, with "
+                                         "prompt ids and drift; under half the requests). --api wins.")] = "full",
     out: Annotated[Path, typer.Option(help="Directory for run results.")] = Path("reports"),
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
     quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk of the built-in "
@@ -87,33 +106,29 @@ def run(
                                                    "completion tokens have been spent.", min=1)] = None,
 ):
     """Run the suites against a provider and write result.json, report.html, junit.xml and a journal."""
-    from verifier.config import DEFAULT_SUITES, RetryPolicy, RunConfig
+    from verifier.api import plan, run_dir_of, verify
     from verifier.progress import for_terminal
-    from verifier.runner import Budget, execute, survey
 
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            _fail(f"environment variable {api_key_env} is not set")
     if resume is not None:
         given = [name for name, value in (("--base-url", base_url), ("--model", model), ("--suite", suite),
                                           ("--golden", golden), ("--api", api), ("--fault", fault),
                                           ("--quirk", quirk), ("--surface", surface),
-                                          ("--score-all", score_all)) if value]
+                                          ("--score-all", score_all), ("--profile", profile != "full")) if value]
         if given:
             _fail(f"--resume takes the run's own settings; leave out {', '.join(given)}")
-    config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
-                       golden=golden, apis=api, out=out, faults=fault or [], quirks=quirk or [], surfaces=surface or [],
-                       drift_method=drift_method, score_all=score_all, timeout=timeout, concurrency=concurrency,
-                       retry=RetryPolicy(attempts=retries, base_s=retry_base))
+    options = dict(api_key=api_key, api_key_env=api_key_env, golden=golden, apis=api, profile=profile, out=out, faults=fault,
+                   quirks=quirk, surfaces=surface, drift_method=drift_method, score_all=score_all, timeout=timeout,
+                   concurrency=concurrency, retries=retries, retry_base=retry_base, resume=resume)
     if dry_run:
-        _print_survey(survey(config, resume))
+        _print_survey(plan(base_url, model, suite, **options))
         return
     progress = for_terminal()
     try:
-        result, run_dir = execute(config, progress, resume, Budget(max_requests=max_requests, max_tokens=max_tokens))
+        result = verify(base_url, model, suite, progress=progress, max_requests=max_requests, max_tokens=max_tokens,
+                        **options)
     finally:
         progress.stop()
+    run_dir = run_dir_of(result, out, resume)
     _print_summary(result)
     typer.echo(f"verdict: {result.verdict}")
     typer.echo(f"report: {run_dir / 'report.html'}")
@@ -152,8 +167,9 @@ def _print_summary(result) -> None:
 @app.command()
 @guarded
 def probe(
-    base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1. Without it, the built-in "
-                                                 "reference provider is probed.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Provider base URL ending in /v1 (default: "
+                                                 "$OPENAI_BASE_URL). Without either, the built-in reference "
+                                                 "provider is probed.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name to request (required with --base-url).")] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key.")] = None,
     api_key: Annotated[str | None, typer.Option(help="The API key itself (sent to the provider only).")] = None,
@@ -168,17 +184,11 @@ def probe(
     retries: Annotated[int, typer.Option(help="Attempts per request on outages, rate limits and 5xx.", min=1)] = 5,
 ):
     """Find what the endpoint offers (a few requests of 1-4 tokens) and what a run would spend on it, per suite."""
-    from verifier.config import DEFAULT_SUITES, RetryPolicy, RunConfig
-    from verifier.runner import survey
+    from verifier.api import plan
 
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            _fail(f"environment variable {api_key_env} is not set")
-    config = RunConfig(base_url=base_url, model=model, api_key=api_key, suites=suite or list(DEFAULT_SUITES),
-                       golden=golden, apis=api, faults=fault or [], quirks=quirk or [], surfaces=surface or [],
-                       drift_method=drift_method, timeout=timeout, retry=RetryPolicy(attempts=retries))
-    _print_survey(survey(config))
+    _print_survey(plan(base_url, model, suite, api_key=api_key, api_key_env=api_key_env, golden=golden, apis=api,
+                       faults=fault, quirks=quirk, surfaces=surface, drift_method=drift_method, timeout=timeout,
+                       retries=retries))
 
 
 @app.command()
@@ -282,7 +292,7 @@ def compare(
 def schema(
     out: Annotated[Path, typer.Option(help="Directory for result-v<N>.schema.json.")] = Path("reports/schema"),
 ):
-    """Export the JSON Schema of result.json (the committed copy lives in reports/schema/)."""
+    """Export the JSON Schema of result.json (the copy shipped in the package lives in verifier/data/schema/)."""
     from verifier.result import schema_json, schema_path
 
     out.mkdir(parents=True, exist_ok=True)

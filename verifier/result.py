@@ -2,7 +2,7 @@
 
 The HTML report and JUnit file are rendered from this model alone, so `gpt-oss-verify report
 result.json` reproduces them. `gpt-oss-verify schema` exports its JSON Schema to
-`reports/schema/result-v<N>.schema.json` (the committed copy is held equal to the model by a test).
+`reports/schema/result-v<N>.schema.json`; a copy ships in `verifier/data/schema/` (the committed copy is held equal to the model by a test).
 
 Versioning: fields may be added (with defaults) within a version; removing or retyping a field, or
 changing what one means, bumps `SCHEMA_VERSION`. Version 1 gained, compatibly, `evidence`,

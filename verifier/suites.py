@@ -1,4 +1,4 @@
-"""Suites: `suites/NAME/suite.yaml` (metadata) and `suites/NAME/cases.jsonl` (one case a line).
+"""Suites (shipped in `verifier/data/suites/`): `NAME/suite.yaml` (metadata) and `NAME/cases.jsonl` (one case a line).
 
 A case is an exact Chat Completions request body (without `model`); the runner derives the
 Responses and Completions requests from it. Suites say nothing about what a model answers:
