@@ -66,3 +66,30 @@ def one_line_exit_2(proc) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpt-oss-verify: error: "), proc.stderr
     return lines[0]
+
+
+def run_against(server, out: Path, *args: str) -> tuple[int, dict]:
+    """`gpt-oss-verify run` against a real engine on loopback: its exit code and result.json (with
+    `_run_dir`, the run's directory, added)."""
+    import json
+
+    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
+    report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
+    assert report, proc.stdout + proc.stderr
+    result = json.loads((Path(report).parent / "result.json").read_text())
+    result["_run_dir"] = str(Path(report).parent)
+    return proc.returncode, result
+
+
+def failing(result: dict) -> dict[str, set[tuple]]:
+    """check id -> {(case, variant, turn)} of its failing outcomes."""
+    out: dict[str, set[tuple]] = {}
+    for check in result["checks"]:
+        fails = {(o["case_id"], o["variant"], o["turn"]) for o in check["outcomes"] if o["verdict"] == "fail"}
+        if fails:
+            out[check["id"]] = fails
+    return out
+
+
+def verdicts(result: dict) -> dict[str, str]:
+    return {c["id"]: c["verdict"] for c in result["checks"]}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import failing, run_against, verdicts
 
 from verifier import harmony
 from verifier.harness import llama_cpp
@@ -30,31 +30,8 @@ LOOP_CASES = {"weather-paris", "weather-tokyo-system", "weather-berlin-high", "c
 API_VARIANTS = {"chat", "chat-stream", "responses", "responses-stream"}
 
 
-def _run(server, out: Path, *args: str) -> tuple[int, dict]:
-    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
-    report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
-    assert report, proc.stdout + proc.stderr
-    result = json.loads((Path(report).parent / "result.json").read_text())
-    result["_journal"] = str(Path(report).parent / "journal.jsonl")
-    return proc.returncode, result
-
-
 def _outcomes(result: dict, check: str, verdict: str = "fail") -> list[dict]:
     return [o for c in result["checks"] if c["id"] == check for o in c["outcomes"] if o["verdict"] == verdict]
-
-
-def _failing(result: dict) -> dict[str, set[tuple]]:
-    """check id -> {(case, variant, turn)} of its failing outcomes."""
-    out: dict[str, set[tuple]] = {}
-    for check in result["checks"]:
-        fails = {(o["case_id"], o["variant"], o["turn"]) for o in check["outcomes"] if o["verdict"] == "fail"}
-        if fails:
-            out[check["id"]] = fails
-    return out
-
-
-def _verdicts(result: dict) -> dict[str, str]:
-    return {c["id"]: c["verdict"] for c in result["checks"]}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +42,7 @@ def honest_llama(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def honest_result(honest_llama, tmp_path_factory):
-    return _run(honest_llama, tmp_path_factory.mktemp("run"))
+    return run_against(honest_llama, tmp_path_factory.mktemp("run"))
 
 
 def test_honest_llama_passes_drift_effort_and_parsing(honest_result):
@@ -73,15 +50,15 @@ def test_honest_llama_passes_drift_effort_and_parsing(honest_result):
     of this server remain (control tokens reported as "", <|call|> absent from completion text, reasoning in
     `reasoning_content`, prompt ids only through /apply-template)."""
     _, result = honest_result
-    verdicts = _verdicts(result)
+    shown = verdicts(result)
     for check in ("drift.greedy_logprobs", "effort.trend", "effort.honoured", "parsing.no_control_tokens",
                   "parsing.reasoning_separated", "parsing.http_status"):
-        assert verdicts[check] == "pass", (check, result["checks"])
+        assert shown[check] == "pass", (check, result["checks"])
     caps = result["capabilities"]
     assert caps["reasoning_field"] == "reasoning_content"
     assert caps["completion_logprob_ids"] is True
     assert result["provider"]["prompt_ids_mode"] == "apply_template"
-    assert verdicts["drift.teacher_forced"] == "skip"  # llama-server scores no prompt tokens: unsupported
+    assert shown["drift.teacher_forced"] == "skip"  # llama-server scores no prompt tokens: unsupported
     # the completions variants read the stop token from the logprobs' ids: every tool call ends as the reference's
     completions = {(o["case_id"], o["verdict"]) for c in result["checks"] if c["id"] == "tools.finish_reason"
                    for o in c["outcomes"] if o["variant"].startswith("completions")}
@@ -94,7 +71,7 @@ def test_llama_renders_tool_loop_history_differently(honest_result, honest_llama
     result as a JSON-encoded string, one token more than openai-harmony on the second turn of every tool loop;
     the model then answers "-18 degrees" where the reference says "18 degrees"."""
     _, result = honest_result
-    fails = _failing(result)["rendering.prompt_tokens"]
+    fails = failing(result)["rendering.prompt_tokens"]
     assert {case for case, _, turn in fails if turn == 2} == LOOP_CASES
     assert {variant for _, variant, _ in fails} == API_VARIANTS
     paris = next(o for o in _outcomes(result, "parsing.final_text")
@@ -112,7 +89,7 @@ def test_llama_renders_tool_loop_history_differently(honest_result, honest_llama
 
 def _second_turn(result: dict) -> dict:
     """The weather-paris chat request of turn 2 as the run sent it (from the run's journal)."""
-    for line in Path(result["_journal"]).read_text().splitlines():
+    for line in (Path(result["_run_dir"]) / "journal.jsonl").read_text().splitlines():
         ex = json.loads(line)
         if (ex.get("case_id"), ex.get("variant"), ex.get("turn")) == ("weather-paris", "chat", 2):
             return ex["chat_request"]
@@ -123,7 +100,7 @@ def test_llama_offers_tools_despite_tool_choice_none(honest_result):
     """Finding: with tool_choice none llama-server keeps the tools in the prompt; the model calls one, the server
     drops the call and answers nothing (33 completion tokens billed)."""
     _, result = honest_result
-    fails = _failing(result)
+    fails = failing(result)
     assert fails["rendering.prompt_ids"] >= {("tool-choice-none", "prompt-ids", 1)}
     ids = next(o for o in _outcomes(result, "rendering.prompt_ids") if o["case_id"] == "tool-choice-none")
     assert "namespace functions" in ids["observed"] and "namespace functions" not in ids["expected"]
@@ -135,7 +112,7 @@ def test_llama_offers_tools_despite_tool_choice_none(honest_result):
 def test_llama_ignores_a_named_tool_choice(honest_result, honest_llama):
     """Finding: a named tool_choice (an object) is refused in the server log and falls back to auto: no call."""
     _, result = honest_result
-    fails = _failing(result)
+    fails = failing(result)
     assert fails["tools.tool_choice"] == {("tool-choice-named", v, 1) for v in API_VARIANTS}
     assert all(not o["observed"] for o in _outcomes(result, "tools.tool_choice"))  # no call at all
     assert "Wrong type supplied for parameter 'tool_choice'" in honest_llama.log.read_text(errors="replace")
@@ -159,9 +136,9 @@ def test_honest_llama_fails_only_the_known_findings(honest_result):
     completions variants (raw Harmony through the same server: no template involved)."""
     code, result = honest_result
     assert code == 1
-    failing = _failing(result)
-    assert set(failing) == set(FINDINGS), sorted(set(failing) ^ set(FINDINGS))
-    for check, outcomes in failing.items():
+    failed = failing(result)
+    assert set(failed) == set(FINDINGS), sorted(set(failed) ^ set(FINDINGS))
+    for check, outcomes in failed.items():
         unexplained = {(case, turn) for case, _, turn in outcomes} - FINDINGS[check]
         assert not unexplained, (check, sorted(unexplained))
         assert {variant for _, variant, _ in outcomes} <= API_VARIANTS | {"prompt-ids"}, check
@@ -186,14 +163,14 @@ answers written after it), tool_choice none, the ignored named tool_choice, the 
 @pytest.mark.parametrize("kind", ["bf16"])
 def test_honest_gguf_passes_drift(kind, checkpoint, tmp_path):
     with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path) as server:
-        code, result = _run(server, tmp_path, "--suite", "drift")
+        code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 0, result["checks"]
-    assert _verdicts(result)["drift.greedy_logprobs"] == "pass"
+    assert verdicts(result)["drift.greedy_logprobs"] == "pass"
 
 
 @pytest.mark.parametrize("kind", ["q4_0", "mxfp4_moe"])
 def test_quantised_gguf_fails_drift(kind, checkpoint, tmp_path):
     with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path) as server:
-        code, result = _run(server, tmp_path, "--suite", "drift")
+        code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 1
-    assert _verdicts(result)["drift.greedy_logprobs"] == "fail"
+    assert verdicts(result)["drift.greedy_logprobs"] == "fail"

@@ -9,36 +9,12 @@ in vLLM shows up here as exactly the verdict that moved.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from conftest import run_cli
+from conftest import failing, run_against, verdicts
 
 from verifier.harness import vllm_cpu
 
 pytestmark = pytest.mark.vllm
-
-
-def _run(server, out: Path, *args: str) -> tuple[int, dict]:
-    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
-    report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
-    assert report, proc.stdout + proc.stderr
-    return proc.returncode, json.loads((Path(report).parent / "result.json").read_text())
-
-
-def _failing(result: dict) -> dict[str, set[tuple]]:
-    """check id -> {(case, variant, turn)} of its failing outcomes."""
-    out: dict[str, set[tuple]] = {}
-    for check in result["checks"]:
-        fails = {(o["case_id"], o["variant"], o["turn"]) for o in check["outcomes"] if o["verdict"] == "fail"}
-        if fails:
-            out[check["id"]] = fails
-    return out
-
-
-def _verdicts(result: dict) -> dict[str, str]:
-    return {c["id"]: c["verdict"] for c in result["checks"]}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +25,7 @@ def honest_vllm(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def honest_result(honest_vllm, tmp_path_factory):
-    return _run(honest_vllm, tmp_path_factory.mktemp("run"))
+    return run_against(honest_vllm, tmp_path_factory.mktemp("run"))
 
 
 LOOP_CASES = {"weather-paris", "weather-tokyo-system", "weather-berlin-high", "currency-usd-eur", "currency-gbp-jpy",
@@ -59,10 +35,10 @@ LOOP_CASES = {"weather-paris", "weather-tokyo-system", "weather-berlin-high", "c
 
 def test_honest_vllm_passes_drift_effort_and_parsing(honest_result):
     _, result = honest_result
-    verdicts = _verdicts(result)
+    shown = verdicts(result)
     for check in ("drift.teacher_forced", "effort.trend", "effort.honoured", "parsing.no_control_tokens",
                   "parsing.reasoning_separated", "tools.call_match", "tools.loop"):
-        assert verdicts[check] == "pass", (check, result["checks"])
+        assert shown[check] == "pass", (check, result["checks"])
     assert result["provider"]["score_mode"] == "prompt_logprobs"
     assert result["provider"]["prompt_ids_mode"] == "return_token_ids"
 
@@ -72,7 +48,7 @@ def test_vllm_renders_tool_loop_history_differently(honest_result):
     results with the recipient after the channel (oss-harmony 0.0.11): two tokens fewer than
     openai-harmony's rendering, on every second turn of a tool loop and nowhere else."""
     _, result = honest_result
-    fails = _failing(result)["rendering.prompt_tokens"]
+    fails = failing(result)["rendering.prompt_tokens"]
     later = {case for case, _, turn in fails if turn == 2}
     assert LOOP_CASES - {"tool-choice-named"} <= later <= LOOP_CASES  # Responses 400s on the named one
     assert {variant for _, variant, _ in fails} == {"chat", "chat-stream", "responses", "responses-stream"}
@@ -84,7 +60,7 @@ def test_vllm_offers_tools_despite_tool_choice_none(honest_result):
     """Finding: with tool_choice none vLLM still renders the tools; the model calls one, and vLLM drops
     the call without streaming (content null, tokens billed) but returns it when streaming."""
     _, result = honest_result
-    fails = _failing(result)
+    fails = failing(result)
     assert fails["rendering.prompt_ids"] == {("tool-choice-none", "prompt-ids", 1)}
     assert {case for case, _, _ in fails["tools.tool_choice"]} == {"tool-choice-none"}
     assert ("tool-choice-none", "chat", 1) in fails["parsing.no_empty_answer"]
@@ -96,7 +72,7 @@ def test_vllm_responses_honours_a_named_tool_choice(honest_result):
     calls that tool. (Until the verifier sent the Chat form `{type, function: {name}}` on Responses,
     vLLM's 400 "Tool choice 'function' not found" read as a finding: it was ours.)"""
     _, result = honest_result
-    fails = _failing(result)
+    fails = failing(result)
     assert "parsing.http_status" not in fails
     assert result["capabilities"]["tool_choice"]["named"] is True
     named = {(o["variant"], o["verdict"]) for c in result["checks"] if c["id"] == "tools.tool_choice"
@@ -107,9 +83,9 @@ def test_vllm_responses_honours_a_named_tool_choice(honest_result):
 def test_honest_vllm_fails_only_the_known_findings(honest_result):
     code, result = honest_result
     assert code == 1
-    failing = set(_failing(result))
-    assert HONEST_FINDINGS <= failing, sorted(HONEST_FINDINGS - failing)
-    assert failing <= HONEST_FINDINGS | HONEST_COLLATERAL, sorted(failing - HONEST_FINDINGS - HONEST_COLLATERAL)
+    failed = set(failing(result))
+    assert HONEST_FINDINGS <= failed, sorted(HONEST_FINDINGS - failed)
+    assert failed <= HONEST_FINDINGS | HONEST_COLLATERAL, sorted(failed - HONEST_FINDINGS - HONEST_COLLATERAL)
 
 
 HONEST_FINDINGS = {
@@ -126,17 +102,17 @@ def test_perturbed_checkpoints_served_by_vllm_are_flagged(kind, checkpoint, tmp_
     from verifier.reference import perturb
 
     with vllm_cpu.serve(perturb.cached(checkpoint, kind), log_dir=tmp_path) as server:
-        code, result = _run(server, tmp_path, "--suite", "drift")
+        code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 1
-    assert _verdicts(result)["drift.teacher_forced"] == "fail"
+    assert verdicts(result)["drift.teacher_forced"] == "fail"
 
 
 def test_vllm_without_the_gpt_oss_tool_flags_is_flagged(checkpoint, tmp_path):
     """Misconfiguration: no --tool-call-parser openai --enable-auto-tool-choice. Chat drops every tool call."""
     with vllm_cpu.serve(checkpoint, args=(), log_dir=tmp_path) as server:
-        code, result = _run(server, tmp_path, "--suite", "tools", "--api", "chat")
+        code, result = run_against(server, tmp_path, "--suite", "tools", "--api", "chat")
     assert code == 1
-    fails = _failing(result)
+    fails = failing(result)
     for check in ("parsing.no_empty_answer", "tools.finish_reason", "tools.call_match", "tools.loop"):
         assert check in fails, check
 
@@ -146,8 +122,8 @@ def test_vllm_with_instructions_in_the_system_message_is_flagged(checkpoint, tmp
     developer message."""
     env = {"VLLM_GPT_OSS_HARMONY_SYSTEM_INSTRUCTIONS": "1"}
     with vllm_cpu.serve(checkpoint, env=env, log_dir=tmp_path) as server:
-        code, result = _run(server, tmp_path, "--suite", "harmony", "--api", "chat")
+        code, result = run_against(server, tmp_path, "--suite", "harmony", "--api", "chat")
     assert code == 1
-    fails = _failing(result)
+    fails = failing(result)
     cases = {case for case, _, _ in fails["rendering.prompt_tokens"]}
     assert cases == {"capital-japan-system", "developer-role"}

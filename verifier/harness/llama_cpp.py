@@ -32,13 +32,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from verifier.errors import ProviderError
-from verifier.harness.vllm_cpu import _free_port, _stop
+from verifier.harness.local import LocalServer, free_port, launched
 
 VERSION = "0.3.36"
 """llama-cpp-python sdist whose vendored llama.cpp is built."""
@@ -180,59 +177,16 @@ def ensure_gguf(kind: str, checkpoint: Path | None = None, log=print) -> Path:
     return out
 
 
-@dataclass
-class LlamaServer:
-    url: str
-    """Base URL ending in /v1."""
-    model: str
-    kind: str
-    process: subprocess.Popen
-    log: Path
-    started_s: float
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 @contextmanager
 def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Path | None = None,
-          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0) -> Iterator[LlamaServer]:
+          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0) -> Iterator[LocalServer]:
     """Start llama-server on a GGUF of `kind` on a free loopback port, wait until it answers, always stop it."""
     gguf = ensure_gguf(kind, checkpoint)
-    port = _free_port()
-    log_dir = Path(log_dir or Path(os.environ.get("TMPDIR", "/tmp")))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"llama-server-{port}.log"
+    port = free_port()
     command = [str(binary("llama-server")), "-m", str(gguf), "--alias", model, "--host", "127.0.0.1",
                "--port", str(port), "--chat-template-file", str(template()), *SERVER_FLAGS, *args]
-    began = time.monotonic()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir,
-                                   start_new_session=True)
-    server = LlamaServer(f"http://127.0.0.1:{port}/v1", model, kind, process, log, 0.0)
-    try:
-        _wait(server, began, timeout)
+    with launched("llama-server", command, port, model, log_dir, "/health", timeout, poll_s=0.5) as server:
         yield server
-    finally:
-        _stop(process)
-
-
-def _wait(server: LlamaServer, began: float, timeout: float) -> None:
-    health = server.url.removesuffix("/v1") + "/health"
-    while time.monotonic() - began < timeout:
-        if server.process.poll() is not None:
-            raise ProviderError(f"llama-server exited with code {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(health, timeout=2).status_code == 200:
-                server.started_s = round(time.monotonic() - began, 1)
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise ProviderError(f"llama-server did not answer within {timeout:.0f} s:\n{server.log_tail()}")
 
 
 def main() -> None:

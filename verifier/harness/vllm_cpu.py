@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from verifier import harmony
-from verifier.errors import ProviderError
+from verifier.harness.local import LocalServer, free_port, launched
 from verifier.paths import REPO_ROOT
 
 VERSION = "0.32.0"
@@ -67,29 +61,6 @@ def ensure_venv(log=print) -> Path:
     return python()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class VllmServer:
-    url: str
-    """Base URL ending in /v1."""
-    model: str
-    process: subprocess.Popen
-    log: Path
-    started_s: float
-    """Seconds from launch to the first answer of /v1/models."""
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 def _environment(extra: dict | None) -> dict:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
@@ -99,56 +70,18 @@ def _environment(extra: dict | None) -> dict:
     return env
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
-
-
 @contextmanager
 def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str, ...] = GPT_OSS_FLAGS,
-          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0) -> Iterator[VllmServer]:
+          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0) -> Iterator[LocalServer]:
     """Start vLLM on a free loopback port, wait until it answers, and always stop it."""
     ensure_venv()
-    port = _free_port()
-    log_dir = Path(log_dir or Path(os.environ.get("TMPDIR", "/tmp")))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"vllm-{port}.log"
+    port = free_port()
     command = [str(python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", "2048", "--dtype", "bfloat16", *args]
-    began = time.monotonic()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_environment(env),
-                                   cwd=log_dir, start_new_session=True)
-    server = VllmServer(f"http://127.0.0.1:{port}/v1", model, process, log, 0.0)
-    try:
-        _wait(server, began, timeout)
+    with launched("vLLM", command, port, model, log_dir, "/v1/models", timeout, poll_s=2.0,
+                  env=_environment(env)) as server:
         yield server
-    finally:
-        _stop(process)
-
-
-def _wait(server: VllmServer, began: float, timeout: float) -> None:
-    while time.monotonic() - began < timeout:
-        if server.process.poll() is not None:
-            raise ProviderError(f"vLLM exited with code {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.url}/models", timeout=2).status_code == 200:
-                server.started_s = round(time.monotonic() - began, 1)
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    raise ProviderError(f"vLLM did not answer within {timeout:.0f} s:\n{server.log_tail()}")
 
 
 def main() -> None:
