@@ -1,8 +1,8 @@
 """A second real engine under test: llama.cpp's llama-server serving the conformance checkpoint as GGUF.
 
 Marked `llamacpp` (skip locally with `-m "not llamacpp"`; CI runs it). The first use builds llama-server
-and llama-quantize from the pinned llama-cpp-python sdist into a cache outside the clone (about 12-16
-minutes on 2 cores); later runs reuse it. Conversions take about 30 s each, a server starts in seconds.
+and llama-quantize from the pinned llama-cpp-python sdist into a cache outside the clone (4 minutes
+on 2 free cores, 12 on busy ones); later runs reuse it. Conversions take about 30 s each, a server starts in seconds.
 
 Every difference between llama-server and the reference is asserted finding by finding, with the
 evidence that makes it genuine; where the verifier used to misread llama-server (control tokens with

@@ -7,9 +7,9 @@
 The source is the llama.cpp tree vendored in the `llama-cpp-python` sdist (pinned below), fetched
 from the package index with pip. `llama-server` and `llama-quantize` are built once per version into
 a cache outside the clone (`$GPT_OSS_VERIFY_LLAMA_CPP_CACHE`, default
-`~/.cache/gpt-oss-verify/llama.cpp-VERSION-CPUKEY`) and reused whenever present (about 12 minutes on 2
-cores the first time). The conformance checkpoint is converted with the tree's own `convert_hf_to_gguf.py`
-(f32, bf16) and quantised with `llama-quantize` (Q8_0, Q4_0, MXFP4_MOE); GGUF files are cached beside the
+`~/.cache/gpt-oss-verify/llama.cpp-VERSION-CPUKEY`) and reused whenever present (the first time 4 minutes
+on 2 free cores, 12 on busy ones). The conformance checkpoint is converted with the tree's own
+`convert_hf_to_gguf.py` (f32, bf16) and quantised with `llama-quantize` (Q8_0, Q4_0, MXFP4_MOE); GGUF files are cached beside the
 binaries (`_checkpoint_key`).
 
 The GGUF carries no chat template, so the server gets `--jinja --chat-template-file` with the tree's
@@ -111,7 +111,7 @@ def ensure_built(log=print) -> Path:
     cache_dir().mkdir(parents=True, exist_ok=True)
     _fetch_source(log)
     build = cache_dir() / "build"
-    log(f"building llama.cpp {TARGETS} from llama-cpp-python {VERSION} into {cache_dir()} (about 12 minutes on 2 cores)")
+    log(f"building llama.cpp {TARGETS} from llama-cpp-python {VERSION} into {cache_dir()} (4-12 minutes on 2 cores)")
     began = time.monotonic()
     options = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TESTS=OFF",
                "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
