@@ -24,7 +24,6 @@ import hashlib
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -35,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from verifier.errors import ProviderError
-from verifier.harness.local import LocalServer, free_port, launched
+from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
 
 VERSION = "0.3.36"
 """llama-cpp-python sdist whose vendored llama.cpp is built."""
@@ -198,7 +197,6 @@ def main() -> None:
         command.add_argument("--type", choices=TYPES, default="f32")
         command.add_argument("--checkpoint", type=Path)
     args, extra = parser.parse_known_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated `serve` still stops its server
     try:
         _command(args, tuple(extra))
     except (ProviderError, ValueError) as exc:
@@ -212,12 +210,7 @@ def _command(args: argparse.Namespace, extra: tuple[str, ...]) -> None:
         print(ensure_gguf(args.type, args.checkpoint))
     else:
         with serve(args.type, checkpoint=args.checkpoint, args=extra) as server:
-            print(f"llama-server ({args.type}) at {server.url} (up in {server.started_s} s); Ctrl-C stops it",
-                  flush=True)
-            try:
-                server.process.wait()
-            except KeyboardInterrupt:
-                pass
+            until_interrupted(server, f"llama-server ({args.type})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,3 +91,14 @@ def _wait(server: LocalServer, ready: str, began: float, timeout: float, poll_s:
             pass
         time.sleep(poll_s)
     raise ProviderError(f"{server.name} did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def until_interrupted(server: LocalServer, what: str) -> None:
+    """Announce a server started from the command line and keep it until Ctrl-C or SIGTERM (both stop it:
+    the caller's `launched` block exits)."""
+    print(f"{what} at {server.url} (up in {server.started_s} s); Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass

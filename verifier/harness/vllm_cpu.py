@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from verifier import harmony
-from verifier.harness.local import LocalServer, free_port, launched
+from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
 from verifier.paths import REPO_ROOT
 
 VERSION = "0.32.0"
@@ -100,11 +100,7 @@ def main() -> None:
 
     flags = tuple(extra) if args.plain else (*GPT_OSS_FLAGS, *extra)
     with serve(args.checkpoint or default_checkpoint(), args.model, flags) as server:
-        print(f"vLLM serving {args.model} at {server.url} (up in {server.started_s} s); Ctrl-C stops it", flush=True)
-        try:
-            server.process.wait()
-        except KeyboardInterrupt:
-            pass
+        until_interrupted(server, f"vLLM serving {args.model}")
 
 
 if __name__ == "__main__":
