@@ -20,7 +20,7 @@ def _usage(data: dict | None) -> Usage:
     return Usage.reported(data.get("prompt_tokens"), data.get("completion_tokens"), details.get("reasoning_tokens"))
 
 
-def _token_id(item: dict) -> int | None:
+def token_id(item: dict) -> int | None:
     """The token id a logprob entry carries (`token_id`, or llama.cpp's `id`), if any."""
     for name in ("token_id", "id"):
         value = item.get(name)
@@ -46,9 +46,9 @@ def _chat_entries(items: list) -> list[TokenLogprob]:
     out = []
     for item in (i for i in items if isinstance(i, dict)):
         top = [TopLogprob(token=str(t.get("token", "")), logprob=_or_floor(t.get("logprob")),
-                          token_id=_token_id(t)) for t in item.get("top_logprobs") or [] if isinstance(t, dict)]
+                          token_id=token_id(t)) for t in item.get("top_logprobs") or [] if isinstance(t, dict)]
         out.append(TokenLogprob(token=str(item.get("token", "")), logprob=_float(item.get("logprob")),
-                                token_id=_token_id(item), top=top))
+                                token_id=token_id(item), top=top))
     return out
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from verifier import harmony
 from verifier.errors import ProviderProtocolError, ScoringUnsupported
 from verifier.observation import Failure, Observation, ToolCall, Usage
+from verifier.providers._chat import token_id
 from verifier.providers._http import RAW_EXCERPT
 from verifier.scores import PositionScore
 
@@ -20,10 +21,8 @@ def logprob_ids(logprobs) -> list[int] | None:
     entries = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not isinstance(entries, list) or not entries:
         return None
-    ids = [e.get("id", e.get("token_id")) if isinstance(e, dict) else None for e in entries]
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        return None
-    return ids
+    ids = [token_id(e) if isinstance(e, dict) else None for e in entries]
+    return None if None in ids else ids
 
 
 def _spelling(ids: list[int] | None, text: str) -> list[int] | None:
