@@ -155,22 +155,24 @@ def test_models_rejects_a_non_openai_endpoint():
         _provider(lambda r: httpx.Response(200, json={"hello": "world"})).models()
 
 
-def test_score_prefers_prompt_logprobs_then_falls_back_to_echo():
-    tokens, start = [5, 6, 7], 1
-    seen = []
-
+def _echo_only(tokens: list[int], seen: list[str], refusal: int):
+    """A host that answers `prompt_logprobs` with the status `refusal` and scores the prompt by echo."""
     def handler(request):
         body = json.loads(request.content)
         seen.append("prompt_logprobs" if "prompt_logprobs" in body else "echo")
         if "prompt_logprobs" in body:
-            return httpx.Response(400, json={"error": {"message": "unknown field"}})
-        from verifier import harmony
+            return httpx.Response(refusal, json={"error": {"message": "unknown field" if refusal < 500
+                                                           else "internal error"}})
         texts = [harmony.token_text(t) for t in tokens]
         return httpx.Response(200, json={"choices": [{"logprobs": {
             "tokens": texts, "token_logprobs": [None, -0.1, -0.2],
             "top_logprobs": [None, {texts[1]: -0.1}, {texts[2]: -0.2}]}}]})
+    return handler
 
-    p = _provider(handler)
+
+def test_score_prefers_prompt_logprobs_then_falls_back_to_echo():
+    tokens, start, seen = [5, 6, 7], 1, []
+    p = _provider(_echo_only(tokens, seen, 400))
     result = p.score(tokens, start, 20, {1: [6], 2: [7]})
     assert result.mode == "echo_logprobs" and seen == ["prompt_logprobs", "echo"]
     assert [pos.token_logprob for pos in result.positions] == [-0.1, -0.2]
@@ -179,30 +181,16 @@ def test_score_prefers_prompt_logprobs_then_falls_back_to_echo():
     assert seen[-1] == "echo"  # remembered
 
 
-def _echo_or_crash(tokens: list[int], seen: list[str]):
-    """A host that crashes (500) on `prompt_logprobs`, a parameter it does not know, and scores by echo."""
-    def handler(request):
-        body = json.loads(request.content)
-        seen.append("prompt_logprobs" if "prompt_logprobs" in body else "echo")
-        if "prompt_logprobs" in body:
-            return httpx.Response(500, json={"error": {"message": "internal error"}})
-        texts = [harmony.token_text(t) for t in tokens]
-        return httpx.Response(200, json={"choices": [{"logprobs": {
-            "tokens": texts, "token_logprobs": [None, -0.1, -0.2],
-            "top_logprobs": [None, {texts[1]: -0.1}, {texts[2]: -0.2}]}}]})
-    return handler
-
-
 def test_score_moves_past_a_server_error_on_an_unconfirmed_mode():
     tokens, seen = [5, 6, 7], []
-    p = _provider(_echo_or_crash(tokens, seen))
+    p = _provider(_echo_only(tokens, seen, 500))
     result = p.score(tokens, 1, 20, {1: [6], 2: [7]})
     assert result.mode == "echo_logprobs" and seen == ["prompt_logprobs"] * 3 + ["echo"]  # 3 attempts, then on
 
 
 def test_score_raises_a_server_error_on_a_mode_the_probe_confirmed():
     tokens, seen = [5, 6, 7], []
-    p = _provider(_echo_or_crash(tokens, seen))
+    p = _provider(_echo_only(tokens, seen, 500))
     p.capabilities = Capabilities(completions=True, token_id_prompts=True, prompt_logprobs=20, echo_logprobs=20)
     with pytest.raises(ProviderHTTPError) as raised:
         p.score(tokens, 1, 20, {1: [6], 2: [7]})
