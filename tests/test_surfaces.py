@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,34 +26,34 @@ MODEL = "gpt-oss-conformance"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
 
 
-def _serve(checkpoint, *surfaces: str, faults: list[str] | None = None, quirks: list[str] | None = None):
+@contextmanager
+def _served(checkpoint, *surfaces: str, faults: list[str] | None = None, quirks: list[str] | None = None):
+    """A client of the built-in provider with these surfaces (at its root, not /v1); both closed after."""
     running = start_background(checkpoint, MODEL, faults, surfaces=list(surfaces), quirks=quirks)
     client = httpx.Client(base_url=running.url.removesuffix("/v1"), timeout=60)
-    return running, client
+    try:
+        yield client
+    finally:
+        client.close()
+        running.stop()
 
 
 @pytest.fixture(scope="module")
 def chat_only(checkpoint):
-    running, client = _serve(checkpoint, "chat-only", quirks=["reasoning-content-only"])
-    yield client
-    client.close()
-    running.stop()
+    with _served(checkpoint, "chat-only", quirks=["reasoning-content-only"]) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def strings(checkpoint):
-    running, client = _serve(checkpoint, "string-completions")
-    yield client
-    client.close()
-    running.stop()
+    with _served(checkpoint, "string-completions") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def capped(checkpoint):
-    running, client = _serve(checkpoint, "capped-logprobs")
-    yield client
-    client.close()
-    running.stop()
+    with _served(checkpoint, "capped-logprobs") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -220,14 +221,10 @@ def test_flaky_draws_are_seeded_per_server():
 
 
 def test_random_5xx_rate_within_a_binomial_band(checkpoint):
-    running, client = _serve(checkpoint, "random-5xx:0.3:11")
-    try:
+    with _served(checkpoint, "random-5xx:0.3:11") as client:
         answers = [client.post("/tokenize", json={"prompt": "Hi"}) for _ in range(200)]
         statuses = collections.Counter(r.status_code for r in answers)
         models = {client.get("/v1/models").status_code for _ in range(20)}
-    finally:
-        client.close()
-        running.stop()
     failed = statuses[500] + statuses[429]
     assert set(statuses) == {200, 500, 429}
     assert 34 <= failed <= 86  # n=200, p=0.3: mean 60, sd 6.5, a band of 4 sd
@@ -250,12 +247,8 @@ def _echo_logprobs(client: httpx.Client, ids: list[int]) -> list[float]:
 def test_string_surface_serves_a_perturbed_checkpoint(checkpoint, strings, drift_turn, fault):
     """A perturbed checkpoint behind the string surface: the echoed scores depart from the honest ones."""
     ids = drift_turn.prompt_token_ids + drift_turn.completion_token_ids
-    running, client = _serve(checkpoint, "string-completions", "random-5xx:0.0", faults=[fault])
-    try:
+    with _served(checkpoint, "string-completions", "random-5xx:0.0", faults=[fault]) as client:
         perturbed = _echo_logprobs(client, ids)
-    finally:
-        client.close()
-        running.stop()
     honest = _echo_logprobs(strings, ids)
     assert max(abs(p - h) for p, h in zip(perturbed, honest)) > 0.5
 
@@ -265,10 +258,8 @@ def test_string_surface_serves_a_perturbed_checkpoint(checkpoint, strings, drift
 
 @pytest.fixture(scope="module")
 def inline(checkpoint):
-    running, client = _serve(checkpoint, "inline-reasoning")
-    yield client
-    client.close()
-    running.stop()
+    with _served(checkpoint, "inline-reasoning") as client:
+        yield client
 
 
 def _sse_chunks(r: httpx.Response) -> list[dict]:
