@@ -334,8 +334,7 @@ class Prober:
             self.caps.completion_logprob_ids = None if failed.undecided else False
             self.caps.notes["completion_logprob_ids"] = failed.note()
             return
-        choice = (answer.get("choices") or [{}])[0] if isinstance(answer, dict) else {}
-        self.caps.completion_logprob_ids = bool(_completions.logprob_ids(choice.get("logprobs")))
+        self.caps.completion_logprob_ids = bool(_completions.logprob_ids(_choice(answer).get("logprobs")))
         if not self.caps.completion_logprob_ids:
             self.caps.notes["completion_logprob_ids"] = "no token ids in the answer's logprobs"
 
@@ -371,10 +370,7 @@ def _reported_usage(path: str, answer: dict | list) -> Usage:
     else:
         usage = answer.get("usage")
     parse = _responses._usage if path == "/responses" else _chat._usage
-    try:
-        return parse(usage if isinstance(usage, dict) else None)
-    except ValueError:  # counts that are not numbers: none reported
-        return Usage()
+    return parse(usage if isinstance(usage, dict) else None)  # counts that are not numbers read as none
 
 
 def _choice(answer: dict) -> dict:
