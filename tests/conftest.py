@@ -93,3 +93,13 @@ def failing(result: dict) -> dict[str, set[tuple]]:
 
 def verdicts(result: dict) -> dict[str, str]:
     return {c["id"]: c["verdict"] for c in result["checks"]}
+
+
+@pytest.fixture(scope="session")
+def real_width_repo(tmp_path_factory):
+    """gpt-oss-20b's exact widths at 2 layers, random seeded weights, laid out as a published repository: HF
+    MXFP4 at the root, OpenAI's layout in original/, both sharded with an index. Written once per session
+    (about 6 GB) for the real_width tests of tests/test_real_width.py and tests/test_tensor_parallel.py."""
+    from verifier.reference.synthetic import write_real_width
+
+    return write_real_width(tmp_path_factory.mktemp("real-width") / "gpt-oss-20b-2l", seed=0)

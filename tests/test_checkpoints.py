@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import one_line_exit_2, run_cli
 
 from verifier.errors import CheckpointError, UsageError
 from verifier.reference import checkpoints as ck
@@ -389,3 +389,83 @@ def test_batched_scoring_equals_unbatched_to_float32_rounding(engine):
             assert a.token == b.token and a.top.ids[0] == b.top.ids[0]
             assert abs(a.logprob - b.logprob) < 1e-4
             assert max(abs(x - y) for x, y in zip(a.top.logprobs, b.top.logprobs)) < 1e-4
+
+
+# -- sharded checkpoints with an index, and `golden build` limits ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def sharded(synthetic, tmp_path_factory):
+    """The synthetic weights again, in both layouts cut into ~40 kB shards with an index, as published."""
+    root = tmp_path_factory.mktemp("sharded")
+    hf = ck.write_hf_mxfp4(root / "gpt-oss-tiny", synthetic["config"], synthetic["packed"], shard_bytes=40_000)
+    original = ck.write_original(root / "gpt-oss-tiny" / "original", synthetic["config"], synthetic["packed"],
+                                 shard_bytes=40_000)
+    return {"hf": hf, "original": original}
+
+
+def test_sharded_checkpoints_are_read_through_their_index(synthetic, sharded):
+    for layout in ("hf", "original"):
+        ckpt = ck.resolve(sharded[layout])
+        weight_map = json.loads((ckpt.path / ck.INDEX).read_text())["weight_map"]
+        assert len(ckpt.files) > 2 and {p.name for p in ckpt.files} == set(weight_map.values())
+        whole, cut = ck.read(ck.resolve(synthetic[layout])), ck.read(ckpt)
+        assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert torch.equal(_logits(load_model(sharded["original"], "bf16")), _logits(load_model(synthetic["hf"], "bf16")))
+
+
+def test_a_missing_or_misplaced_shard_is_refused_in_one_line(sharded, tmp_path):
+    missing = _copy(sharded["hf"].parent, tmp_path / "missing") / "gpt-oss-tiny"
+    shard = sorted(missing.glob("model-*.safetensors"))[1]
+    shard.unlink()
+    with pytest.raises(CheckpointError, match=rf"shard {shard.name} named by model.safetensors.index.json is missing"):
+        ck.resolve(missing)
+    line = one_line_exit_2(run_cli("golden", "build", "--checkpoint", str(missing), "--suite", "harmony",
+                                   "--out", str(tmp_path / "g"), timeout=120))
+    assert shard.name in line
+
+    moved = _copy(sharded["original"], tmp_path / "moved")
+    index = json.loads((moved / ck.INDEX).read_text())
+    first, second = sorted(set(index["weight_map"].values()))[:2]
+    key = next(k for k, v in index["weight_map"].items() if v == first)
+    index["weight_map"][key] = second
+    (moved / ck.INDEX).write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=rf"disagrees with its shards: {key} is in {first}, the index says {second}"):
+        load_model(moved, "bf16")
+
+    (moved / ck.INDEX).write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(CheckpointError, match="has no weight_map"):
+        ck.resolve(moved)
+
+
+def test_limited_suites_take_the_cases_named_then_the_first_n_and_cap_completions():
+    from verifier.reference.build import capped, limited
+    from verifier.suites import load_suite
+
+    tools, harmony_suite = load_suite("tools"), load_suite("harmony")
+    ids = [tools.cases[2].id, tools.cases[0].id]
+    (only,) = limited([tools, harmony_suite], case_ids=ids, max_tokens=8)  # harmony has none of them: left out
+    assert [c.id for c in only.cases] == [tools.cases[0].id, tools.cases[2].id]  # suite order
+    assert all(c.request["max_tokens"] == 8 for c in only.cases)
+    assert [len(s.cases) for s in limited([tools, harmony_suite], cases=2)] == [2, 2]
+    assert capped({"max_completion_tokens": 100}, 8) == {"max_completion_tokens": 8}
+    assert capped({"max_tokens": 4}, 8) == {"max_tokens": 4}
+    assert capped({}, 8) == {"max_tokens": 8}
+    with pytest.raises(UsageError, match="no suite chosen has a case 'nope'"):
+        limited([tools], case_ids=["nope"])
+
+
+def test_golden_build_reports_progress_and_records_its_limits(tmp_path):
+    from verifier import golden as store
+
+    proc = run_cli("golden", "build", "--suite", "tools", "--cases", "1", "--max-tokens", "6", "--out",
+                   str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    golden = store.load(next(tmp_path.glob("*/fp32/tools.json")))
+    assert golden.provenance.max_tokens == 6 and len(golden.records) == 1
+    assert all(len(t.completion_token_ids) <= 6 for r in golden.records for t in r.turns)
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("loaded ") and "turn 1: " in lines[1] and "tokens/s" in lines[1], proc.stderr
+    assert lines[-1].startswith("tools: 1 cases"), proc.stderr
+    one_line_exit_2(run_cli("golden", "build", "--suite", "tools", "--case", "nope", "--out", str(tmp_path),
+                            timeout=120))

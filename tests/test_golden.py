@@ -65,3 +65,14 @@ def test_stale_or_foreign_golden_is_refused():
     suite = load_suite("harmony").model_copy(update={"sha256": "0" * 64})
     with pytest.raises(GoldenError, match="stale"):
         store.check_matches(golden, suite, SHIPPED)
+
+
+def test_a_golden_capped_below_the_cases_limits_is_refused():
+    """`golden build --max-tokens 32`: its turns stop where a run's requests (256 tokens) would not."""
+    golden = store.load(SHIPPED)
+    suite = load_suite("harmony")
+    capped = golden.model_copy(update={"provenance": golden.provenance.model_copy(update={"max_tokens": 32})})
+    with pytest.raises(GoldenError, match="--max-tokens 32"):
+        store.check_matches(capped, suite, SHIPPED)
+    roomy = golden.model_copy(update={"provenance": golden.provenance.model_copy(update={"max_tokens": 100_000})})
+    store.check_matches(roomy, suite, SHIPPED)  # a cap above every case's limit changes nothing

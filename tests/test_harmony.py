@@ -305,3 +305,101 @@ def test_the_builtin_responses_endpoint_refuses_the_chat_form_of_a_named_choice(
     assert forced.ok and [c.name for c in forced.tool_calls] == ["get_weather"]
     chat_form = provider.responses({**body, "tool_choice": case.request["tool_choice"]})
     assert chat_form.status == 400 and "tool_choice.name" in chat_form.failure.message
+
+
+# -- response_format: the `# Response Formats` section of the developer message ----------------------------
+
+SHOPPING_SCHEMA = {"properties": {"items": {"type": "array", "description": "entries on the shopping list",
+                                            "items": {"type": "string"}}}, "type": "object"}
+SHOPPING = {"messages": [{"role": "system", "content": "You are a helpful shopping assistant"},
+                         {"role": "user", "content": "I need to buy coffee, soda and eggs"}],
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "shopping_list", "schema": SHOPPING_SCHEMA}}}
+"""The Harmony guide's own structured-output example (OpenAI cookbook, "OpenAI harmony response format",
+section "Structured output"), as a Chat request."""
+
+
+def _developer_part(request: dict) -> str:
+    text = harmony.decode(harmony.render_chat(request))
+    return text[text.index("<|start|>developer"):]
+
+
+def test_response_format_renders_the_harmony_guides_example_exactly():
+    """The guide's developer message for a shopping-list schema, character for character: the section after the
+    instructions, `## {name}`, and the schema as compact JSON in the order its keys were given."""
+    assert _developer_part(SHOPPING) == (
+        "<|start|>developer<|message|># Instructions\n\nYou are a helpful shopping assistant\n\n"
+        "# Response Formats\n\n## shopping_list\n\n"
+        '{"properties":{"items":{"type":"array","description":"entries on the shopping list",'
+        '"items":{"type":"string"}}},"type":"object"}<|end|>'
+        "<|start|>user<|message|>I need to buy coffee, soda and eggs<|end|><|start|>assistant")
+
+
+def test_response_format_description_is_a_comment_line_before_the_schema():
+    """The guide's template: `## {format name}`, a blank line, `// {description or context}`, then the schema."""
+    spec = {**SHOPPING["response_format"]["json_schema"], "description": "What to buy", "strict": True}
+    request = {**SHOPPING, "response_format": {"type": "json_schema", "json_schema": spec}}
+    assert "## shopping_list\n\n// What to buy\n{\"properties\":" in _developer_part(request)
+    assert '"strict"' not in _developer_part(request)
+
+
+def test_response_format_goes_at_the_end_of_the_developer_message_after_the_tools():
+    text = _developer_part({**SHOPPING, "tools": [WEATHER]})
+    assert text.index("# Instructions") < text.index("# Tools") < text.index("# Response Formats")
+    assert text.index("# Response Formats") > text.index("} // namespace functions\n\n")
+    assert '"type":"object"}<|end|><|start|>user' in text
+
+
+def test_response_format_alone_makes_a_developer_message_of_its_own():
+    request = {**SHOPPING, "messages": SHOPPING["messages"][1:]}
+    assert _developer_part(request).startswith("<|start|>developer<|message|># Response Formats\n\n## shopping_list")
+
+
+@pytest.mark.parametrize("response_format", [None, {"type": "text"}, {"type": "json_object"}])
+def test_text_and_json_object_formats_render_nothing(response_format):
+    """No schema, no section: `text` and `json_object` render as a request without `response_format`."""
+    plain = {k: v for k, v in SHOPPING.items() if k != "response_format"}
+    request = plain if response_format is None else {**plain, "response_format": response_format}
+    assert harmony.render_chat(request) == harmony.render_chat(plain)
+    assert "# Response Formats" not in harmony.decode(harmony.render_chat(request))
+
+
+def test_response_format_schema_keeps_non_ascii_text():
+    schema = {"type": "object", "properties": {"ville": {"type": "string", "enum": ["Zürich", "東京"]}}}
+    request = {**SHOPPING, "response_format": {"type": "json_schema", "json_schema": {"name": "v", "schema": schema}}}
+    assert '"enum":["Zürich","東京"]' in _developer_part(request)
+
+
+@pytest.mark.parametrize("response_format", [
+    SHOPPING["response_format"],
+    {"type": "json_schema", "json_schema": {**SHOPPING["response_format"]["json_schema"], "description": "d",
+                                            "strict": True}},
+    {"type": "json_object"}, {"type": "text"},
+])
+def test_response_format_is_text_format_in_responses_and_renders_the_same(response_format):
+    """Chat `response_format` is Responses `text.format` (flat: name and schema beside type), a valid body by the
+    OpenAI SDK's types, and the server side renders it as the Chat original."""
+    chat = {**SHOPPING, "response_format": response_format}
+    _validate_chat(chat)
+    body = _validate_responses(harmony.chat_to_responses(chat))
+    assert body["text"]["format"]["type"] == response_format["type"]
+    if response_format["type"] == "json_schema":
+        assert body["text"]["format"]["name"] == "shopping_list" and body["text"]["format"]["schema"] == SHOPPING_SCHEMA
+    assert harmony.responses_to_chat(body)["response_format"] == response_format
+    assert harmony.render_chat(harmony.responses_to_chat(body)) == harmony.render_chat(chat)
+
+
+def test_every_api_variant_carries_the_response_format_to_the_builtin_provider(provider):
+    """Chat sends `response_format`, Responses `text.format`, Completions the prompt rendered with the section: the
+    built-in provider's prompt grows by exactly the section's tokens on each (the date cancels out)."""
+    plain = {**{k: v for k, v in SHOPPING.items() if k != "response_format"}, "max_tokens": 1, "temperature": 0}
+    structured = {**plain, "response_format": SHOPPING["response_format"]}
+    section = len(harmony.render_chat(structured)) - len(harmony.render_chat(plain))
+    assert section > len(harmony.encode("# Response Formats"))
+
+    def grown(send) -> int:
+        return send(structured).usage.prompt_tokens - send(plain).usage.prompt_tokens
+
+    assert grown(provider.chat) == section
+    assert grown(lambda body: provider.responses({**harmony.chat_to_responses(body), "max_output_tokens": 1})) == section
+    assert grown(lambda body: provider.completions_harmony(harmony.render_chat(body), 1)) == section

@@ -18,10 +18,11 @@ from verifier.config import RetryPolicy, RunConfig
 from verifier.errors import ProviderUnavailable, UsageError
 from verifier.journal import Journal
 from verifier.providers import Provider
-from verifier.providers.probe import Failed, find_cap, probe
+from verifier.providers.probe import PROBE_FORMAT, Failed, find_cap, probe
 from verifier.result import Cost
 from verifier.runner import (
     CAPABILITIES_FILE,
+    UNSUPPORTED,
     Budget,
     BudgetReached,
     Runner,
@@ -30,9 +31,11 @@ from verifier.runner import (
     capabilities_of,
     drift_order,
     survey,
+    unsupported,
+    unsupported_results,
 )
 from verifier.serve import start_background
-from verifier.suites import load_suite
+from verifier.suites import Case, Suite, load_suite
 
 MODEL = "gpt-oss-conformance"
 NO_RETRY = RetryPolicy(attempts=1, base_s=0)
@@ -312,6 +315,7 @@ def test_the_honest_builtin_provider_offers_everything(provider):
     assert caps.prompt_ids_sources == ["return_token_ids", "tokenize"]
     assert caps.reasoning_field == "reasoning"
     assert caps.tool_choice == {"string": True, "named": True}
+    assert caps.response_format is True
 
 
 SURFACES = {
@@ -446,3 +450,36 @@ def test_a_tool_choice_form_is_unsupported_only_when_the_refusal_says_so():
     assert said.tool_choice == {"string": True, "named": False}
     other = probe(_host(chat=_chat_with(refuse=refuse_named("Could not parse the tool call"))))
     assert other.tool_choice == {"string": True, "named": None}  # left to the run: a finding if it recurs there
+
+
+# -- response_format: a refusal that says so skips the structured-output requests on Chat ---------------------
+
+
+def _refusing_format(message: str):
+    return lambda body: (400, message) if "response_format" in body else None
+
+
+def test_a_response_format_is_unsupported_only_when_the_refusal_says_so():
+    said = probe(_host(chat=_chat_with(refuse=_refusing_format("response_format json_schema is not supported"))))
+    assert said.response_format is False and "not supported" in said.notes["response_format"]
+    other = probe(_host(chat=_chat_with(refuse=_refusing_format("Invalid JSON schema: bad type"))))
+    assert other.response_format is None  # left to the run: a finding if it recurs there
+    assert probe(_host(chat=_chat_with())).response_format is True
+
+
+def test_a_refused_response_format_skips_structured_requests_on_chat_only():
+    """The structured checks of a json_schema case SKIP on Chat, with the host's reason, where the probe found
+    response_format refused; Responses and raw prompts are still sent, and cases without one are untouched."""
+    question = {"messages": [{"role": "user", "content": "Capital of France as JSON?"}]}
+    structured = Case(id="rf", request={**question, "response_format": PROBE_FORMAT})
+    plain = Case(id="plain", request=question)
+    caps = Capabilities(response_format=False, notes={"response_format": "HTTP 400: response_format is not supported"})
+    assert unsupported(caps, structured, "chat") == "response_format json_schema (HTTP 400: response_format is not supported)"
+    assert [unsupported(caps, structured, v) for v in ("responses", "completions")] == [None, None]
+    assert unsupported(caps, plain, "chat") is None
+    suite = Suite(name="s", version=1, families=["structured"], cases=[structured, plain], sha256="0" * 64)
+    skipped = {r.id: r for r in unsupported_results(suite, ["chat", "responses"], caps, None)}
+    assert {"structured.valid_json", "structured.schema_valid", "structured.final_only"} <= set(skipped)
+    for result in skipped.values():
+        assert [(o.case_id, o.variant) for o in result.outcomes] == [("rf", "chat")]
+        assert result.outcomes[0].message.startswith(UNSUPPORTED) and result.verdict.value == "skip"

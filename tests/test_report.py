@@ -280,7 +280,7 @@ def test_compare_puts_runs_side_by_side(honest, faulty, tmp_path):
     assert rows["drift.teacher_forced"] == ["pass", None]  # the second run had no drift suite
     html = out.read_text()
     assert "fault raw-harmony-content" in html and a.provider.base_url in html and b.created in html
-    assert re.search(r"median 0\.0000 ≤ boundary 0\.\d{4}", html)  # the drift figures of the honest run
+    assert re.search(r"median 0\.\d{4} ≤ boundary 0\.\d{4}", html)  # the drift figures of the honest run
     # one panel of running medians per drift check that has a figure in either run
     drift_checks = {c.id for r in (a, b) for c in r.checks
                     if c.family == "drift" and any(o.figure and o.figure.running_median for o in c.outcomes)}
@@ -288,7 +288,7 @@ def test_compare_puts_runs_side_by_side(honest, faulty, tmp_path):
     # the text table: a column per run, a line per check
     line = next(line for line in proc.stdout.splitlines() if line.startswith("parsing.no_control_tokens"))
     assert line.split()[1:] == ["pass", "FAIL"]
-    assert re.search(r"^drift\.teacher_forced\s+pass 0\.0000/0\.\d{4}@\d+\s+-$", proc.stdout, re.M)
+    assert re.search(r"^drift\.teacher_forced\s+pass 0\.\d{4}/0\.\d{4}@\d+\s+-$", proc.stdout, re.M)
 
 
 @pytest.mark.parametrize("content,needle", [(None, "no result file"), ("{broken", "not JSON"),
@@ -510,3 +510,29 @@ def test_hostile_provider_text_is_inert_in_the_report(honest, tmp_path):
     margin = {row[x * 3:x * 3 + 3] for row in pixels for x in range(1246, 1278)}
     assert margin == {background}, "something overflowed into the right margin: long text did not wrap"
     print(f"hostile report: {report}\nscreenshot: {shot}")
+
+
+def test_the_structured_family_has_its_section_in_html_and_its_class_in_junit():
+    """A run whose checks include the `structured` family: the HTML has the family's section and summary row,
+    JUnit one test case per structured check under `gpt_oss_verify.structured`."""
+    from verifier.report.html import render_html
+    from verifier.report.junit import render_junit
+    from verifier.verdict import Outcome, Verdict
+
+    def check(check_id: str, verdict: str) -> dict:
+        return {"id": check_id, "family": check_id.split(".")[0], "title": "t", "why": "w", "source": "s",
+                "compares": "c", "verdict": verdict, "summary": "s",
+                "outcomes": [Outcome(verdict=Verdict(verdict), message="m", case_id="rf", variant="chat", turn=1)]}
+
+    ids = ["parsing.no_empty_answer", "structured.valid_json", "structured.schema_valid", "structured.final_only"]
+    verdicts = ["pass", "pass", "pass", "fail"]
+    result = RunResult(run_id="r", created="now", verifier_version="0", apis=["chat"], verdict="fail", duration_s=0,
+                       provider={"base_url": "http://x/v1", "model": "m", "builtin": False}, suites=[],
+                       checks=[check(i, v) for i, v in zip(ids, verdicts)], cost={})
+    html = render_html(result)
+    assert 'id="family-structured"' in html and 'href="#family-structured"' in html
+    assert html.index('id="family-parsing"') < html.index('id="family-structured"')
+    cases = ET.fromstring(render_junit(result)).findall("testcase")
+    structured = [c for c in cases if c.get("classname") == "gpt_oss_verify.structured"]
+    assert [c.get("name") for c in structured] == ids[1:]
+    assert [c.get("name") for c in structured if c.find("failure") is not None] == ["structured.final_only"]

@@ -44,6 +44,24 @@ def test_honest_builtin_provider_passes_every_check(honest):
                                     "prompt-ids"}
     assert result["provider"]["prompt_ids_mode"] == "return_token_ids"
     assert result["provider"]["score_mode"] == "prompt_logprobs"
+    # the demo's provider computes in bf16, not golden's own fp32 engine: real drift, inside the boundary
+    assert _drift_medians(result) and min(_drift_medians(result)) > 1e-4
+
+
+def _drift_medians(result: dict) -> list[float]:
+    return [o["observed"]["median_relative"] for c in result["checks"] if c["id"] == "drift.teacher_forced"
+            for o in c["outcomes"] if isinstance(o.get("observed"), dict)]
+
+
+@pytest.mark.slow
+def test_fp32_quirk_serves_goldens_own_engine(tmp_path):
+    """`--quirk fp32`: the engine golden came from, so teacher forcing reproduces golden up to the 1e-6 rounding of
+    golden's stored log-probabilities (bf16, the default, is orders of magnitude further: see the honest run)."""
+    proc = run_cli("run", "--out", str(tmp_path), "--suite", "drift", "--api", "score", "--quirk", "fp32")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result, _ = _result(proc.stdout)
+    (median,) = _drift_medians(result)
+    assert median < 1e-6
 
 
 def test_run_writes_journal_report_and_junit(honest):
@@ -111,7 +129,7 @@ def test_honest_variants_pass_every_check(tmp_path, variants):
 
 def test_every_variant_is_exercised():
     covered = {"header-role-recipient", "reasoning-content-only", "responses-summary", "reasoning-only",
-               "no-prompt-logprobs", "no-logprobs"}  # the last two in test_drift_run.py
+               "no-prompt-logprobs", "no-logprobs", "fp32"}  # no-*logprobs in test_drift_run.py
     assert covered == set(QUIRKS)
 
 
@@ -126,6 +144,7 @@ def _closed_port() -> int:
     (["run", "--base-url", "http://127.0.0.1:{port}/v1"], "--model is required"),
     (["run", "--base-url", "http://127.0.0.1:{port}/v1", "--model", "m"], "ConnectError"),
     (["run", "--fault", "no-such-fault"], "unknown fault"),
+    (["serve", "--quirk", "fp32"], "`serve` takes --dtype fp32"),
     (["run", "--api", "carrier-pigeon"], "unknown API variants"),
     (["run", "--api-key-env", "SURELY_UNSET_VARIABLE_X"], "is not set"),
     (["report", "/nonexistent/result.json"], "no result file"),

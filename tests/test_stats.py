@@ -7,7 +7,12 @@ import math
 import pytest
 
 from verifier import trend
+from verifier.checks.common import min_margin
 from verifier.drift import statistics as stats
+from verifier.drift.align import greedy_positions
+from verifier.golden import GoldenTurn, TokenScore
+from verifier.observation import TokenLogprob, TopLogprob
+from verifier.scores import PositionScore
 
 
 def test_kl_of_identical_distributions_is_zero():
@@ -99,3 +104,55 @@ def test_poisson_binomial_two_sided_p():
     assert stats.poisson_binomial_two_sided(5, probabilities) < 1e-6
     assert stats.poisson_binomial_two_sided(20, [1.0] * 20) == pytest.approx(1.0)
     assert stats.poisson_binomial_two_sided(19, [1.0] * 20) == pytest.approx(0.0)
+
+
+# -- golden positions whose greedy token is not their teacher-forced top-1 ------------------------
+
+
+def _score(token: int, top: list[tuple[int, float]]):
+    return TokenScore(token=token, logprob=dict(top).get(token, -20.0), top_ids=[t for t, _ in top],
+                      top_logprobs=[v for _, v in top])
+
+
+def _greedy_turn(scores):
+    return GoldenTurn(request={}, prompt_token_ids=[1], completion_token_ids=[s.token for s in scores], scores=scores,
+                      messages=[], finish_reason="length", reasoning_tokens=0)
+
+
+def _reported(token: int, top: dict[int, float]):
+    return TokenLogprob(token=f"t{token}", logprob=top[token], token_id=token,
+                        top=[TopLogprob(token=f"t{t}", logprob=v, token_id=t) for t, v in top.items()])
+
+
+def test_off_top1_is_golden_below_its_own_top1_ties_and_old_files_aside():
+    assert _score(7, [(5, -0.2), (7, -2.5), (9, -3.0)]).off_top1
+    assert not _score(5, [(5, -0.2), (7, -2.5)]).off_top1
+    assert not _score(7, [(5, -1.0), (7, -1.0)]).off_top1  # an exact tie: top-K and argmax break it differently
+    assert not _score(7, [(5, -1.0000001), (7, -1.0000004)]).off_top1  # equal at the stored rounding
+
+
+def test_an_engine_on_goldens_greedy_path_is_no_flip_where_golden_is_below_its_top1():
+    ref = _score(7, [(5, -0.2), (7, -2.5), (9, -3.0)])  # margin 2.3, golden's greedy token 7 is rank 2
+    honest = {7: -0.3, 5: -1.5, 9: -3.0}  # KV-cached decoding as golden's: 7 on top
+    assert stats.position_drift("k", ref, PositionScore(token_logprob=-0.3, top=honest), 1.0).confident_flips == 0
+    faulty = {9: -0.1, 5: -2.0, 7: -2.6}  # a third token on top where golden is decisive: still a flip
+    assert stats.position_drift("k", ref, PositionScore(token_logprob=-2.6, top=faulty), 1.0).confident_flips == 1
+    decisive = _score(5, [(5, -0.2), (7, -2.5)])
+    assert stats.position_drift("k", decisive, PositionScore(token_logprob=-2.0, top={7: -0.1, 5: -2.0}),
+                                1.0).confident_flips == 1
+
+
+def test_leaving_golden_where_it_is_below_its_top1_is_tolerated_but_not_where_it_is_decisive():
+    off = _greedy_turn([_score(3, [(3, -0.01), (4, -5.0)]), _score(7, [(5, -0.2), (7, -2.5), (9, -3.0)])])
+    takes_top1 = [_reported(3, {3: -0.01, 4: -5.0}), _reported(5, {5: -0.2, 7: -2.5})]
+    assert greedy_positions(off, takes_top1, flip_margin=1.0)[2] is None
+    decisive = _greedy_turn([_score(3, [(3, -0.01), (4, -5.0)]), _score(5, [(5, -0.2), (7, -2.5)])])
+    leaves = [_reported(3, {3: -0.01, 4: -5.0}), _reported(7, {7: -0.2, 5: -2.5})]
+    assert "decisive position" in greedy_positions(decisive, leaves, flip_margin=1.0)[2]
+    third = [_reported(3, {3: -0.01, 4: -5.0}), _reported(9, {9: -0.1, 5: -2.0})]  # neither top-1 nor golden's
+    assert "decisive position" in greedy_positions(off, third, flip_margin=1.0)[2]
+
+
+def test_golden_text_is_not_stable_past_a_position_below_its_top1():
+    turn = _greedy_turn([_score(3, [(3, -0.01), (4, -5.0)]), _score(7, [(5, -0.2), (7, -2.5), (9, -3.0)])])
+    assert min_margin(turn, 1) == pytest.approx(4.99) and min_margin(turn) == 0.0

@@ -89,3 +89,17 @@ def test_a_tool_loop_sends_reasoning_back_as_the_host_returned_it(checkpoint, tm
     assistant = loop[1].chat_request["messages"][-2]
     assert assistant["role"] == "assistant" and assistant[field] == loop[0].observation.reasoning
     assert set(assistant) & {"reasoning", "reasoning_content"} == {field}
+
+
+def test_quick_profile_runs_the_cases_a_suite_tags_quick(tmp_path):
+    case = '{{"id": "{}", "request": {{"messages": [{{"role": "user", "content": "hi"}}]}}{}}}'
+    (tmp_path / "tagged").mkdir()
+    (tmp_path / "untagged").mkdir()
+    tagged = _write(tmp_path / "tagged", "\n".join([case.format("a", ', "quick": true'), case.format("b", ""),
+                                                     case.format("c", ', "quick": true')]))
+    suite = load_suite(tagged)
+    assert [c.id for c in suite.for_profile("quick").cases] == ["a", "c"]
+    assert suite.for_profile("quick").sha256 == suite.sha256  # the same suite: its golden file still applies
+    assert [c.id for c in suite.for_profile("full").cases] == ["a", "b", "c"]
+    untagged = load_suite(_write(tmp_path / "untagged", "\n".join([case.format("a", ""), case.format("b", "")])))
+    assert [c.id for c in untagged.for_profile("quick").cases] == ["a", "b"]  # nothing tagged: the whole suite

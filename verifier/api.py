@@ -28,8 +28,9 @@ PROFILES: dict[str, list[str] | None] = {
     "full": None,
     "quick": ["chat", "prompt-ids", "score", "greedy-logprobs", "sampling"],
 }
-"""What each profile sends: `full` every default API variant; `quick` the non-streaming Chat API only (and the
-prompt-ids and drift evidence), under half the requests and tokens. An explicit `apis` list wins."""
+"""What each profile sends: `full` every case on every default API variant; `quick` the cases each suite tags `quick`
+(see `Suite.for_profile`) on the non-streaming Chat API only (and the prompt-ids and drift evidence). An explicit
+`apis` list wins over the profile's APIs (the case selection stays)."""
 
 
 def profile_apis(profile: str, suites: list[str], apis: list[str] | None = None) -> list[str] | None:
@@ -71,7 +72,7 @@ def run_config(base_url: str | None = None, model: str | None = None, suites: li
     """The `RunConfig` these arguments (and the OpenAI environment variables) describe."""
     return RunConfig(base_url=resolve_base_url(base_url, resume), model=model,
                      api_key=resolve_api_key(api_key, api_key_env), suites=list(suites or DEFAULT_SUITES),
-                     golden=Path(golden) if golden else None, apis=profile_apis(profile, list(suites or DEFAULT_SUITES), apis), out=Path(out), faults=list(faults or []),
+                     golden=Path(golden) if golden else None, profile=profile, apis=profile_apis(profile, list(suites or DEFAULT_SUITES), apis), out=Path(out), faults=list(faults or []),
                      quirks=list(quirks or []), surfaces=list(surfaces or []), drift_method=drift_method,
                      score_all=score_all, timeout=timeout, concurrency=concurrency,
                      retry=RetryPolicy(attempts=retries, base_s=retry_base))

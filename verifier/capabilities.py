@@ -65,6 +65,9 @@ class Capabilities(Documented):
     tool_choice: dict[str, bool | None] = Field(default_factory=dict)
     """Chat `tool_choice` forms: `string` (`"required"`) and `named` (a function object), each offered, refused
     (False) or could not be checked (None); empty where not probed."""
+    response_format: bool | None = None
+    """Chat `response_format` of type `json_schema` (structured outputs) is taken (False: refused as unsupported,
+    so the run skips its structured-output requests on Chat; None: not checked, or refused for another reason)."""
     notes: dict[str, str] = Field(default_factory=dict)
     """Why, per capability found missing or unknown: the status or message the endpoint answered with."""
     requests: int = 0
@@ -139,6 +142,7 @@ LABELS: dict[str, str] = {
     "prompt_ids_sources": "prompt token ids",
     "reasoning_field": "reasoning field",
     "tool_choice": "tool_choice forms",
+    "response_format": "response_format json_schema",
 }
 
 

@@ -78,8 +78,9 @@ def run(
                                                   "chat, chat-stream, responses, responses-stream, completions, "
                                                   "completions-stream; score, prompt-ids, greedy-logprobs, sampling "
                                                   "(one drift evidence kind selects that drift method).")] = None,
-    profile: Annotated[str, typer.Option(help="full (every default API variant) or quick (the Chat API only, with "
-                                         "prompt ids and drift; under half the requests). --api wins.")] = "full",
+    profile: Annotated[str, typer.Option(help="full (every case, every default API variant) or quick (the cases "
+                                         "a suite tags quick, on the Chat API only, with prompt ids and drift). "
+                                         "--api wins over its APIs.")] = "full",
     out: Annotated[Path, typer.Option(help="Directory for run results.")] = Path("reports"),
     fault: Annotated[list[str] | None, typer.Option(help="Fault mode of the built-in provider (repeatable).")] = None,
     quirk: Annotated[list[str] | None, typer.Option("--quirk", "--variant", help="Server quirk of the built-in "
@@ -211,6 +212,8 @@ def serve(
 
     parse_names(fault, quirk)
     parse_surfaces(surface)
+    if "fp32" in (quirk or []):
+        _fail("--quirk fp32 chooses the precision of `run`'s built-in provider; `serve` takes --dtype fp32")
     ckpt = checkpoint or default_checkpoint()
     typer.echo(f"serving {ckpt} on http://{host}:{port}/v1", err=True)
     serve_forever(ckpt, model or (NAME if checkpoint is None else ckpt.name), host, port, fault, date, dtype, quirk,
@@ -317,23 +320,47 @@ def golden_build(
                                             "to the reference's own scoring).", min=1)] = 1,
     date: Annotated[str | None, typer.Option(help="Conversation date rendered into prompts.")] = None,
     top_k: Annotated[int, typer.Option(help="Top-K log-probabilities kept per position (≥ 20).", min=20)] = 20,
+    cases: Annotated[int | None, typer.Option(help="Build only the first N cases of each suite (after --case).",
+                                              min=1)] = None,
+    case: Annotated[list[str] | None, typer.Option(help="Build only this case (repeatable); suites without any "
+                                                   "of them are skipped.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Cap every turn's completion at N tokens (recorded in "
+                                                   "the golden's provenance and requests).", min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
+    tp: Annotated[int, typer.Option(help="Shard the model over N processes (one device each; cpu: gloo, cuda: "
+                                    "nccl) under torchrun: transformers' tensor parallelism for attention, "
+                                    "expert parallelism for the MoE (backend transformers).", min=1)] = 1,
 ):
-    """Run the reference over suites and write golden records."""
+    """Run the reference over suites and write golden records (progress, per turn, on stderr). A golden
+    limited by --cases/--case covers only those cases: runs of the whole suite refuse it."""
+    import time
+
     from verifier import golden as store
     from verifier import harmony
     from verifier.paths import golden_dir
-    from verifier.reference.build import build, checkpoint_name
+    from verifier.reference.build import build, checkpoint_name, limited
     from verifier.reference.engine import Engine
     from verifier.suites import available, load_suite
     from verifier.testmodel.compact import default_checkpoint
 
-    names = suite or available()
-    loaded = [load_suite(n) for n in names]
+    loaded = limited([load_suite(n) for n in suite or available()], cases, case, max_tokens)
     ckpt = checkpoint or default_checkpoint()
+    report = None if quiet else (lambda line: typer.echo(line, err=True))
+    if tp > 1:
+        from verifier.reference.parallel import ShardedJob, build_sharded
+
+        job = ShardedJob(checkpoint=ckpt, suites=suite or available(), out=out or golden_dir(), dtype=dtype or "fp32",
+                         device=device, top_k=top_k, batch_size=batch_size, date=date or harmony.DEFAULT_DATE,
+                         cases=cases, case_ids=case, max_tokens=max_tokens, quiet=quiet)
+        return build_sharded(job, tp, typer.echo, report or (lambda line: None), backend)
+    start = time.perf_counter()
     engine = Engine(ckpt, dtype or ("bf16" if backend == "mxfp4-triton" else "fp32"), device, backend=backend)
+    if report:
+        report(f"loaded {ckpt} ({engine.dtype}, {device}) in {time.perf_counter() - start:.1f} s")
     root = out or golden_dir()
     for s in loaded:
-        gf = build(engine, s, date or harmony.DEFAULT_DATE, top_k, batch_size=batch_size)
+        gf = build(engine, s, date or harmony.DEFAULT_DATE, top_k, progress=report, batch_size=batch_size,
+                   max_tokens=max_tokens)
         path = store.save(gf, store.golden_path(root, checkpoint_name(ckpt), engine.dtype, s.name))
         typer.echo(f"{s.name}: {len(gf.records)} records -> {path}")
 

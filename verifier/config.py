@@ -56,6 +56,8 @@ class RunConfig(Documented):
     """Suites to run, by name or directory."""
     golden: Path | None = None
     """Directory of golden files (`<suite>.json`); default: the conformance checkpoint's fp32 golden."""
+    profile: str = "full"
+    """`full` every case, or `quick` the cases each suite tags `quick` (see `Suite.for_profile`)."""
     apis: list[str] | None = None
     """`--api`: restrict to these API variants and evidence kinds (see `verifier.exchange`); None: the defaults."""
     out: Path = Path("reports")

@@ -20,6 +20,8 @@ from verifier.errors import GoldenError
 from verifier.suites import Suite
 
 FORMAT_VERSION = 1
+PLACES = 6
+"""Decimal places of the stored log-probabilities."""
 
 
 class TokenScore(BaseModel):
@@ -38,6 +40,30 @@ class TokenScore(BaseModel):
     def margin(self) -> float:
         """Log-probability gap between the best and second-best token: small means a near-tie."""
         return self.top_logprobs[0] - self.top_logprobs[1]
+
+    @property
+    def off_top1(self) -> bool:
+        """Golden's own token is below its teacher-forced top-1 here: greedy decoding (KV cache, one token
+        at a time) and the teacher-forced pass (the whole sequence at once) rounded differently enough
+        to choose differently (bf16 at real widths, see the README), or a decoding constraint forced the
+        token. An exact tie with the top-1 (common in bf16 logits; top-K and argmax break ties
+        differently) is not counted. Golden is not decisive at such a position, whatever its margin: an
+        honest engine may take either token (the drift rules in `verifier.drift` read this). Compared
+        at the stored rounding, so a saved file says the same as the build did."""
+        return (bool(self.top_ids) and self.token != self.top_ids[0]
+                and round(self.logprob, PLACES) < round(self.top_logprobs[0], PLACES))
+
+    @property
+    def decisive_margin(self) -> float:
+        """The margin from which golden is decisive here: `margin`, or 0 where golden's token is below its
+        teacher-forced top-1 (`off_top1`). The one rule the text-stability and drift checks read."""
+        return 0.0 if self.off_top1 else self.margin
+
+    @property
+    def honest_choices(self) -> set[int]:
+        """Tokens an honest engine may take here: the teacher-forced top-1 and golden's own greedy token (the
+        two differ only where `off_top1` or at an exact tie)."""
+        return {self.top_ids[0], self.token} if self.top_ids else {self.token}
 
 
 class GoldenMessage(BaseModel):
@@ -68,6 +94,10 @@ class GoldenTurn(BaseModel):
     forced_positions: list[int] = Field(default_factory=list)
     """Completion positions a decoding constraint (tool_choice) forced: not the model's choice, so
     their margins say nothing about stability."""
+    off_top1_positions: list[int] = Field(default_factory=list)
+    """Completion positions, forced ones excluded, where the greedy token is below the teacher-forced
+    top-1 (`TokenScore.off_top1`): recorded by `golden build` for the reader; the drift rules derive
+    the same from `scores`, so golden files from before this field are handled alike."""
 
     @property
     def reasoning(self) -> str:
@@ -117,6 +147,9 @@ class Provenance(BaseModel):
     """Conversation date rendered into every system message."""
     top_k: int
     """Top-K log-probabilities kept at each golden position."""
+    max_tokens: int | None = None
+    """Cap on completion tokens per turn the build ran with (`golden build --max-tokens`; each turn's
+    request carries it); None: every case's own limit."""
     created: str
     """UTC time of the build, ISO 8601."""
 
@@ -144,7 +177,7 @@ def _records_digest(records: list[GoldenRecord]) -> str:
     return _digest([r.model_dump(mode="json") for r in records])
 
 
-def _round(records: list[GoldenRecord], places: int = 6) -> None:
+def _round(records: list[GoldenRecord], places: int = PLACES) -> None:
     for record in records:
         for turn in record.turns:
             for s in turn.scores:
@@ -200,6 +233,11 @@ def check_matches(golden: GoldenFile, suite: Suite, path: Path) -> None:
     missing = [c.id for c in suite.cases if golden.record(c.id) is None]
     if missing:
         raise GoldenError(f"{path}: no golden record for cases {missing[:5]}")
+    cap = prov.max_tokens
+    longer = [c.id for c in suite.cases if cap is not None and c.max_tokens > cap]
+    if longer:
+        raise GoldenError(f"{path}: golden was built with --max-tokens {cap}, shorter than the limit of cases "
+                          f"{longer[:5]}: its turns stop early where the provider's would not; rebuild it")
 
 
 def now() -> str:

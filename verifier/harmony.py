@@ -9,7 +9,9 @@ leading system or developer message becomes the developer `# Instructions`, func
 the developer message, `reasoning_effort` and the conversation date go into the system message,
 assistant reasoning becomes an `analysis` message, tool calls become `commentary` messages to
 `functions.NAME` with `<|constrain|>json`, tool results come from `functions.NAME` to `assistant`,
-and analysis that precedes the last final answer is dropped.
+and analysis that precedes the last final answer is dropped. A `json_schema` response format (Chat
+`response_format`, Responses `text.format`) ends the developer message as the Harmony guide's
+`# Response Formats` section (`response_format_section`); `text` and `json_object` render nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +197,36 @@ def system_message(effort: str | None, date: str | None):
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 
-def developer_message(instructions: str | None, tools: list[dict] | None):
-    from openai_harmony import DeveloperContent, Message, Role
+RESPONSE_FORMATS_HEADER = "# Response Formats"
+
+
+def json_schema_format(request: dict) -> dict | None:
+    """The `json_schema` object (`name`, `schema`, `description`?, `strict`?) of a Chat request's `response_format`
+    of type `json_schema`, or None.
+
+    `text` and `json_object` render nothing, as on real gpt-oss servers: Harmony's `# Response Formats` section
+    names a schema, and `json_object` has none (servers only constrain decoding to some JSON object)."""
+    fmt = request.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    return spec if isinstance(spec, dict) and isinstance(spec.get("schema"), dict) else None
+
+
+def response_format_section(spec: dict) -> str:
+    """The developer-message section of a `json_schema` response format, as the Harmony format documents it:
+    `# Response Formats`, a blank line, `## {name}`, a blank line, `// {description}` on its own line where
+    there is one, then the schema as compact JSON (no spaces, keys in the order given, non-ASCII kept)."""
+    schema = json.dumps(spec["schema"], separators=(",", ":"), ensure_ascii=False)
+    description = f"// {spec['description']}\n" if spec.get("description") else ""
+    return f"{RESPONSE_FORMATS_HEADER}\n\n## {spec.get('name') or 'response'}\n\n{description}{schema}"
+
+
+def developer_message(instructions: str | None, tools: list[dict] | None, response_format: dict | None = None):
+    """The developer message: `# Instructions`, then `# Tools`, then, at its end, the `# Response Formats` section of
+    `response_format` (a `json_schema_format` object; openai-harmony's DeveloperContent has no field for it, so it
+    is a second content part, separated by a blank line from what precedes it)."""
+    from openai_harmony import DeveloperContent, Message, Role, TextContent
 
     content = DeveloperContent.new()
     if instructions:
@@ -203,7 +234,11 @@ def developer_message(instructions: str | None, tools: list[dict] | None):
     descriptions = _tool_descriptions(tools)
     if descriptions:
         content = content.with_function_tools(descriptions)
-    return Message.from_role_and_content(Role.DEVELOPER, content)
+    if response_format is None:
+        return Message.from_role_and_content(Role.DEVELOPER, content)
+    gap = "\n\n" if instructions or descriptions else ""
+    section = TextContent(text=gap + response_format_section(response_format))
+    return Message.from_role_and_contents(Role.DEVELOPER, [content, section])
 
 
 def _assistant_messages(msg: dict) -> list:
@@ -249,8 +284,9 @@ def chat_to_messages(request: dict, date: str | None = DEFAULT_DATE, drop_analys
         chat = chat[1:]
     tools = request.get("tools") if request.get("tool_choice") != "none" else None
     out = [system_message(request.get("reasoning_effort"), date)]
-    if instructions or _tool_descriptions(tools):
-        out.append(developer_message(instructions, tools))
+    response_format = json_schema_format(request)
+    if instructions or _tool_descriptions(tools) or response_format:
+        out.append(developer_message(instructions, tools, response_format))
     names = {
         call.get("id"): call.get("function", {}).get("name", "")
         for msg in chat
@@ -314,7 +350,26 @@ def responses_to_chat(request: dict) -> dict:
         choice = {"type": "function", "function": {"name": choice["name"]}}
     if choice is not None:
         body["tool_choice"] = choice
+    text = request.get("text")
+    text_format = text.get("format") if isinstance(text, dict) else None
+    if isinstance(text_format, dict) and text_format.get("type"):
+        body["response_format"] = chat_response_format(text_format)
     return body
+
+
+def chat_response_format(text_format: dict) -> dict:
+    """A Responses `text.format` as a Chat `response_format`: a `json_schema` format's fields (flat in Responses)
+    nest under `json_schema` in Chat; `text` and `json_object` are the same in both."""
+    if text_format.get("type") != "json_schema":
+        return {"type": text_format["type"]}
+    return {"type": "json_schema", "json_schema": {k: v for k, v in text_format.items() if k != "type"}}
+
+
+def responses_text_format(response_format: dict) -> dict:
+    """A Chat `response_format` as a Responses `text.format` (the inverse of `chat_response_format`)."""
+    if response_format.get("type") != "json_schema":
+        return {"type": response_format.get("type")}
+    return {"type": "json_schema", **(response_format.get("json_schema") or {})}
 
 
 def chat_to_responses(request: dict) -> dict:
@@ -350,6 +405,8 @@ def chat_to_responses(request: dict) -> dict:
         body["reasoning"] = {"effort": request["reasoning_effort"]}
     if request.get("tool_choice") is not None:
         body["tool_choice"] = responses_tool_choice(request["tool_choice"])
+    if isinstance(request.get("response_format"), dict):
+        body["text"] = {"format": responses_text_format(request["response_format"])}
     return body
 
 

@@ -38,7 +38,7 @@ class CheckResult(Documented):
     id: str
     """Stable check id, e.g. `tools.finish_reason`."""
     family: str
-    """`rendering`, `parsing`, `tools`, `effort` or `drift`."""
+    """`rendering`, `parsing`, `tools`, `structured`, `effort` or `drift`."""
     title: str
     """What the check verifies, in one line."""
     why: str

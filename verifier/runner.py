@@ -139,6 +139,9 @@ def unsupported(caps: Capabilities, case: Case, variant: str) -> str | None:
     form = _tool_choice_form(case.request)
     if form and API_VARIANTS[variant].api == "chat" and caps.tool_choice.get(form) is False:
         return f"tool_choice as a {form} form ({caps.notes.get(f'tool_choice.{form}', 'refused')})"
+    if harmony.json_schema_format(case.request) and API_VARIANTS[variant].api == "chat" \
+            and caps.response_format is False:
+        return caps.why("response_format")
     return None
 
 
@@ -734,12 +737,19 @@ def resume_config(run_dir: Path, overrides: RunConfig) -> tuple[RunConfig, RunMa
     return manifest.config.model_copy(update={**update, "out": Path(run_dir).parent}), manifest
 
 
+def builtin_dtype(quirks: list[str]) -> str:
+    """The built-in provider computes in bf16, an honest engine other than golden's fp32 one, so the demo shows
+    real drift inside the boundary; the `fp32` quirk serves golden's own engine (drift zero up to golden's
+    1e-6 rounding)."""
+    return "fp32" if "fp32" in quirks else "bf16"
+
+
 def _start_builtin(config: RunConfig, stack: ExitStack) -> tuple[str, str]:
     from verifier.serve import start_background
     from verifier.testmodel.compact import default_checkpoint
 
-    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, quirks=config.quirks,
-                              surfaces=config.surfaces)
+    server = start_background(default_checkpoint(), BUILTIN_MODEL, config.faults, dtype=builtin_dtype(config.quirks),
+                              quirks=config.quirks, surfaces=config.surfaces)
     stack.callback(server.stop)
     return server.url, BUILTIN_MODEL
 
@@ -765,7 +775,7 @@ def prepare(config: RunConfig, resume: Path | None = None) -> Prepared:
         config, manifest = resume_config(resume, config)
     _validate(config)
     method = drift_method(config.apis, config.drift_method)
-    suites = [load_suite(name) for name in config.suites]
+    suites = [load_suite(name).for_profile(config.profile) for name in config.suites]
     if missing := unsent(suites, config.apis):
         raise UsageError(f"--api {' '.join(missing)}: no suite of this run sends it (suites: {', '.join(config.suites)})")
     root = config.golden or golden_dir() / DEFAULT_GOLDEN

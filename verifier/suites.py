@@ -19,7 +19,7 @@ from verifier.errors import SuiteError
 from verifier.observation import ToolCall
 from verifier.paths import suites_dir
 
-FAMILIES = ("rendering", "parsing", "tools", "effort", "drift")
+FAMILIES = ("rendering", "parsing", "tools", "structured", "effort", "drift")
 HISTORY_FIELDS = ("reasoning", "reasoning_content")
 """The Chat message fields that carry an assistant's earlier reasoning back to the server."""
 
@@ -30,6 +30,15 @@ def reasoning_field(returned: list[str]) -> str:
     in content), else `reasoning` (the Responses and Completions forms are made from the Chat request).
     `returned` is `Observation.reasoning_fields`."""
     return next((name for name in (*HISTORY_FIELDS, harmony.INLINE_REASONING) if name in returned), "reasoning")
+
+
+DEFAULT_MAX_TOKENS = 256
+"""The completion limit of a request that sets none."""
+
+
+def max_tokens_of(request: dict) -> int:
+    """The completion limit of a request: its `max_tokens`, else `max_completion_tokens`, else 256."""
+    return int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
 
 
 class Case(BaseModel):
@@ -47,10 +56,16 @@ class Case(BaseModel):
     """Whether the runner sends the assistant's reasoning back with its tool call in a tool loop."""
     group: str | None = None
     """Cases with the same group are one prompt at several reasoning efforts."""
+    quick: bool = False
+    """Part of the `quick` profile (see `Suite.for_profile`); tag a group's cases all or none."""
 
     @property
     def effort(self) -> str:
         return self.request.get("reasoning_effort") or "medium"
+
+    @property
+    def max_tokens(self) -> int:
+        return max_tokens_of(self.request)
 
     def follow_up(self, request: dict, reasoning: str | None, calls: list[ToolCall],
                   field: str = "reasoning") -> dict | None:
@@ -89,6 +104,13 @@ class Suite(BaseModel):
     cases: list[Case]
     sha256: str
     """Hash of suite.yaml and cases.jsonl: golden records name the suite content they were built from."""
+
+    def for_profile(self, profile: str) -> Suite:
+        """The cases a profile runs: `quick` those tagged `quick` (all of them in a suite that tags none), `full`
+        all. The suite keeps its identity (name, sha256), so its golden file still applies."""
+        if profile != "quick" or not any(c.quick for c in self.cases):
+            return self
+        return self.model_copy(update={"cases": [c for c in self.cases if c.quick]})
 
 
 def _load_meta(path: Path) -> dict:

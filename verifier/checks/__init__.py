@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from verifier.checks import drift, effort, parsing, rendering, tools  # noqa: F401  (registers checks)
+from verifier.checks import drift, effort, parsing, rendering, structured, tools  # noqa: F401  (registers checks)
 from verifier.checks.base import REGISTRY, CheckSpec, ExchangeView, Outcome, SuiteView, Verdict
 from verifier.drift.calibration import Calibration
 from verifier.exchange import Exchange
@@ -16,7 +16,7 @@ __all__ = ["REGISTRY", "Verdict", "evaluate", "checks_for"]
 
 
 def ordered() -> list[CheckSpec]:
-    """Every registered check, by family (rendering, parsing, tools, effort, drift) then registration."""
+    """Every registered check, by family (rendering, parsing, tools, structured, effort, drift) then registration."""
     specs = list(REGISTRY.values())
     return sorted(specs, key=lambda s: (FAMILIES.index(s.family), specs.index(s)))
 

@@ -58,10 +58,12 @@ def wide_margin(calibration: Calibration | None = None) -> float:
 
 
 def min_margin(turn: GoldenTurn, end: int | None = None) -> float:
-    """Smallest golden margin over completion positions [0, end), forced positions excluded."""
+    """Smallest golden margin over completion positions [0, end), forced positions excluded; 0 where
+    golden's token is below its teacher-forced top-1 (`TokenScore.off_top1`: golden was not decisive there)."""
     scores = turn.scores[:end] if end is not None else turn.scores
     forced = set(turn.forced_positions)
-    return min((s.margin for i, s in enumerate(scores) if i not in forced), default=float("inf"))
+    return min((s.decisive_margin for i, s in enumerate(scores) if i not in forced),
+               default=float("inf"))
 
 
 def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | None:

@@ -61,14 +61,14 @@ def call_match(view: ExchangeView):
     for call, ref in zip(calls, golden.tool_calls):
         try:
             arguments = json.loads(call.arguments)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested too deep to parse is not usable JSON either
             return view.outcome(Verdict.FAIL, f"arguments of {call.name} are not JSON", ref.text, call.arguments)
         schema = _schema(view, call.name)
         if schema:
             try:
                 jsonschema.validate(arguments, schema)
             except jsonschema.ValidationError as exc:
-                return view.outcome(Verdict.FAIL, f"arguments of {call.name} violate its schema: {exc.message}",
+                return view.outcome(Verdict.FAIL, f"arguments of {call.name} violate its schema: {exc.message[:200]}",
                                     schema, arguments)
             except jsonschema.SchemaError:
                 pass

@@ -14,8 +14,9 @@ teacher-forced `PositionScore`s, per-position `TurnDrift`s) and imports no check
                  `decide` runs it over a list. `DriftSummary`/`DriftLimits` are what checks record.
 - `align`        greedy chat `top_logprobs` aligned with golden positions (no teacher forcing), and
                  the one other drift rule: a greedy path that leaves golden where golden is decisive
-                 (margin >= the flip margin) is drift at once (the runner stops, the check fails, both
-                 on `greedy_positions`' answer); aligned by id
+                 (margin >= the flip margin, and golden's token its own teacher-forced top-1) is
+                 drift at once (the runner stops, the check fails, both on `greedy_positions`'
+                 answer); aligned by id
                  where the host gives ids, by text otherwise, control tokens printed as "" included,
                  reasoning logprobs reported apart aligned to their own channel.
 - `calibration`  `calibration.json`: the boundary fitted on honest engines' drift (`calibrate`), also

@@ -61,7 +61,9 @@ def greedy_positions(golden: GoldenTurn, logprobs: list[TokenLogprob], flip_marg
     Returns the golden turn at the positions scored (a provider may leave out the leading header
     tokens, or the control tokens between channels), the positions scored against it, and, if the
     provider's greedy path left golden's, why: at a golden near-tie that is honest (tolerated), at a
-    decisive position it is evidence of drift.
+    decisive position it is evidence of drift. Where golden's own token is below its teacher-forced
+    top-1 (`TokenScore.off_top1`) leaving it for that top-1 is tolerated whatever the margin
+    (`TokenScore.honest_choices`); leaving it for a third token is not.
     """
     ids = golden.completion_token_ids
     scores: list[TokenScore] = []
@@ -78,7 +80,7 @@ def greedy_positions(golden: GoldenTurn, logprobs: list[TokenLogprob], flip_marg
             ref = golden.scores[i]
             if not matches(item, ids[i]):
                 aligned = golden.model_copy(update={"scores": scores})
-                if ref.margin >= flip_margin:
+                if ref.margin >= flip_margin and not any(matches(item, t) for t in ref.honest_choices):
                     return aligned, out, f"greedy path left golden at a decisive position (margin {ref.margin:.2f} nats)"
                 return aligned, out, None
             scores.append(ref)

@@ -6,7 +6,8 @@ At each scored position:
   token minus golden's, as sqrt(sum of squared errors / sum of squared golden log-odds) at the
   position. Rounding noise grows with logit magnitude, so relative to the log-odds it is about
   constant from case to case; a quantised or mis-wired model adds error rounding cannot explain;
-- the golden token's log-probability error, and whether a confident golden top-1 flipped.
+- the golden token's log-probability error, and whether a confident golden top-1 flipped (to a
+  token that is not golden's own either: see `confident_flip`).
 A provider that caps its top list at k reports less: `truncate` shows what it reports, and with top-1
 (the chosen token only) the relative error is that of the chosen token's log-odds against all other
 tokens together (`remainder_logodds`), the one log-odds its log-probability alone determines.
@@ -146,6 +147,16 @@ def _chosen_only_pairs(ref: TokenScore, provider: dict[int, float]) -> list[tupl
     return [(remainder_logodds(provider[top]) - golden, golden)]
 
 
+def confident_flip(ref: TokenScore, provider: dict[int, float], flip_margin: float) -> bool:
+    """The provider's top-1 is neither golden's teacher-forced top-1 nor golden's own token, where golden
+    is decisive (margin >= `flip_margin`). Golden's own token counts because where it is not the
+    teacher-forced top-1 (`TokenScore.off_top1`: the reference's KV-cached greedy decoding chose
+    otherwise than its teacher-forced pass) an honest engine on golden's greedy path reports it as its
+    top-1, as the reference did."""
+    best = max(provider, key=provider.get) if provider else None
+    return best is not None and best not in ref.honest_choices and ref.margin >= flip_margin
+
+
 def position_drift(key: str, ref: TokenScore, got: PositionScore, flip_margin: float, k: int | None = None
                    ) -> TurnDrift:
     """Drift at one golden position; `k`: the provider reports its top-k (None: all it was asked for,
@@ -165,8 +176,7 @@ def position_drift(key: str, ref: TokenScore, got: PositionScore, flip_margin: f
                     logodds_n=len(pairs), relative=[relative(error_sq, reference_sq)] if reference_sq > 0 else [])
     if got.token_logprob is not None:
         out.delta_sq, out.delta_n = (got.token_logprob - ref.logprob) ** 2, 1
-    best = max(provider, key=provider.get) if provider else None
-    if best is not None and best != ref.top_ids[0] and ref.margin >= flip_margin:
+    if confident_flip(ref, provider, flip_margin):
         out.confident_flips = 1
     first, second = ref.top_ids[0], ref.top_ids[1]
     if first in provider and second in provider:

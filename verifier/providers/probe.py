@@ -34,6 +34,8 @@ PROBE_CHAT = {"messages": [{"role": "user", "content": "What is the capital of F
               "max_tokens": 4}
 PROBE_TOOL = {"type": "function", "function": {"name": "get_time", "description": "Current time.",
                                                "parameters": {"type": "object", "properties": {}}}}
+PROBE_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 MAX_NOTE = 160
 
 
@@ -191,6 +193,7 @@ class Prober:
         self.chat_logprobs()
         self.prompt_id_sources()
         self.tool_choice()
+        self.response_format()
 
     def chat_logprobs(self) -> None:
         def send(k: int) -> dict:
@@ -253,6 +256,19 @@ class Prober:
                 self.caps.tool_choice[form] = False if refused_form and not failed.undecided else None
                 continue
             self.caps.tool_choice[form] = True
+
+    def response_format(self) -> None:
+        """A `json_schema` response format: unsupported only where the refusal says so, as for tool_choice (any
+        other 4xx is left to the run, where refusing a format the host takes is a finding)."""
+        try:
+            _attempt(lambda: self.post("/chat/completions", {**PROBE_CHAT, "response_format": PROBE_FORMAT}))
+        except Failed as failed:
+            self.caps.notes["response_format"] = failed.note()
+            named = any(word in failed.message.lower() for word in ("response_format", "json_schema"))
+            refused = failed.status in NOT_OFFERED_STATUSES or (failed.not_offered and named)
+            self.caps.response_format = False if refused and not failed.undecided else None
+            return
+        self.caps.response_format = True
 
     # -- responses -------------------------------------------------------------------------------
 

@@ -4,33 +4,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from verifier import __version__, harmony
+from verifier.errors import UsageError
 from verifier.golden import GoldenFile, GoldenMessage, GoldenRecord, GoldenTurn, Provenance, TokenScore, now
 from verifier.observation import ToolCall
 from verifier.paths import cache_dir
 from verifier.reference import constraints
-from verifier.reference.checkpoints import resolve
+from verifier.reference.checkpoints import INDEX, resolve
 from verifier.reference.engine import Engine
-from verifier.suites import Case, Suite
+from verifier.suites import Case, Suite, max_tokens_of
 
 MAX_TURNS = 4
-DEFAULT_MAX_TOKENS = 256
+
+Report = Callable[[str], None]
+"""Where `build` reports progress: one line per turn and per suite."""
 
 
 def checkpoint_sha256(checkpoint: Path) -> str:
-    """sha256 over config.json and the weight files (per-file digests cached by size and mtime), of the
-    directory that holds them (`original/` for OpenAI's layout)."""
-    checkpoint = resolve(checkpoint).path
+    """sha256 over config.json, the shard index where there is one, and the weight files the loader reads
+    (per-file digests cached by size and mtime), of the directory that holds them (`original/` for OpenAI's
+    layout)."""
+    ckpt = resolve(checkpoint)
+    checkpoint = ckpt.path
     digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    if (checkpoint / INDEX).is_file():
+        digest.update((checkpoint / INDEX).read_bytes())
     cache_file = cache_dir() / "checkpoint-hashes.json"
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, json.JSONDecodeError):
         cache = {}
-    for path in sorted(checkpoint.glob("*.safetensors")):
+    for path in sorted(ckpt.files):
         stat = path.stat()
         key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         if key not in cache:
@@ -75,11 +84,37 @@ def reasoning_token_count(tokens: list[int]) -> int:
     return sum(s.end - s.start for s in harmony.content_spans(tokens) if s.channel == "analysis")
 
 
+def capped(request: dict, max_tokens: int | None) -> dict:
+    """The request with its completion limit lowered to `max_tokens` (None: unchanged), in the field it uses."""
+    if max_tokens is None or max_tokens_of(request) <= max_tokens:
+        return request
+    key = "max_completion_tokens" if "max_completion_tokens" in request and "max_tokens" not in request else "max_tokens"
+    return {**request, key: max_tokens}
+
+
+def limited(suites: list[Suite], cases: int | None = None, case_ids: list[str] | None = None,
+            max_tokens: int | None = None) -> list[Suite]:
+    """The suites restricted to the cases named (in suite order; suites without any left out), then to
+    their first `cases`, every request's completion capped at `max_tokens`: a golden built in bounded
+    time. Its records cover only those cases, so a run of a whole suite refuses it (`golden.check_matches`)."""
+    known = {c.id for s in suites for c in s.cases}
+    unknown = sorted(set(case_ids or []) - known)
+    if unknown:
+        raise UsageError(f"no suite chosen has a case {unknown[0]!r}")
+    out = []
+    for suite in suites:
+        chosen = [c for c in suite.cases if not case_ids or c.id in set(case_ids)][:cases]
+        chosen = [c.model_copy(update={"request": capped(c.request, max_tokens)}) for c in chosen]
+        if chosen:
+            out.append(suite.model_copy(update={"cases": chosen}))
+    return out
+
+
 def run_turn(engine: Engine, request: dict, date: str, top_k: int, scored: bool = True) -> GoldenTurn:
     """One turn: greedy decoding, then (unless `scored` is False: `build` scores in batches) the
     teacher-forced top-K of every completion token."""
     prompt = harmony.render_chat(request, date)
-    max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
+    max_tokens = max_tokens_of(request)
     gen = engine.generate(prompt, max_tokens, harmony.ASSISTANT_STOPS, transform=constraints.for_request(request))
     parsed = harmony.parse_completion(gen.tokens)
     turn = GoldenTurn(
@@ -93,8 +128,15 @@ def run_turn(engine: Engine, request: dict, date: str, top_k: int, scored: bool 
         forced_positions=gen.forced,
     )
     if scored:
-        turn.scores = _token_scores(engine.score(prompt + gen.tokens, start=len(prompt), k=top_k))
+        set_scores(turn, engine.score(prompt + gen.tokens, start=len(prompt), k=top_k))
     return turn
+
+
+def set_scores(turn: GoldenTurn, scored) -> None:
+    """The turn's teacher-forced scores, and the positions where its greedy token is not their top-1."""
+    turn.scores = _token_scores(scored)
+    forced = set(turn.forced_positions)
+    turn.off_top1_positions = [i for i, s in enumerate(turn.scores) if s.off_top1 and i not in forced]
 
 
 def _token_scores(scored) -> list[TokenScore]:
@@ -102,13 +144,24 @@ def _token_scores(scored) -> list[TokenScore]:
             for s in scored]
 
 
-def run_case(engine: Engine, case: Case, date: str, top_k: int, scored: bool = True) -> GoldenRecord:
+def describe(turn: GoldenTurn, seconds: float) -> str:
+    """A progress line's account of one turn."""
+    n = len(turn.completion_token_ids)
+    off = f", {len(turn.off_top1_positions)} greedy tokens below the teacher-forced top-1" if turn.scores else ""
+    return f"{n} tokens ({turn.finish_reason}) in {seconds:.1f} s, {n / max(seconds, 1e-9):.1f} tokens/s{off}"
+
+
+def run_case(engine: Engine, case: Case, date: str, top_k: int, scored: bool = True,
+             report: Report | None = None) -> GoldenRecord:
     """All turns of a case: the first request, then each tool loop step the case has results for."""
     turns: list[GoldenTurn] = []
     request: dict | None = case.request
     while request is not None and len(turns) < MAX_TURNS:
+        start = time.perf_counter()
         turn = run_turn(engine, request, date, top_k, scored)
         turns.append(turn)
+        if report:
+            report(f"{case.id} turn {len(turns)}: {describe(turn, time.perf_counter() - start)}")
         calls = [ToolCall(id=f"call_{len(turns)}_{i}", name=m.recipient.removeprefix("functions."), arguments=m.text)
                  for i, m in enumerate(turn.tool_calls)]
         request = case.follow_up(request, turn.reasoning, calls) if turn.finish_reason == "tool_calls" else None
@@ -124,27 +177,35 @@ def backend_label(engine: Engine, batch_size: int = 1) -> str:
 
 
 def build(engine: Engine, suite: Suite, date: str = harmony.DEFAULT_DATE, top_k: int = 20,
-          progress=None, batch_size: int = 1) -> GoldenFile:
-    """Golden records for every case of `suite`.
+          progress: Report | None = None, batch_size: int = 1, max_tokens: int | None = None) -> GoldenFile:
+    """Golden records for every case of `suite` (see `limited` for a bounded build; `max_tokens` is
+    the cap it applied, recorded in the provenance), reporting each turn to `progress`.
 
     Decoding is one case at a time (tool loops need the previous turn). With `batch_size` 1 every
     turn is scored on its own, bit-identical to `Engine.score`; above 1 the turns of the whole suite
     are scored together afterwards, that many sequences per forward pass."""
     records = []
-    for case in suite.cases:
-        records.append(run_case(engine, case, date, top_k, scored=batch_size <= 1))
-        if progress:
-            progress(case.id)
+    for number, case in enumerate(suite.cases, 1):
+        report = (lambda line, n=number: progress(f"{suite.name} {n}/{len(suite.cases)} {line}")) if progress else None
+        records.append(run_case(engine, case, date, top_k, scored=batch_size <= 1, report=report))
+    turns = [turn for record in records for turn in record.turns]
     if batch_size > 1:
-        turns = [turn for record in records for turn in record.turns]
+        start = time.perf_counter()
         scored = engine.score_batch([(t.prompt_token_ids + t.completion_token_ids, len(t.prompt_token_ids))
                                      for t in turns], k=top_k, batch_size=batch_size)
         for turn, scores in zip(turns, scored):
-            turn.scores = _token_scores(scores)
+            set_scores(turn, scores)
+        if progress:
+            progress(f"{suite.name}: {len(turns)} turns scored in batches of {batch_size} in "
+                     f"{time.perf_counter() - start:.1f} s")
+    if progress:
+        off = sum(len(t.off_top1_positions) for t in turns)
+        progress(f"{suite.name}: {len(records)} cases, {len(turns)} turns, {sum(len(t.scores) for t in turns)} "
+                 f"positions, {off} greedy tokens below the teacher-forced top-1")
     prov = Provenance(
         checkpoint=checkpoint_name(engine.checkpoint), checkpoint_sha256=checkpoint_sha256(engine.checkpoint),
         backend=backend_label(engine, batch_size), dtype=engine.dtype, device=engine.device, libraries=_libraries(engine.backend),
         suite=suite.name, suite_version=suite.version, suite_sha256=suite.sha256, date=date,
-        top_k=top_k, created=now(),
+        top_k=top_k, max_tokens=max_tokens, created=now(),
     )
     return GoldenFile(provenance=prov, records=records)

@@ -33,6 +33,10 @@ q/k/v by rows; the attention is the same grouped-query attention with sinks, eve
 sliding, YaRN with `factor = rope_scaling_factor`, `beta_fast = rope_ntk_beta`, `beta_slow =
 rope_ntk_alpha`, `original_max_position_embeddings = initial_context_length` (no truncation).
 
+Both layouts may be sharded: where a directory has `model.safetensors.index.json` (as the published
+ones do), its shards are exactly those the index names, each required (a missing one is refused in one
+line), and every tensor must be in the shard the index says.
+
 `read` gives the HF-named state dict of either layout (MXFP4 still packed), checked against the
 config's shapes; `load_model` builds the model from it for a backend:
 
@@ -45,6 +49,7 @@ config's shapes; `load_model` builds the model from it for a backend:
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +132,43 @@ def resolve(path: Path) -> Checkpoint:
         else:
             raise CheckpointError(f"{where} is neither the Hugging Face gpt-oss layout (config.json with model_type "
                                   "gpt_oss) nor OpenAI's original/ layout (config.json with num_experts)")
+        return Checkpoint(where, layout, raw, weight_files(where))
+    raise CheckpointError(f"{path} is not a checkpoint directory (no config.json, nor original/config.json)")
+
+
+INDEX = "model.safetensors.index.json"
+
+
+def weight_files(where: Path) -> list[Path]:
+    """The weight files of a checkpoint directory: the shards its `model.safetensors.index.json` names
+    (as published checkpoints ship, every one required), else every `.safetensors` file there."""
+    if not (where / INDEX).is_file():
         files = sorted(where.glob("*.safetensors"))
         if not files:
             raise CheckpointError(f"{where} has no .safetensors weight files")
-        return Checkpoint(where, layout, raw, files)
-    raise CheckpointError(f"{path} is not a checkpoint directory (no config.json, nor original/config.json)")
+        return files
+    weight_map = _read_json(where / INDEX).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{where / INDEX} has no weight_map of tensor names to shard files")
+    shards = sorted(set(weight_map.values()))
+    missing = [name for name in shards if Path(name).name != name or not (where / name).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{where}: shard {missing[0]}{more} named by {INDEX} is missing")
+    return [where / name for name in shards]
+
+
+def _check_index(where: Path, index: dict[str, Path]) -> None:
+    """Where an index exists, every tensor is in the shard it names and every shard tensor is indexed."""
+    if not (where / INDEX).is_file():
+        return
+    weight_map = _read_json(where / INDEX)["weight_map"]
+    wrong = [f"{k} is in {index[k].name if k in index else 'no shard'}, the index says {v}"
+             for k, v in weight_map.items() if k not in index or index[k].name != v]
+    wrong += [f"{k} in {p.name} is not in the index" for k, p in index.items() if k not in weight_map]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{where / INDEX} disagrees with its shards: {wrong[0]}{more}")
 
 
 def hf_config(raw: dict):
@@ -318,6 +355,7 @@ def read(ckpt: Checkpoint, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The checkpoint's tensors under HF names, MXFP4 experts still packed, checked against its config."""
     config = ckpt.config()
     index = _tensor_index(ckpt.files)
+    _check_index(ckpt.path, index)
     if ckpt.layout == HF:
         state = _read_tensors(index, device)
     else:
@@ -342,6 +380,12 @@ def read(ckpt: Checkpoint, device: str = "cpu") -> dict[str, torch.Tensor]:
     return state
 
 
+def _largest_safe_scale(dtype: torch.dtype) -> int:
+    """The largest E8M0 scale at which no FP4 value (at most 6) overflows `dtype`: 252 for bf16 and fp32.
+    Below it the finiteness of a dequantised tensor need not be checked element by element."""
+    return math.floor(math.log2(torch.finfo(dtype).max / mxfp4.FP4_MAX)) + mxfp4.SCALE_BIAS
+
+
 def dequantize_experts(state: dict[str, torch.Tensor], dtype: torch.dtype, where: Path | str = "checkpoint") -> None:
     """Replace every `*_blocks`/`*_scales` pair by the transformers parameter, exactly, in place:
     `[E, out, in]` dequantised, then transposed to `[E, in, out]`."""
@@ -351,7 +395,7 @@ def dequantize_experts(state: dict[str, torch.Tensor], dtype: torch.dtype, where
         if bool((scales == mxfp4.SCALE_NAN).any()):
             raise CheckpointError(f"{where}: {base}_scales holds E8M0 255, which is NaN")
         weight = mxfp4.dequantize(blocks, scales, dtype)
-        if not bool(torch.isfinite(weight).all()):
+        if int(scales.max()) > _largest_safe_scale(dtype) and not bool(torch.isfinite(weight).all()):
             raise CheckpointError(f"{where}: {base} overflows {dtype} once dequantised (scale too large)")
         state[base] = weight.transpose(1, 2).contiguous()
         del blocks, scales, weight
@@ -425,13 +469,15 @@ def _check_hf_plain(ckpt: Checkpoint) -> None:
     """Names and shapes of an unquantised HF checkpoint, from the safetensors headers alone."""
     from safetensors import safe_open
 
-    shapes = {}
+    shapes, where = {}, {}
     for path in ckpt.files:
         try:
             with safe_open(str(path), framework="pt") as fh:
                 shapes |= {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+                where |= dict.fromkeys(fh.keys(), path)
         except Exception as exc:  # safetensors raises its own error types for corrupt headers
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+    _check_index(ckpt.path, where)
     _check(shapes, expected_shapes(ckpt.config(), quantized=False), ckpt.path)
 
 

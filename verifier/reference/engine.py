@@ -111,9 +111,10 @@ class Engine:
     CACHE_SIZE = 256
 
     def __init__(self, checkpoint: Path, dtype: str = "fp32", device: str = "cpu",
-                 numeric_faults: frozenset[str] = frozenset(), backend: str = "transformers"):
+                 numeric_faults: frozenset[str] = frozenset(), backend: str = "transformers", model=None):
         """`dtype` fp32 or bf16 (backend `transformers`: experts dequantised to it), or `mxfp4`, which
-        means backend `mxfp4-triton` (its only dtype; bf16 activations)."""
+        means backend `mxfp4-triton` (its only dtype; bf16 activations). `model`: one already loaded
+        at that dtype (e.g. sharded across processes by `verifier.reference.parallel`), else loaded here."""
         if dtype == MXFP4:
             backend = "mxfp4-triton"
         elif backend == "mxfp4-triton":
@@ -125,7 +126,8 @@ class Engine:
         """The golden label: fp32, bf16 or mxfp4."""
         self.backend = backend
         self.device = device
-        self.model = load_model(self.checkpoint, "bf16" if dtype == MXFP4 else dtype, device, backend)
+        self.model = model if model is not None else load_model(self.checkpoint, "bf16" if dtype == MXFP4 else dtype,
+                                                                device, backend)
         self.lock = threading.Lock()
         self.numeric_faults = frozenset(numeric_faults) & set(NUMERIC_FAULTS)
         _install_numeric_faults(self.model, self.numeric_faults)

@@ -40,9 +40,11 @@ def dequantize(blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = 
                rows_per_chunk: int = 1 << 22) -> torch.Tensor:
     """`[.., G, 16]` uint8 blocks and `[.., G]` uint8 scales to `[.., G * 32]` values of `dtype`.
 
-    Exact: codes are looked up in float32, scaled by `ldexp` in float32 and rounded once to `dtype`
-    (a no-op for float32/bfloat16 below overflow). A scale of 255 gives NaN for its whole block (OCP).
-    Works in chunks of `rows_per_chunk` blocks so that the int64 index tensors stay small on a GPU.
+    Exact: each byte is looked up as its two E2M1 values (low nibble first) and multiplied by its
+    block's `2 ** (s - 127)`, both exact in float32 and bfloat16 (the same exponent range, so that
+    product is the one rounding, a no-op below overflow); other dtypes compute in float32 and round
+    once. A scale of 255 gives NaN for its whole block (OCP). Works in chunks of `rows_per_chunk`
+    blocks so that the index tensors stay small on a GPU.
     """
     if blocks.dtype != torch.uint8 or scales.dtype != torch.uint8:
         raise ValueError(f"MXFP4 blocks and scales must be uint8, not {blocks.dtype} and {scales.dtype}")
@@ -52,18 +54,18 @@ def dequantize(blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = 
     *prefix, groups, width = blocks.shape
     rows = math.prod(prefix) * groups
     flat_blocks = blocks.reshape(rows, width)
-    flat_scales = scales.reshape(rows, 1)
+    flat_scales = scales.reshape(rows)
+    work = dtype if dtype in (torch.float32, torch.bfloat16) else torch.float32
     lut = torch.tensor(FP4_VALUES, dtype=torch.float32, device=blocks.device)
+    pairs = torch.stack([lut.repeat(16), lut.repeat_interleave(16)], dim=1).to(work)  # byte -> (low, high)
+    powers = torch.ldexp(torch.ones(256, device=blocks.device), torch.arange(256, device=blocks.device) - SCALE_BIAS)
+    powers[SCALE_NAN] = torch.nan
+    powers = powers.to(work)
     out = torch.empty(rows, BLOCK, dtype=dtype, device=blocks.device)
     for r0 in range(0, rows, rows_per_chunk):
         blk = flat_blocks[r0 : r0 + rows_per_chunk]
-        scale = flat_scales[r0 : r0 + rows_per_chunk]
-        values = torch.empty(blk.shape[0], BLOCK, dtype=torch.float32, device=blocks.device)
-        values[:, 0::2] = lut[(blk & 0x0F).long()]
-        values[:, 1::2] = lut[(blk >> 4).long()]
-        values = torch.ldexp(values, scale.int() - SCALE_BIAS)
-        values = torch.where(scale == SCALE_NAN, torch.nan, values)
-        out[r0 : r0 + rows_per_chunk] = values.to(dtype)
+        values = torch.nn.functional.embedding(blk.int(), pairs).reshape(blk.shape[0], BLOCK)
+        out[r0 : r0 + rows_per_chunk] = values * powers[flat_scales[r0 : r0 + rows_per_chunk].int()][:, None]
     return out.reshape(*prefix, groups * BLOCK)
 
 

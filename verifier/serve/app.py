@@ -94,7 +94,8 @@ class Server:
         max_tokens = _int(sampling_body, *max_names, default=MAX_TOKENS_DEFAULT)
         gen = self.engine.generate(prompt, max_tokens, stops, k=top_logprobs, transform=transform,
                                    **_sampling(sampling_body))
-        emitted = fault_modes.emitted_tokens(gen.tokens, faults, quirks)
+        emitted = fault_modes.grammar_in_reasoning(chat_body, fault_modes.emitted_tokens(gen.tokens, faults, quirks),
+                                                   faults)
         if emitted != gen.tokens:
             gen.tokens, gen.scored = emitted, []
         return prompt, gen, render.Reply.build(gen, faults, quirks)

@@ -71,6 +71,8 @@ QUIRKS: dict[str, Quirk] = {q.name: q for q in [
     Quirk(name="no-prompt-logprobs", description="Completions refuses prompt_logprobs and echo (no teacher "
             "forcing): drift falls back to greedy top_logprobs"),
     Quirk(name="no-logprobs", description="no log-probabilities anywhere: drift falls back to sampling"),
+    Quirk(name="fp32", description="`run` without a base URL: the built-in provider computes in fp32, the engine "
+            "golden came from (drift zero up to golden's rounding), instead of bf16, an honest engine golden never saw"),
 ]}
 
 
@@ -209,6 +211,23 @@ def emitted_tokens(tokens: list[int], faults: frozenset[str], quirks: frozenset[
         text = _CANONICAL_CALL.sub(r"<|start|>assistant to=\1<|channel|>commentary<|constrain|>json<|message|>", text)
         return harmony.encode_with_specials(text)
     return tokens
+
+
+def grammar_in_reasoning(chat_body: dict, tokens: list[int], faults: frozenset[str]) -> list[int]:
+    """`grammar-in-reasoning`: a server that applies a `json_schema` response format's grammar from the first
+    token, not from the final channel on, makes the model write the answer's JSON as its reasoning. Seen from
+    outside: each analysis message of a turn that ends in a final answer carries that answer's JSON. Turns
+    without such a format, or ending in a tool call, are left alone."""
+    if "grammar-in-reasoning" not in faults or harmony.json_schema_format(chat_body) is None:
+        return tokens
+    final = harmony.parse_completion(tokens).final
+    if final is None:
+        return tokens
+    out = list(tokens)
+    for span in reversed(harmony.content_spans(tokens)):
+        if span.channel == "analysis":
+            out[span.start:span.end] = harmony.encode(final)
+    return out
 
 
 def strict_parse_fails(tokens: list[int]) -> bool:
