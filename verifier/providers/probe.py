@@ -74,6 +74,14 @@ class Failed(Exception):
             return False
         return self.about_a_parameter or not self.not_offered
 
+    def offered(self, *names: str) -> bool | None:
+        """What the answer says of a request feature named by `names`: not offered (False) only where the
+        endpoint or parameter is missing, or the refusal says it is unsupported and names the feature; None
+        otherwise (any other 4xx is left to the run, where refusing a feature the host takes is a finding)."""
+        named = any(name in self.message.lower() for name in names)
+        refused = self.status in NOT_OFFERED_STATUSES or (self.not_offered and named)
+        return False if refused and not self.undecided else None
+
     def note(self) -> str:
         """The refusal as a capability note: one printable line, cut to `MAX_NOTE`."""
         text = self.message
@@ -249,24 +257,17 @@ class Prober:
                 _attempt(lambda body=body: self.post("/chat/completions", body))
             except Failed as failed:
                 self.caps.notes[f"tool_choice.{form}"] = failed.note()
-                # only a refusal of the form itself makes it unsupported; any other 4xx is left to the run,
-                # where a refusal of a form the host takes is a finding
-                refused_form = failed.status in NOT_OFFERED_STATUSES or (
-                    failed.not_offered and "tool_choice" in failed.message.lower())
-                self.caps.tool_choice[form] = False if refused_form and not failed.undecided else None
+                self.caps.tool_choice[form] = failed.offered("tool_choice")
                 continue
             self.caps.tool_choice[form] = True
 
     def response_format(self) -> None:
-        """A `json_schema` response format: unsupported only where the refusal says so, as for tool_choice (any
-        other 4xx is left to the run, where refusing a format the host takes is a finding)."""
+        """A `json_schema` response format: unsupported only where the refusal says so (`Failed.offered`)."""
         try:
             _attempt(lambda: self.post("/chat/completions", {**PROBE_CHAT, "response_format": PROBE_FORMAT}))
         except Failed as failed:
             self.caps.notes["response_format"] = failed.note()
-            named = any(word in failed.message.lower() for word in ("response_format", "json_schema"))
-            refused = failed.status in NOT_OFFERED_STATUSES or (failed.not_offered and named)
-            self.caps.response_format = False if refused and not failed.undecided else None
+            self.caps.response_format = failed.offered("response_format", "json_schema")
             return
         self.caps.response_format = True
 
