@@ -173,7 +173,8 @@ def _digest(raw_records: list) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _records_digest(records: list[GoldenRecord]) -> str:
+def records_digest(records: list[GoldenRecord]) -> str:
+    """sha256 of records (canonical JSON): a golden file's `content_sha256`."""
     return _digest([r.model_dump(mode="json") for r in records])
 
 
@@ -192,7 +193,7 @@ def golden_path(root: Path, checkpoint: str, dtype: str, suite: str) -> Path:
 def save(golden: GoldenFile, path: Path) -> Path:
     """Write a golden file (log-probabilities rounded to 1e-6, hash recomputed)."""
     _round(golden.records)
-    golden.content_sha256 = _records_digest(golden.records)
+    golden.content_sha256 = records_digest(golden.records)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(golden.model_dump_json())

@@ -32,8 +32,6 @@ may part at a near-tie.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -45,6 +43,7 @@ import torch
 from pydantic import BaseModel
 
 from verifier.errors import UsageError, VerifierError
+from verifier.golden import records_digest
 from verifier.reference import memory
 
 TP_PLAN = {
@@ -188,16 +187,12 @@ def _rank_cache(rank: int) -> Path | None:
     return own
 
 
-def records_digest(golden) -> str:
-    return hashlib.sha256(json.dumps([r.model_dump(mode="json") for r in golden.records]).encode()).hexdigest()
-
-
 def _agree(golden) -> None:
     """Every rank built the same records (a rank that decoded differently would desynchronise)."""
     import torch.distributed as dist
 
     digests: list[str | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(digests, records_digest(golden))
+    dist.all_gather_object(digests, records_digest(golden.records))
     if len(set(digests)) > 1:
         raise VerifierError(f"the {len(digests)} ranks built different records for {golden.provenance.suite}")
 
