@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 # Hermetic: every derived file (vocabulary, tokenizer.json, checkpoint) is rebuilt for the session,
-# as on a clean clone. Subprocesses (CLI tests) inherit it.
-os.environ.setdefault("GPT_OSS_VERIFY_CACHE", tempfile.mkdtemp(prefix="gpt-oss-verify-cache-"))
+# as on a clean clone. Subprocesses (CLI tests) inherit it. A cache the session made is removed when it
+# ends (about 0.5 GB each: left behind, a few hundred runs filled the disk CI shares).
+if "GPT_OSS_VERIFY_CACHE" not in os.environ:
+    os.environ["GPT_OSS_VERIFY_CACHE"] = tempfile.mkdtemp(prefix="gpt-oss-verify-cache-")
+    atexit.register(shutil.rmtree, os.environ["GPT_OSS_VERIFY_CACHE"], ignore_errors=True)
 os.environ.pop("TIKTOKEN_ENCODINGS_BASE", None)
 # The OpenAI SDK's variables are defaults of --base-url and the key: a developer's own must not redirect runs.
 for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
     os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parent.parent
+REAL_WIDTH_DISK_GB = 10  # the 6 GB repository plus what the tests that read it write beside it
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +105,14 @@ def verdicts(result: dict) -> dict[str, str]:
 def real_width_repo(tmp_path_factory):
     """gpt-oss-20b's exact widths at 2 layers, random seeded weights, laid out as a published repository: HF
     MXFP4 at the root, OpenAI's layout in original/, both sharded with an index. Written once per session
-    (about 6 GB) for the real_width tests of tests/test_real_width.py and tests/test_tensor_parallel.py."""
+    (about 6 GB) for the real_width tests of tests/test_real_width.py and tests/test_tensor_parallel.py, and
+    removed when the session ends. Refused up front where the disk cannot hold it, so that a full disk fails
+    these tests with its cause instead of every later test that writes a file."""
     from verifier.reference.synthetic import write_real_width
 
-    return write_real_width(tmp_path_factory.mktemp("real-width") / "gpt-oss-20b-2l", seed=0)
+    root = tmp_path_factory.mktemp("real-width")
+    free_gb = shutil.disk_usage(root).free / 2**30
+    if free_gb < REAL_WIDTH_DISK_GB:
+        pytest.fail(f"the real-width repository needs about {REAL_WIDTH_DISK_GB} GB free under {root}; {free_gb:.1f} GB is")
+    yield write_real_width(root / "gpt-oss-20b-2l", seed=0)
+    shutil.rmtree(root, ignore_errors=True)

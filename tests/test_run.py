@@ -15,7 +15,9 @@ import pytest
 from conftest import one_line_exit_2, run_cli
 
 from verifier.checks import ordered
-from verifier.serve.faults import FAULTS, QUIRKS
+from verifier.config import DEFAULT_SUITES
+from verifier.serve.faults import FAULTS, QUIRKS, Fault
+from verifier.suites import load_suite
 
 
 def _result(stdout: str) -> tuple[dict, Path]:
@@ -91,13 +93,36 @@ def test_fault_table_names_registered_checks():
             set(fault.targets) | set(fault.may_also_fail) - known))
 
 
+def targeted(fault: Fault) -> list[str]:
+    """The fault's run options, limited to the default suites its target checks run in: every suite of their
+    families, so each target sees the same cases as in a run over all suites, for a fraction of the requests.
+    A fault whose options name suites keeps them."""
+    if "--suite" in fault.run_args:
+        return list(fault.run_args)
+    families = {spec.family for spec in ordered() if spec.id in fault.targets}
+    suites = [name for name in DEFAULT_SUITES if families & set(load_suite(name).families)]
+    return [*fault.run_args, *(arg for name in suites for arg in ("--suite", name))]
+
+
+def test_a_targeted_fault_runs_the_suites_of_its_targets_and_no_others():
+    assert targeted(FAULTS["int4-experts"]) == ["--suite", "drift"]  # drift.teacher_forced lives in drift only
+    assert targeted(FAULTS["no-call-stop"]) == ["--suite", "tools"]
+    # rendering.prompt_ids runs in harmony and tools, effort.honoured in effort
+    assert targeted(FAULTS["effort-clamped"]) == ["--suite", "harmony", "--suite", "tools", "--suite", "effort"]
+    assert targeted(FAULTS["sliding-window-off"]) == ["--score-all", "--suite", "drift"]
+    named = FAULTS["no-call-stop"].model_copy(update={"run_args": ["--suite", "harmony"]})
+    assert targeted(named) == ["--suite", "harmony"]
+    assert all("--suite" in targeted(fault) for fault in FAULTS.values())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_each_fault_fails_its_target_checks(fault, tmp_path):
     """The fault matrix: every fault mode fails each of its target checks, fails nothing outside its
-    targets and may-also-fail collateral (faults.yaml), and nothing errors."""
+    targets and may-also-fail collateral (faults.yaml), and nothing errors. Each fault runs the suites
+    its targets live in (`targeted`), not all of them."""
     expected = FAULTS[fault]
-    proc = run_cli("run", "--out", str(tmp_path), "--fault", fault, *expected.run_args)
+    proc = run_cli("run", "--out", str(tmp_path), "--fault", fault, *targeted(expected))
     assert proc.returncode == 1 and "report: " in proc.stdout, proc.stdout + proc.stderr  # failed, not crashed
     result, _ = _result(proc.stdout)
     failed = {c["id"] for c in result["checks"] if c["verdict"] == "fail"}

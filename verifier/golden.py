@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +65,11 @@ class TokenScore(BaseModel):
         """Tokens an honest engine may take here: the teacher-forced top-1 and golden's own greedy token (the
         two differ only where `off_top1` or at an exact tie)."""
         return {self.top_ids[0], self.token} if self.top_ids else {self.token}
+
+    def honest_departure(self, took: Callable[[int], bool], wide_margin: float) -> bool:
+        """Whether an honest engine may leave golden's token here for the one `took` recognises: golden was
+        near a tie (margin below `wide_margin`), or the token taken is one of `honest_choices`."""
+        return self.margin < wide_margin or any(took(t) for t in self.honest_choices)
 
 
 class GoldenMessage(BaseModel):

@@ -188,6 +188,15 @@ def tie_in(done: Completion, name: str, margin: float = NEAR_TIE) -> dict[int, f
     return {done.content[name][0]: margin}
 
 
+def tie_at(done: Completion, name: str, text: str, margin: float = NEAR_TIE) -> dict[int, float]:
+    """Margins for a single near-tie at the token where `text` begins inside message `name`."""
+    span = done.content[name]
+    whole = harmony.decode(done.tokens[span.start:span.stop])
+    before = whole[:whole.index(text)]
+    at = next(i for i in span if len(harmony.decode(done.tokens[span.start:i + 1])) > len(before))
+    return {at: margin}
+
+
 def provenance(suite: str = "checks") -> Provenance:
     return Provenance(checkpoint="test", checkpoint_sha256="0" * 64, backend="test", dtype="fp32", device="cpu",
                       libraries={}, suite=suite, suite_version=1, suite_sha256="0" * 64, date=DATE, top_k=3,

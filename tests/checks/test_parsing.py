@@ -126,23 +126,103 @@ def test_another_answer_after_a_near_tie_in_the_answer_is_not_compared():
     done = completion()
     outcomes = run("parsing.final_text", _view(observation(content="Lyon"), golden_turn(request(), done,
                                                                                         tie_in(done, "final"))))
-    assert outcomes[0].message.startswith(f"golden has a near-tie (margin {NEAR_TIE:.2f} nats)")
+    assert outcomes[0].message.startswith("final answer differs after the reply leaves golden near a tie (position")
+    assert f"margin {NEAR_TIE:.2f} nats" in outcomes[0].message
+    return outcomes
+
+
+OTHER_BRANCH = "A user asks for the capital of France. That is Paris, so I answer with one word and stop there."
+"""REASONING with another first word: the other branch at a near-tie on golden's first analysis token."""
+LATE_BRANCH = "The user asks for the capital of France. That is Paris, so I reply with one word and stop there."
+"""REASONING with a word changed further on, where `tie_in(done, "analysis")` leaves golden decisive."""
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_another_answer_after_reasoning_that_took_the_other_branch_of_a_near_tie_is_not_compared():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    outcomes = run("parsing.final_text", _view(observation(reasoning=OTHER_BRANCH, content="Lyon"), golden))
+    assert f"position {done.content['analysis'][0]}" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_another_answer_after_reasoning_that_followed_golden_through_its_near_tie_fails():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    outcomes = run("parsing.final_text", _view(observation(content="Lyon"), golden))
+    assert f"position {done.content['final'][0]}" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_reasoning_that_leaves_golden_where_it_is_decisive_fails_whatever_comes_later():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    outcomes = run("parsing.final_text", _view(observation(reasoning=LATE_BRANCH, content="Lyon"), golden))
+    assert "at a decisive position" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.final_text", V.PASS)
+def test_the_golden_answer_after_reasoning_on_another_branch_passes():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    return run("parsing.final_text", _view(observation(reasoning=OTHER_BRANCH), golden))
+
+
+@shows("parsing.final_text", V.FAIL)
+def test_without_reasoning_another_answer_after_decisive_golden_analysis_fails():
+    outcomes = run("parsing.final_text", _view(observation(reasoning=None, content="Lyon"),
+                                               golden_turn(request(), completion())))
+    assert "the provider returned no reasoning" in outcomes[0].message
     return outcomes
 
 
 @shows("parsing.final_text", V.SKIP)
-def test_a_near_tie_in_the_reasoning_makes_the_answer_incomparable():
+def test_without_reasoning_another_answer_after_a_near_tie_in_golden_analysis_cannot_be_located():
     done = completion()
     golden = golden_turn(request(), done, tie_in(done, "analysis"))
-    return run("parsing.final_text", _view(observation(content="Lyon"), golden))
+    outcomes = run("parsing.final_text", _view(observation(reasoning=None, content="Lyon"), golden))
+    assert "cannot be told" in outcomes[0].message
+    return outcomes
 
 
-@shows("parsing.final_text", V.FAIL)
-def test_a_forced_position_does_not_count_as_a_near_tie():
+@shows("parsing.final_text", V.SKIP)
+def test_another_answer_to_a_request_that_is_not_golden_s_is_not_compared():
+    golden = golden_turn(request(), completion())
+    view = exchange_view(exchange(observation(content="Lyon"), request("And of Italy?")), golden)
+    return run("parsing.final_text", view)
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_leaving_golden_at_a_forced_position_is_left_to_the_tool_choice_check():
     done = completion()
-    (position,) = tie_in(done, "final")
-    golden = golden_turn(request(), done, tie_in(done, "final"), forced=[position])
-    return run("parsing.final_text", _view(observation(content="Lyon"), golden))
+    (position,) = tie_in(done, "final", BETWEEN)
+    golden = golden_turn(request(), done, forced=[position])
+    outcomes = run("parsing.final_text", _view(observation(content="Lyon"), golden))
+    assert "which tool_choice forced" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_reasoning_with_its_edges_trimmed_is_golden_s_reasoning():
+    done = completion(reasoning=REASONING + "\n")
+    golden = golden_turn(request(), done, tie_in(done, "final"))
+    outcomes = run("parsing.final_text", _view(observation(reasoning=" " + REASONING, content="Lyon"), golden))
+    assert "near a tie" in outcomes[0].message
+    return outcomes
+
+
+@shows("parsing.final_text", V.SKIP)
+def test_a_reasoning_summary_is_no_reasoning_to_locate_a_branch_in():
+    done = completion()
+    golden = golden_turn(request(), done, tie_in(done, "analysis"))
+    obs = observation(reasoning="Summary: capital question.", content="Lyon").model_copy(
+        update={"reasoning_fields": ["summary_text"]})
+    outcomes = run("parsing.final_text", _view(obs, golden))
+    assert "returned no reasoning" in outcomes[0].message
+    return outcomes
 
 
 @shows("parsing.final_text", V.FAIL)

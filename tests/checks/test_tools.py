@@ -1,5 +1,5 @@
-"""tools.*: finish_reason, the golden call (arguments compared only where golden is decisive), tokens after
-the stop, the tool loop, tool_choice."""
+"""tools.*: finish_reason, the golden call (differing arguments judged where the reply first leaves golden), tokens
+after the stop, the tool loop, tool_choice."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from verifier.checks.common import thresholds
 
 from .builders import (
     CALL_ARGUMENTS,
+    REASONING,
     calibration,
     call,
     case,
@@ -22,6 +23,7 @@ from .builders import (
     run,
     shows,
     suite_view,
+    tie_at,
     tie_in,
     tool_request,
     usage,
@@ -110,9 +112,32 @@ def test_other_valid_arguments_where_golden_is_decisive_fail():
 
 
 @shows("tools.call_match", V.PASS)
-def test_other_valid_arguments_after_a_near_tie_in_them_pass():
+def test_other_valid_arguments_that_leave_golden_at_a_near_tie_pass():
+    golden = _call_golden(margins=lambda done: tie_at(done, "call", "Paris"))
+    outcomes = run("tools.call_match", _view(observation(calls=[call(arguments='{"city":"Lyon"}')]), golden))
+    assert "differ from the reference's, not compared: the reply leaves golden near a tie" in outcomes[0].message
+    return outcomes
+
+
+@shows("tools.call_match", V.PASS)
+def test_other_arguments_in_another_json_layout_are_judged_where_their_values_part():
+    golden = _call_golden(margins=lambda done: tie_at(done, "call", "Paris"))
+    outcomes = run("tools.call_match", _view(observation(calls=[call(arguments='{ "city": "Lyon" }')]), golden))
+    assert "near a tie" in outcomes[0].message
+    return outcomes
+
+
+@shows("tools.call_match", V.FAIL)
+def test_other_valid_arguments_after_following_golden_through_a_near_tie_fail():
     golden = _call_golden(margins=lambda done: tie_in(done, "call"))
     return run("tools.call_match", _view(observation(calls=[call(arguments='{"city":"Lyon"}')]), golden))
+
+
+@shows("tools.call_match", V.PASS)
+def test_other_arguments_after_reasoning_on_another_branch_pass():
+    golden = _call_golden(margins=lambda done: tie_in(done, "analysis"))
+    obs = observation(reasoning="A" + REASONING[3:], calls=[call(arguments='{"city":"Lyon"}')])
+    return run("tools.call_match", _view(obs, golden))
 
 
 @shows("tools.call_match", V.PASS)
@@ -124,13 +149,13 @@ def test_arguments_are_not_compared_when_the_request_renders_to_another_prompt()
 
 @shows("tools.call_match", V.FAIL)
 def test_a_margin_above_the_default_compares_arguments_without_calibration():
-    golden = _call_golden(margins=lambda done: tie_in(done, "call", 1.5))
+    golden = _call_golden(margins=lambda done: tie_at(done, "call", "Paris", 1.5))
     return run("tools.call_match", _view(observation(calls=[call(arguments='{"city":"Lyon"}')]), golden))
 
 
 @shows("tools.call_match", V.PASS)
 def test_the_same_margin_below_the_calibrated_flip_margin_leaves_arguments_uncompared():
-    golden = _call_golden(margins=lambda done: tie_in(done, "call", 1.5))
+    golden = _call_golden(margins=lambda done: tie_at(done, "call", "Paris", 1.5))
     obs = observation(calls=[call(arguments='{"city":"Lyon"}')])
     return run("tools.call_match", _view(obs, golden, cal=calibration()))
 

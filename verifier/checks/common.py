@@ -9,6 +9,8 @@ Thresholds come from two places:
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from pydantic import BaseModel
 from verifier import harmony
 from verifier.drift.calibration import Calibration
 from verifier.golden import GoldenTurn
-from verifier.observation import ToolCall
+from verifier.observation import Observation, ToolCall
 
 THRESHOLDS_FILE = Path(__file__).parent / "thresholds.json"
 
@@ -74,18 +76,93 @@ def span_end(turn: GoldenTurn, channel: str, recipient: bool = False) -> int | N
     return None
 
 
-def text_is_comparable(turn: GoldenTurn, channel: str, recipient: bool = False,
-                       calibration: Calibration | None = None) -> tuple[bool, float]:
-    """Whether golden text on `channel` is stable enough to compare exactly, and the margin that decided it.
+@dataclass(frozen=True)
+class Departure:
+    """Where a reply first leaves golden's greedy completion, and whether an honest engine may leave there."""
 
-    Exact comparison is fair only where every golden token up to the end of that message had a wide
-    margin: after a near-tie an honest engine may take the other branch.
+    position: int
+    """Golden completion position of the first token that differs."""
+    margin: float
+    """Golden's top-1/top-2 gap there (nats)."""
+    honest: bool
+    """Golden was near a tie there, or the reply took a token an honest engine may take
+    (`TokenScore.honest_departure`): text after it is another branch, not a defect."""
+    reasoning_assumed: bool = False
+    """The provider returned no reasoning; golden's analysis (decisive throughout) stood in for it."""
+
+    def describe(self) -> str:
+        kind = "near a tie" if self.honest else "at a decisive position"
+        where = " after golden's analysis (the provider returned no reasoning)" if self.reasoning_assumed else ""
+        return f"the reply leaves golden {kind} (position {self.position}{where}, margin {self.margin:.2f} nats)"
+
+
+def departure(turn: GoldenTurn, obs: Observation, calls: list[ToolCall] | None = None,
+              calibration: Calibration | None = None) -> Departure | str:
+    """Where a reply that differs from golden first leaves it, or why that cannot be told.
+
+    The one rule for a turn that left golden: the reply and golden are compared as Harmony tokens
+    (`canonical_completion` of each), and what decides is golden's margin at the first token that differs.
+    Leaving golden near a tie is an honest branch, so what follows it is not compared; leaving it where
+    golden was decisive is a different computation. What an honest server may change without computing
+    otherwise is undone first: whitespace around the reasoning, and the layout of JSON arguments (spaces,
+    key order, escapes). A provider that returns no reasoning (or only a summary of it) is judged after
+    golden's analysis only where that analysis was decisive throughout (an honest engine would have
+    written the same); otherwise where it left golden cannot be told. A position a `tool_choice`
+    constraint forced is the constraint's to judge (`tools.tool_choice`), not this rule's.
     """
-    end = span_end(turn, channel, recipient)
-    if end is None:
-        return False, float("nan")
-    margin = min_margin(turn, end)
-    return margin >= wide_margin(calibration), margin
+    wide = wide_margin(calibration)
+    calls = obs.tool_calls if calls is None else calls
+    reasoning = None if set(obs.reasoning_fields) == {"summary_text"} else obs.reasoning
+    if reasoning is not None and reasoning.strip() == turn.reasoning.strip():
+        reasoning = turn.reasoning
+    assumed = bool(turn.reasoning) and not reasoning
+    if assumed:
+        analysis_end = span_end(turn, "analysis")
+        margin = min_margin(turn, analysis_end) if analysis_end is not None else float("inf")
+        if margin < wide:
+            return ("the provider returned no reasoning and golden's analysis has a near-tie "
+                    f"(margin {margin:.2f} nats): where the reply left golden cannot be told")
+        reasoning = turn.reasoning
+    golden_calls = [ToolCall(id="golden", name=m.recipient.removeprefix("functions."), arguments=m.text)
+                    for m in turn.tool_calls]
+    calls = [c.model_copy(update={"arguments": laid_out_like(c.arguments, g.arguments)})
+             for c, g in zip(calls, golden_calls)] + calls[len(golden_calls):]
+    expected = canonical_completion(turn.reasoning, turn.final, golden_calls)
+    got = canonical_completion(reasoning, obs.content, calls)
+    at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    if expected[:at] != turn.completion_token_ids[:at] or at >= len(turn.scores):
+        return "golden's tokens are not its text's canonical tokens up to where the reply differs: not located"
+    if at in turn.forced_positions:
+        return f"the reply leaves golden at position {at}, which tool_choice forced (tools.tool_choice judges it)"
+    score = turn.scores[at]
+    took = got[at] if at < len(got) else None
+    return Departure(position=at, margin=score.margin, honest=score.honest_departure(lambda t: t == took, wide),
+                     reasoning_assumed=assumed)
+
+
+def laid_out_like(arguments: str, golden: str) -> str:
+    """`arguments` in golden's JSON layout (compact, golden's key order where the keys are golden's,
+    Unicode unescaped) when both parse and golden's text is that layout; otherwise as given."""
+    try:
+        value, reference = json.loads(arguments), json.loads(golden)
+    except (json.JSONDecodeError, RecursionError):
+        return arguments
+    if _compact(reference) != golden:
+        return arguments
+    return _compact(_ordered_like(value, reference))
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ordered_like(value: object, reference: object) -> object:
+    if isinstance(value, dict) and isinstance(reference, dict):
+        keys = [k for k in reference if k in value] + [k for k in value if k not in reference]
+        return {k: _ordered_like(value[k], reference.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(reference, list):
+        return [_ordered_like(v, r) for v, r in zip(value, reference)] + value[len(reference):]
+    return value
 
 
 def reasoning_length(text: str | None) -> int:

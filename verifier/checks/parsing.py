@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from verifier import harmony
 from verifier.checks.base import ExchangeView, Outcome, SuiteView, Verdict, check
-from verifier.checks.common import text_is_comparable
+from verifier.checks.common import departure
 from verifier.exchange import Exchange
 from verifier.observation import Failure, deterministic, looks_random
 
@@ -74,22 +74,31 @@ def no_empty_answer(view: ExchangeView):
 
 @check(
     "parsing.final_text", "parsing",
-    title="the final answer equals the reference's greedy answer where the reference is decisive",
-    why="a different answer under greedy decoding means a different computation, unless the reference "
-        "itself was near a tie",
+    title="the final answer equals the reference's greedy answer unless the reply left golden near a tie",
+    why="a different answer under greedy decoding means a different computation, unless the reply took "
+        "another branch where the reference itself was near a tie",
     source="temperature-0 comparisons; transformers' own gpt-oss fixtures differ across kernels after near-ties",
-    compares="text, only where every golden token had a wide margin",
+    compares="text; a differing answer is judged where the reply first leaves golden (reasoning included): "
+             "near a tie it is an honest branch and skipped, at a decisive position it fails",
 )
 def final_text(view: ExchangeView):
     golden = view.golden
     if golden is None or golden.final is None:
         return None
-    comparable, margin = text_is_comparable(golden, "final", calibration=view.calibration)
-    if not comparable:
-        return view.outcome(Verdict.SKIP, f"golden has a near-tie (margin {margin:.2f} nats): text not compared")
-    if (view.obs.content or "") == golden.final:
-        return view.outcome(Verdict.PASS, "final answer equals the reference's", golden.final, view.obs.content)
-    return view.outcome(Verdict.FAIL, "final answer differs from the reference's", golden.final, view.obs.content)
+    obs = view.obs
+    if (obs.content or "") == golden.final:
+        return view.outcome(Verdict.PASS, "final answer equals the reference's", golden.final, obs.content)
+    if not view.same_prompt:
+        return view.outcome(Verdict.SKIP, "the request does not render to golden's prompt (in a tool loop: an "
+                            "earlier turn took another branch): text not compared")
+    left = departure(golden, obs, calibration=view.calibration)
+    if isinstance(left, str):
+        return view.outcome(Verdict.SKIP, f"final answer differs, but {left}")
+    if left.honest:
+        return view.outcome(Verdict.SKIP, f"final answer differs after {left.describe()}: another honest branch",
+                            golden.final, obs.content)
+    return view.outcome(Verdict.FAIL, f"final answer differs from the reference's: {left.describe()}",
+                        golden.final, obs.content)
 
 
 @check(

@@ -10,6 +10,8 @@ meet golden, after the previous one.
 
 from __future__ import annotations
 
+from functools import partial
+
 from verifier import harmony
 from verifier.golden import GoldenTurn, TokenScore
 from verifier.observation import TokenLogprob
@@ -80,7 +82,7 @@ def greedy_positions(golden: GoldenTurn, logprobs: list[TokenLogprob], flip_marg
             ref = golden.scores[i]
             if not matches(item, ids[i]):
                 aligned = golden.model_copy(update={"scores": scores})
-                if ref.margin >= flip_margin and not any(matches(item, t) for t in ref.honest_choices):
+                if not ref.honest_departure(partial(matches, item), flip_margin):
                     return aligned, out, f"greedy path left golden at a decisive position (margin {ref.margin:.2f} nats)"
                 return aligned, out, None
             scores.append(ref)

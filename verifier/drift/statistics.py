@@ -154,7 +154,7 @@ def confident_flip(ref: TokenScore, provider: dict[int, float], flip_margin: flo
     otherwise than its teacher-forced pass) an honest engine on golden's greedy path reports it as its
     top-1, as the reference did."""
     best = max(provider, key=provider.get) if provider else None
-    return best is not None and best not in ref.honest_choices and ref.margin >= flip_margin
+    return best is not None and not ref.honest_departure(lambda t: t == best, flip_margin)
 
 
 def position_drift(key: str, ref: TokenScore, got: PositionScore, flip_margin: float, k: int | None = None
