@@ -24,6 +24,7 @@ from verifier import harmony
 from verifier.paths import suites_dir
 from verifier.testmodel import data
 from verifier.testmodel.compact import CompactModel, compact_config, load_compact, save_compact
+from verifier.testmodel.v2 import data as data_v2
 
 
 def _batches(examples: list[data.Example], batch: int, rng: random.Random):
@@ -87,10 +88,16 @@ def _initialise(model: CompactModel, used: list[int], init: Path) -> dict:
     return meta
 
 
-def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path, init: Path | None = None) -> None:
+WORLDS = {"v1": data, "v2": data_v2}
+"""The teachers: v1 (the shipped checkpoint's) and v2 (issue 16's hesitant world; suites from scripts/make_suites_v2.py)."""
+
+
+def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path, init: Path | None = None,
+          world: str = "v1", suites: Path | None = None) -> None:
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    examples = data.build_dataset(n_examples, seed, suites_dir())
+    teacher = WORLDS[world]
+    examples = teacher.build_dataset(n_examples, seed, suites or suites_dir())
     used = sorted(set().union(*(e.tokens for e in examples)) | extra_tokens())
     if init is not None:
         used = sorted(set(used) | set(load_compact(init)[1].tolist()))
@@ -121,7 +128,8 @@ def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Pa
             print(f"step {step} loss {running / 50:.4f} {time.time() - start:.0f}s", flush=True)
             running = 0.0
     save_compact(model, used, out, {"seed": seed, "steps": steps, "examples": n_examples, "lr": lr,
-                                    "batch": batch, "forced_share": data.FORCED_SHARE, "init": history})
+                                    "batch": batch, "forced_share": teacher.FORCED_SHARE, "world": world,
+                                    "init": history})
     print(f"saved to {out} after {time.time() - start:.0f}s")
 
 
@@ -134,11 +142,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
     parser.add_argument("--init", type=Path, help="continue from these compact weights")
-    parser.add_argument("--forced-share", type=float, default=data.FORCED_SHARE,
-                        help="share of requests with tools whose tool_choice forces a call")
+    parser.add_argument("--forced-share", type=float, help="share of requests with tools whose tool_choice forces a call")
+    parser.add_argument("--world", choices=sorted(WORLDS), default="v1", help="the teacher (default v1, the shipped one)")
+    parser.add_argument("--suites", type=Path, help="suites whose cases join the training data (default: the shipped)")
     args = parser.parse_args()
-    data.FORCED_SHARE = args.forced_share
-    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out, args.init)
+    if args.forced_share is not None:
+        WORLDS[args.world].FORCED_SHARE = args.forced_share
+    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out, args.init, args.world, args.suites)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The v2 conformance world: a hesitant checkpoint, eleven tools, structured outputs, effort several-fold."""
