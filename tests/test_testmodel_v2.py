@@ -117,3 +117,23 @@ def test_training_examples_render_and_include_the_suite_requests(suites, tmp_pat
     assert len(examples) == 300
     assert all(0 < e.loss_from < len(e.tokens) for e in examples)
     assert max(e.loss_from for e in examples) > 600  # eleven tool declarations
+
+
+def test_evaluation_walks_every_loop_step_and_classes_positions(suites, tmp_path):
+    from verifier.testmodel.v2 import evaluate
+
+    for name, suite in suites.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "suite.yaml").write_text(f"name: {name}\nversion: 2\nfamilies: {suite.families}\n")
+        (folder / "cases.jsonl").write_text("\n".join(json.dumps(c.model_dump()) for c in suite.cases))
+    found = evaluate.turns(tmp_path)
+    assert len(found) == sum(len(_turns(c)) for s in suites.values() for c in s.cases)
+    assert any(t.label.endswith("#2") for t in found)  # a second tool round
+    reply = oracle.respond(found[0].request)
+    tokens = harmony.encode_with_specials(reply.harmony_text())
+    classes = evaluate._classes(tokens)
+    text_of = {cls: harmony.decode([t for t, c in zip(tokens, classes, strict=True) if c == cls])
+               for cls in set(classes)}
+    assert text_of["free"].startswith(reply.analysis.render()) and "<|" not in text_of["free"]
+    assert "<|channel|>" in text_of["structural"]

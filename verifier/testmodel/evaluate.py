@@ -47,7 +47,7 @@ def _requests() -> list[tuple[str, dict]]:
     return out
 
 
-def _renderings(request: dict) -> dict[str, list[int]]:
+def renderings(request: dict) -> dict[str, list[int]]:
     today = datetime.date.today().isoformat()
     canonical = harmony.render_chat(request)
     vllm_like = harmony.decode(harmony.render_chat(request, today))
@@ -60,7 +60,7 @@ def evaluate(engine: Engine) -> list[Outcome]:
     outcomes = []
     for label, request in _requests():
         want = oracle.respond(request).harmony_text()
-        for name, prompt in _renderings(request).items():
+        for name, prompt in renderings(request).items():
             gen = engine.generate(prompt, 200, harmony.ASSISTANT_STOPS, k=2, transform=constraints.for_request(request))
             got = harmony.decode(gen.tokens)
             margin = min(s.top.logprobs[0] - s.top.logprobs[1] for i, s in enumerate(gen.scored) if i not in gen.forced)
