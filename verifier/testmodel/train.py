@@ -93,7 +93,7 @@ WORLDS = {"v1": data, "v2": data_v2}
 
 
 def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path, init: Path | None = None,
-          world: str = "v1", suites: Path | None = None) -> None:
+          world: str = "v1", suites: Path | None = None, save_every: int = 0) -> None:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     teacher = WORLDS[world]
@@ -127,9 +127,10 @@ def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Pa
         if step % 50 == 0:
             print(f"step {step} loss {running / 50:.4f} {time.time() - start:.0f}s", flush=True)
             running = 0.0
-    save_compact(model, used, out, {"seed": seed, "steps": steps, "examples": n_examples, "lr": lr,
-                                    "batch": batch, "forced_share": teacher.FORCED_SHARE, "world": world,
-                                    "init": history})
+        if step == steps or (save_every and step % save_every == 0):
+            save_compact(model, used, out, {"seed": seed, "steps": steps, "saved_at_step": step,
+                                            "examples": n_examples, "lr": lr, "batch": batch,
+                                            "forced_share": teacher.FORCED_SHARE, "world": world, "init": history})
     print(f"saved to {out} after {time.time() - start:.0f}s")
 
 
@@ -145,10 +146,12 @@ def main() -> None:
     parser.add_argument("--forced-share", type=float, help="share of requests with tools whose tool_choice forces a call")
     parser.add_argument("--world", choices=sorted(WORLDS), default="v1", help="the teacher (default v1, the shipped one)")
     parser.add_argument("--suites", type=Path, help="suites whose cases join the training data (default: the shipped)")
+    parser.add_argument("--save-every", type=int, default=0, help="also save the weights every N steps")
     args = parser.parse_args()
     if args.forced_share is not None:
         WORLDS[args.world].FORCED_SHARE = args.forced_share
-    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out, args.init, args.world, args.suites)
+    train(args.steps, args.examples, args.seed, args.batch, args.lr, args.out, args.init, args.world, args.suites,
+          args.save_every)
 
 
 if __name__ == "__main__":
