@@ -3,6 +3,8 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# two pytest-xdist workers: most tests wait on one core (a server, a subprocess), so two share two cores well
+TEST_WORKERS ?= 2
 SHELL   := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 # pip warns about every missing local index entry; keep its real output, drop that noise
@@ -27,7 +29,7 @@ demo: install
 ## test: install, then run the test suite (installs Debian's chromium, for the report's browser test, when missing)
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check verifier tests scripts benchmarks

@@ -16,12 +16,38 @@ import pytest
 if "GPT_OSS_VERIFY_CACHE" not in os.environ:
     os.environ["GPT_OSS_VERIFY_CACHE"] = tempfile.mkdtemp(prefix="gpt-oss-verify-cache-")
     atexit.register(shutil.rmtree, os.environ["GPT_OSS_VERIFY_CACHE"], ignore_errors=True)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # each pytest-xdist worker derives its own files, inside the session's cache
+    os.environ["GPT_OSS_VERIFY_CACHE"] = os.path.join(os.environ["GPT_OSS_VERIFY_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
 os.environ.pop("TIKTOKEN_ENCODINGS_BASE", None)
 # The OpenAI SDK's variables are defaults of --base-url and the key: a developer's own must not redirect runs.
 for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
     os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parent.parent
+SHARED_GROUPS = {"real_width_repo": "real-width"}
+"""Session fixtures too big to build once per worker: the tests that use one share a worker."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs two pytest-xdist workers (`--dist loadgroup`). A test that uses a module-scoped fixture
+    runs on the worker of its module's other such tests (the fixture is built once), one that uses a fixture of
+    SHARED_GROUPS on that group's worker; every other test goes wherever a worker is free (the fault matrix, for
+    one, spreads over both)."""
+    for item in items:
+        if group := _xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _xdist_group(item) -> str | None:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    if shared := next((SHARED_GROUPS[name] for name in info.names_closure if name in SHARED_GROUPS), None):
+        return shared
+    module_scoped = any(d.scope == "module" for name in info.names_closure for d in info.name2fixturedefs.get(name, ()))
+    return item.module.__name__ if module_scoped else None
+
+
 REAL_WIDTH_DISK_GB = 10  # the 6 GB repository plus what the tests that read it write beside it
 
 

@@ -85,7 +85,7 @@ def ensure_vocab(directory: Path | None = None) -> Path:
                 f"bundled {VOCAB_FILE} has sha256 {digest}, expected {O200K_SHA256}"
             )
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(target)
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(directory)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-"""The checkout's root; only developer tools (the vLLM harness, calibration) use it."""
+"""The checkout's root; only developer tools (calibration) use it."""
 
 
 def cache_dir() -> Path:
@@ -16,6 +20,34 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if missing) across processes: one process builds or
+    installs into a shared cache while others wait, then find it done."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def made_once(out: Path, ready: Callable[[], bool], make: Callable[[Path], object]) -> Path:
+    """The cached directory `out`: unless `ready()`, `make(folder)` writes it into a sibling folder that is then
+    renamed into place, one process at a time (the others wait, then find it ready)."""
+    if ready():
+        return out
+    with exclusive(out.with_name(out.name + ".lock")):
+        if not ready():
+            partial = out.with_name(out.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            make(partial)
+            shutil.rmtree(out, ignore_errors=True)
+            partial.rename(out)
+    return out
 
 
 def data_dir() -> Path:

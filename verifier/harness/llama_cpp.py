@@ -35,6 +35,7 @@ from pathlib import Path
 
 from verifier.errors import ProviderError
 from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
+from verifier.paths import exclusive
 
 VERSION = "0.3.36"
 """llama-cpp-python sdist whose vendored llama.cpp is built."""
@@ -107,7 +108,11 @@ def ensure_built(log=print) -> Path:
     """Build (or reuse) llama-server and llama-quantize; returns the binaries' folder."""
     if built():
         return binary("llama-server").parent
-    cache_dir().mkdir(parents=True, exist_ok=True)
+    with exclusive(cache_dir() / ".lock"):  # another process may be building it
+        return binary("llama-server").parent if built() else _build(log)
+
+
+def _build(log) -> Path:
     _fetch_source(log)
     build = cache_dir() / "build"
     log(f"building llama.cpp {TARGETS} from llama-cpp-python {VERSION} into {cache_dir()} (4-12 minutes on 2 cores)")
@@ -161,7 +166,11 @@ def ensure_gguf(kind: str, checkpoint: Path | None = None, log=print) -> Path:
     out = cache_dir() / "gguf" / f"{checkpoint.name}-{_checkpoint_key(checkpoint)}-{kind}.gguf"
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out.with_suffix(".lock")):  # another process may be converting it
+        return out if out.is_file() else _convert(kind, checkpoint, out, log)
+
+
+def _convert(kind: str, checkpoint: Path, out: Path, log) -> Path:
     partial = out.with_suffix(".partial")
     if kind in CONVERTED:
         log(f"converting {checkpoint} to GGUF {kind}")

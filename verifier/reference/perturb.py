@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from verifier.errors import UsageError
-from verifier.paths import cache_dir
+from verifier.paths import cache_dir, made_once
 
 SINK_OFF = -1.0e4
 """A sink logit this low contributes exp(-1e4) = 0 to every softmax: the sink is gone."""
@@ -111,13 +111,7 @@ def cached(checkpoint: Path, kind: str) -> Path:
     """The perturbed copy of `checkpoint` in the cache, written on first use."""
     tag = hashlib.sha256(f"{Path(checkpoint).resolve()}:{kind}".encode()).hexdigest()[:12]
     out = cache_dir() / "perturbed" / f"{kind}-{tag}"
-    if not (out / "config.json").is_file():
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        perturb(checkpoint, kind, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    return out
+    return made_once(out, (out / "config.json").is_file, lambda folder: perturb(checkpoint, kind, folder))
 
 
 def faulty_engine(checkpoint: Path, fault: str, dtype: str = "bf16"):

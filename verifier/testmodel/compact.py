@@ -17,7 +17,7 @@ import torch
 
 from verifier import harmony
 from verifier.errors import CheckpointError
-from verifier.paths import cache_dir
+from verifier.paths import cache_dir, made_once
 from verifier.testmodel.tokenizer import TOKENIZER_VERSION, build_tokenizer_json
 
 NAME = "gpt-oss-conformance"
@@ -136,12 +136,5 @@ def default_checkpoint() -> Path:
     """The materialised conformance checkpoint in the cache (materialised on first use)."""
     digest = weights_digest()[:12]
     out = cache_dir() / "checkpoints" / f"{NAME}-{digest}-t{TOKENIZER_VERSION}"
-    if not (out / "model.safetensors").is_file() or not (out / "tokenizer.json").is_file():
-        tmp = out.with_name(out.name + ".partial")
-        materialize(tmp)
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        tmp.rename(out)
-    return out
+    return made_once(out, lambda: (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file(),
+                     materialize)

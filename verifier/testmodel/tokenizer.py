@@ -8,6 +8,7 @@ neither `tiktoken` nor `blobfile` nor the network is needed.
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def build_tokenizer_json(target: Path) -> Path:
         tokenizer = _Converter(vocab_file=str(vocab), pattern=O200K_PATTERN,
                                extra_special_tokens=specials).converted()
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tokenizer.save(str(tmp))
         tmp.replace(cached)
     target.parent.mkdir(parents=True, exist_ok=True)
