@@ -7,7 +7,7 @@
 The source is the llama.cpp tree vendored in the `llama-cpp-python` sdist (pinned below), fetched
 from the package index with pip. `llama-server` and `llama-quantize` are built once per version into
 a cache outside the clone (`$GPT_OSS_VERIFY_LLAMA_CPP_CACHE`, default
-`~/.cache/gpt-oss-verify/llama.cpp-VERSION-CPUKEY`) and reused whenever present (the first time 4 minutes
+`~/.cache/gpt-oss-verify/llama.cpp-VERSION-noamx-CPUKEY`) and reused whenever present (the first time 4 minutes
 on 2 free cores, 12 on busy ones). The conformance checkpoint is converted with the tree's own
 `convert_hf_to_gguf.py` (f32, bf16) and quantised with `llama-quantize` (Q8_0, Q4_0, MXFP4_MOE); GGUF files are cached beside the
 binaries (`_checkpoint_key`).
@@ -51,10 +51,15 @@ SERVER_FLAGS = ("-np", "1", "-c", "4096", "-t", "1", "--jinja", "--top-k", "0", 
 Jinja templates, and no truncation of the sampling distribution."""
 
 
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+"""A native build still leaves AMX out: in VMs that advertise AMX without granting its tile state (measured on a
+Sapphire Rapids guest) llama-server dies of SIGILL on the first Q4_0 / MXFP4 matmul."""
+
+
 def cache_dir() -> Path:
     """Where this version's build lives: keyed by version and by the CPU's instruction-set flags, since the
     build is native (`GGML_NATIVE`): binaries restored on another CPU would die of an illegal instruction."""
-    default = Path.home() / ".cache" / "gpt-oss-verify" / f"llama.cpp-{VERSION}-{_cpu_key()}"
+    default = Path.home() / ".cache" / "gpt-oss-verify" / f"llama.cpp-{VERSION}-noamx-{_cpu_key()}"
     return Path(os.environ.get("GPT_OSS_VERIFY_LLAMA_CPP_CACHE") or default)
 
 
@@ -119,7 +124,8 @@ def _build(log) -> Path:
     began = time.monotonic()
     options = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TESTS=OFF",
                "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
-               "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON"]
+               "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON",
+               f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     _logged(["cmake", "-S", str(source_dir()), "-B", str(build), *generator, *options], cache_dir() / "build.log")
     jobs = str(os.cpu_count() or 2)
