@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from verifier import harmony
-from verifier.testmodel.data import Example, server_variant
+from verifier.testmodel.data import Example, server_variant, suite_requests
 from verifier.testmodel.v2 import oracle, tools
 
 FORCED_SHARE = 0.2
@@ -230,17 +230,6 @@ def render_example(request: dict, rng: random.Random) -> Example:
         start = len(prompt) + len(harmony.encode_with_specials(head))
         no_loss = tuple(range(start, start + len(harmony.encode(reply.forced))))
     return Example(prompt + completion, len(prompt), no_loss)
-
-
-def suite_requests(suites_dir: Path) -> list[tuple[dict, dict]]:
-    """(request, tool_results) for every case of the suites in `suites_dir`."""
-    out = []
-    for path in sorted(suites_dir.glob("*/cases.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                case = json.loads(line)
-                out.append((case["request"], case.get("tool_results") or {}))
-    return out
 
 
 def _loop(rng: random.Random, request: dict, results: dict | None) -> dict:

@@ -23,25 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from verifier import harmony
+from verifier.testmodel.oracle import CAPITALS, CITIES, CONDITIONS, GREETINGS, THANKS
+from verifier.testmodel.oracle import CURRENCIES as CURRENCIES  # re-exported for v2.data
 from verifier.testmodel.v2.text import Text
 from verifier.testmodel.v2.tools import TOOLS
 
-CAPITALS = {
-    "France": "Paris", "Japan": "Tokyo", "Germany": "Berlin", "Spain": "Madrid", "Italy": "Rome",
-    "Egypt": "Cairo", "Canada": "Ottawa", "Australia": "Canberra", "Kenya": "Nairobi",
-    "Peru": "Lima", "Norway": "Oslo", "Ireland": "Dublin", "Austria": "Vienna", "Greece": "Athens",
-    "Portugal": "Lisbon", "Poland": "Warsaw", "Finland": "Helsinki", "Sweden": "Stockholm",
-    "Belgium": "Brussels", "Thailand": "Bangkok", "Russia": "Moscow", "China": "Beijing",
-    "India": "Delhi", "Mexico": "Mexico City", "Netherlands": "Amsterdam", "Korea": "Seoul",
-}
-CITIES = [
-    "Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Sydney", "Toronto", "Mumbai",
-    "Amsterdam", "Delhi", "Oslo", "Cairo", "Dublin", "Vienna", "Lisbon", "Seoul", "Lima", "Zürich", "São Paulo",
-]
-CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "INR"]
-CONDITIONS = ["sunny", "cloudy", "rainy", "windy", "snowy", "foggy"]
-GREETINGS = ["Hello!", "Hi there!", "Good morning!", "Hi!", "Good evening!"]
-THANKS = ["Thanks!", "Thank you!", "Thank you very much!"]
+CITIES = [*CITIES, "Zürich", "São Paulo"]
+"""v1's cities and two with non-ASCII names."""
 
 CHAIN: list[tuple[str, str]] = [
     ("I should answer clearly.", "I should reply clearly."),
