@@ -28,7 +28,7 @@ from verifier.suites import load_suite
 
 pytestmark = pytest.mark.real_width
 
-SUITE, CASE, MAX_TOKENS = "harmony", "capital-japan-system", 32
+SUITE, CASE, MAX_TOKENS = "harmony", "system-instructions", 32
 NAME = "gpt-oss-20b-2l"
 GOLDEN_ROUNDING = 5e-7
 """Golden stores log-probabilities rounded to 1e-6."""

@@ -107,8 +107,9 @@ def targeted(fault: Fault) -> list[str]:
 def test_a_targeted_fault_runs_the_suites_of_its_targets_and_no_others():
     assert targeted(FAULTS["int4-experts"]) == ["--suite", "drift"]  # drift.teacher_forced lives in drift only
     assert targeted(FAULTS["no-call-stop"]) == ["--suite", "tools"]
-    # rendering.prompt_ids runs in harmony and tools, effort.honoured in effort
-    assert targeted(FAULTS["effort-clamped"]) == ["--suite", "harmony", "--suite", "tools", "--suite", "effort"]
+    # rendering.prompt_ids runs in harmony, tools and structured, effort.honoured in effort
+    assert targeted(FAULTS["effort-clamped"]) == ["--suite", "harmony", "--suite", "tools", "--suite", "structured",
+                                                  "--suite", "effort"]
     assert targeted(FAULTS["sliding-window-off"]) == ["--score-all", "--suite", "drift"]
     named = FAULTS["no-call-stop"].model_copy(update={"run_args": ["--suite", "harmony"]})
     assert targeted(named) == ["--suite", "harmony"]

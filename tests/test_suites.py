@@ -13,7 +13,7 @@ from verifier.suites import available, load_suite, reasoning_field
 
 def test_shipped_suites_load():
     names = available()
-    assert {"harmony", "tools", "effort", "drift"} <= set(names)
+    assert {"harmony", "tools", "structured", "effort", "drift"} <= set(names)
     for name in names:
         suite = load_suite(name)
         assert suite.cases and len(suite.sha256) == 64

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def suites(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_suites_v2", REPO / "scripts" / "make_suites_v2.py")
+    spec = importlib.util.spec_from_file_location("make_suites", REPO / "scripts" / "make_suites.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     root = tmp_path_factory.mktemp("suites-v2")

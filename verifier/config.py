@@ -14,7 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from verifier.verdict import Documented
 
-DEFAULT_SUITES = ["harmony", "tools", "effort", "drift"]
+DEFAULT_SUITES = ["harmony", "tools", "structured", "effort", "drift"]
 DRIFT_METHODS = ("auto", "teacher", "greedy", "sampling")
 """`auto` tries teacher forcing, else greedy logprobs, else sampling; the others force one."""
 

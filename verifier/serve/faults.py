@@ -29,7 +29,8 @@ class Fault(BaseModel):
 
     name: str
     mode: int
-    """The failure mode it reproduces: 1-10 as in the behavioural-conformance issue, 11 numerical drift."""
+    """The failure mode it reproduces: 1-10 as in the behavioural-conformance issue (9: structured outputs), 11
+    numerical drift."""
     kind: Literal["behaviour", "checkpoint", "numeric"] = "behaviour"
     """`behaviour` (request handling), `checkpoint` (a perturbed checkpoint is served) or `numeric`
     (the engine computes differently)."""

@@ -89,11 +89,12 @@ def _initialise(model: CompactModel, used: list[int], init: Path) -> dict:
 
 
 WORLDS = {"v1": data, "v2": data_v2}
-"""The teachers: v1 (the shipped checkpoint's) and v2 (issue 16's hesitant world; suites from scripts/make_suites_v2.py)."""
+"""The teachers: v2 (the shipped checkpoint's: issue 16's hesitant world) and v1 (the first checkpoint's, whose suites
+are in git history; v2 reuses its world constants)."""
 
 
 def train(steps: int, n_examples: int, seed: int, batch: int, lr: float, out: Path, init: Path | None = None,
-          world: str = "v1", suites: Path | None = None, save_every: int = 0) -> None:
+          world: str = "v2", suites: Path | None = None, save_every: int = 0) -> None:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     teacher = WORLDS[world]
@@ -144,7 +145,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights")
     parser.add_argument("--init", type=Path, help="continue from these compact weights")
     parser.add_argument("--forced-share", type=float, help="share of requests with tools whose tool_choice forces a call")
-    parser.add_argument("--world", choices=sorted(WORLDS), default="v1", help="the teacher (default v1, the shipped one)")
+    parser.add_argument("--world", choices=sorted(WORLDS), default="v2", help="the teacher (default v2, the shipped one)")
     parser.add_argument("--suites", type=Path, help="suites whose cases join the training data (default: the shipped)")
     parser.add_argument("--save-every", type=int, default=0, help="also save the weights every N steps")
     args = parser.parse_args()

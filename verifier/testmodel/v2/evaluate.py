@@ -26,6 +26,7 @@ from pathlib import Path
 import jsonschema
 
 from verifier import harmony
+from verifier.paths import suites_dir
 from verifier.reference import constraints
 from verifier.reference.engine import Engine
 from verifier.suites import load_suite
@@ -123,8 +124,8 @@ def evaluate(checkpoint: Path, suites: Path, dtypes: tuple[str, ...] = ("fp32", 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--suites", type=Path, required=True, help="a folder of suites (scripts/make_suites_v2.py)")
+    parser.add_argument("--weights", type=Path, default=compact.WEIGHTS, help="compact weights (default: the shipped)")
+    parser.add_argument("--suites", type=Path, default=suites_dir(), help="a folder of suites (default: the shipped suites)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
