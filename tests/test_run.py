@@ -37,7 +37,7 @@ def test_honest_builtin_provider_passes_every_check(honest):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["verdict"] == "pass"
     families = {c["family"] for c in result["checks"]}
-    assert families == {"rendering", "parsing", "tools", "effort", "drift"}
+    assert families == {"rendering", "parsing", "tools", "structured", "effort", "drift"}
     fallbacks = {"drift.greedy_logprobs", "drift.sampling"}  # not needed: the provider offers teacher forcing
     assert {c["id"]: c["verdict"] for c in result["checks"] if c["id"] in fallbacks} == dict.fromkeys(fallbacks, "skip")
     assert all(c["verdict"] == "pass" for c in result["checks"] if c["id"] not in fallbacks), \
