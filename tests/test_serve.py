@@ -184,10 +184,14 @@ def test_chat_usage_counts_the_openai_harmony_prompt(provider, reference):
     assert obs.usage.prompt_tokens == len(_weather_prompt(reference, today))
 
 
+def _tools_case(case_id: str):
+    return next(case for case in load_suite("tools").cases if case.id == case_id)
+
+
 def test_tool_choice_constraint_forces_the_header(engine):
     from verifier.reference import constraints
 
-    request = load_suite("tools").cases[8].request  # capital question, tool_choice required
+    request = _tools_case("tool-choice-required").request  # capital question, tool_choice required
     assert request["tool_choice"] == "required"
     prompt = harmony.render_chat(request)
     free = harmony.parse_completion(engine.generate(prompt, 200, harmony.ASSISTANT_STOPS).tokens)
@@ -204,7 +208,7 @@ def test_tool_choice_constraint_forces_the_header(engine):
 def test_named_tool_choice_forces_the_recipient(engine):
     from verifier.reference import constraints
 
-    request = load_suite("tools").cases[9].request
+    request = _tools_case("tool-choice-named").request  # capital question, get_weather named
     gen = engine.generate(harmony.render_chat(request), 200, harmony.ASSISTANT_STOPS,
                           transform=constraints.for_request(request))
     assert [c.recipient for c in harmony.parse_completion(gen.tokens).tool_calls] == ["functions.get_weather"]
