@@ -62,8 +62,12 @@ def _run(tmp_path, suite, golden, calibration, drift: float):
 
 
 def test_an_honest_provider_stops_once_it_has_the_power_to_pass(tmp_path, drift_suite):
-    suite, golden, calibration = drift_suite
-    assert calibration.pass_after_positions is not None
+    """The early stop at a calibration's `pass_after_positions`. The shipped v2 calibration has none (a
+    must-detect fault, no-sinks, lacks 99% power there: tests/test_calibration.py), so the stop is set to
+    the positions the calibration's detectable faults need, as a calibration without no-sinks would be."""
+    suite, golden, shipped = drift_suite
+    needed = [d.positions_for_99pct_power for d in shipped.detection.values() if d.positions_for_99pct_power]
+    calibration = shipped.model_copy(update={"pass_after_positions": max(needed)})
     total_turns = sum(len(r.turns) for r in golden.records)
     provider, exchanges, outcome, scored = _run(tmp_path, suite, golden, calibration, 0.0)
     assert outcome.verdict is Verdict.PASS
