@@ -17,12 +17,17 @@ import pytest
 from conftest import REPO, run_cli
 
 from verifier import journal
+from verifier.exchange import DEFAULT_API_VARIANTS
 from verifier.harness.chaos import DISRUPTIONS, ChaosProxy
 from verifier.providers import RetryPolicy
 from verifier.runner import BUILTIN_MODEL, RunConfig, execute
 
 FAST_RETRY = RetryPolicy(attempts=6, base_s=0.05, cap_s=0.5, max_retry_after_s=1.0)
 KILL_TRIALS = 20
+APIS = [*DEFAULT_API_VARIANTS, "score", "prompt-ids"]
+"""Every default API variant and drift's scoring, on the quick profile's cases: what retries, resumes and
+journals must survive depends on the kinds of exchange (streams, loops, scoring), not on how many cases."""
+QUICK = ["--profile", "quick", *(arg for api in APIS for arg in ("--api", api))]
 
 
 def _comparable(result) -> dict:
@@ -32,13 +37,15 @@ def _comparable(result) -> dict:
 
 
 def _run(url: str, out: Path, **config):
-    result, run_dir = execute(RunConfig(base_url=url, model=BUILTIN_MODEL, out=out, **config))
+    result, run_dir = execute(RunConfig(base_url=url, model=BUILTIN_MODEL, out=out, profile="quick", apis=APIS,
+                                        **config))
     return result, run_dir
 
 
 @pytest.fixture(scope="module")
 def clean(server, tmp_path_factory):
-    """An uninterrupted run of every suite straight to the provider (it also warms its cache)."""
+    """An uninterrupted run of every suite (quick profile, every API) straight to the provider (it also warms
+    its cache)."""
     result, _ = _run(server.url, tmp_path_factory.mktemp("clean"))
     assert result.verdict == "pass"
     return result
@@ -105,7 +112,7 @@ def test_kill_9_at_random_points_then_resume(server, clean, tmp_path):
     rng = random.Random(20261125)
     with ChaosProxy(server.url, latency_s=0.01) as proxy:
         reference_out = tmp_path / "reference"
-        assert _start(["--base-url", proxy.url, "--model", BUILTIN_MODEL, "--out", str(reference_out)]).wait() == 0
+        assert _start(["--base-url", proxy.url, "--model", BUILTIN_MODEL, *QUICK, "--out", str(reference_out)]).wait() == 0
         total = _journal_keys(next(reference_out.glob("*/journal.jsonl")))
         reference = json.loads(next(reference_out.glob("*/result.json")).read_text())
         figures = Counter()
@@ -113,7 +120,7 @@ def test_kill_9_at_random_points_then_resume(server, clean, tmp_path):
             out = tmp_path / f"trial{trial}"
             kills = 2 if trial % 5 == 4 else 1  # every fifth trial is killed again while resuming
             trial_mark = len(proxy.log)
-            proc = _start(["--base-url", proxy.url, "--model", BUILTIN_MODEL, "--out", str(out)])
+            proc = _start(["--base-url", proxy.url, "--model", BUILTIN_MODEL, *QUICK, "--out", str(out)])
             killed_at = rng.randrange(0, len(total))
             assert _kill_when(proc, out, killed_at), "the run ended before the kill"
             run_dir = next(out.iterdir())

@@ -116,8 +116,16 @@ def test_a_targeted_fault_runs_the_suites_of_its_targets_and_no_others():
     assert all("--suite" in targeted(fault) for fault in FAULTS.values())
 
 
+def test_only_drift_faults_go_undetected():
+    """A fault the shipped checkpoint cannot show under the suites says why (with its measurement) and is a
+    drift fault: every behavioural fault stays in the matrix."""
+    undetected = {f.name for f in FAULTS.values() if f.undetected}
+    assert all(FAULTS[name].mode == 11 for name in undetected), undetected
+    assert undetected <= {"no-sinks"}, undetected  # leaving another fault out of the matrix is a decision made here
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", sorted(name for name, f in FAULTS.items() if not f.undetected))
 def test_each_fault_fails_its_target_checks(fault, tmp_path):
     """The fault matrix: every fault mode fails each of its target checks, fails nothing outside its
     targets and may-also-fail collateral (faults.yaml), and nothing errors. Each fault runs the suites

@@ -229,7 +229,8 @@ def faults():
     for f in sorted(FAULTS.values(), key=lambda f: (f.mode, f.name)):
         typer.echo(f"  {f.name:28} [mode {f.mode}] {f.description}\n  {'':28} seen in: {f.seen_in}\n"
                    f"  {'':28} caught by: {', '.join(f.targets)}"
-                   + (f" (run with {' '.join(f.run_args)})" if f.run_args else ""))
+                   + (f" (run with {' '.join(f.run_args)})" if f.run_args else "")
+                   + (f"\n  {'':28} not detected on the shipped checkpoint: {f.undetected}" if f.undetected else ""))
     typer.echo("Server quirks, honest behaviours (gpt-oss-verify run --quirk NAME; every check must still pass):")
     for q in QUIRKS.values():
         typer.echo(f"  {q.name:28} {q.description}")

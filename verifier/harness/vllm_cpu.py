@@ -80,6 +80,12 @@ def _environment(extra: dict | None) -> dict:
     return env
 
 
+MAX_MODEL_LEN = 16384
+"""Context served: the suites' largest token budget (8192, high effort) plus their longest prompt. With less,
+vLLM refuses those requests with a 400 on Completions and Responses (Chat clamps them), as a real deployment
+configured below the model's budgets would."""
+
+
 @contextmanager
 def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str, ...] = GPT_OSS_FLAGS,
           env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0) -> Iterator[LocalServer]:
@@ -88,7 +94,7 @@ def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str,
     port = free_port()
     command = [str(python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", "2048", "--dtype", "bfloat16", *args]
+               "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "bfloat16", *args]
     with launched("vLLM", command, port, model, log_dir, "/v1/models", timeout, poll_s=2.0,
                   env=_environment(env)) as server:
         yield server

@@ -42,6 +42,9 @@ class Fault(BaseModel):
     """Check ids that may fail as a consequence (collateral), never by design."""
     run_args: list[str] = []
     """`gpt-oss-verify run` options needed to catch it: subtle drift needs every position scored."""
+    undetected: str | None = None
+    """Why no run of the shipped suites tells it from honest engines on the shipped checkpoint (measured);
+    such a fault stays servable, for benchmarks and surfaces, and the fault matrix leaves it out."""
 
 
 class Quirk(BaseModel):
