@@ -156,3 +156,12 @@ def test_leaving_golden_where_it_is_below_its_top1_is_tolerated_but_not_where_it
 def test_golden_text_is_not_stable_past_a_position_below_its_top1():
     turn = _greedy_turn([_score(3, [(3, -0.01), (4, -5.0)]), _score(7, [(5, -0.2), (7, -2.5), (9, -3.0)])])
     assert min_margin(turn, 1) == pytest.approx(4.99) and min_margin(turn) == 0.0
+
+
+def test_samples_go_to_the_cases_golden_makes_likely():
+    from verifier.drift.statistics import SAMPLING_MIN_PROBABILITY, sample_allocation
+
+    assert sample_allocation([0.0, 0.5, 0.02, SAMPLING_MIN_PROBABILITY / 2], 10) == [0, 5, 5, 0]
+    assert sample_allocation([0.03, 0.5, 0.02], 10) == [3, 4, 3]  # the remainder to the likeliest
+    assert sample_allocation([0.001, 0.0], 32) == [0, 0]  # nothing likely enough: nothing to sample
+    assert sum(sample_allocation([0.2] * 14, 224)) == 224

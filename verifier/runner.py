@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import re
 import secrets
@@ -26,7 +27,7 @@ from verifier.drift import calibration
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration
 from verifier.drift.sequential import SequentialTest
-from verifier.drift.statistics import turn_drift
+from verifier.drift.statistics import sample_allocation, turn_drift
 from verifier.errors import GoldenError, ProviderError, UsageError, VerifierError
 from verifier.exchange import (
     API_VARIANTS,
@@ -55,6 +56,7 @@ DEFAULT_GOLDEN = Path("gpt-oss-conformance") / "fp32"
 MAX_TURNS = 4
 SCORE_TOP_K = calibration.FULL_K  # golden's top-K: what a run asks for and calibration measured
 SAMPLES_PER_CASE = 16
+"""Temperature-1 samples a drift case is worth: a suite's sampling budget is this times its cases."""
 GREEDY_SHAPES = 3
 """Greedy logprobs requests a host may refuse for their shape (a cap, an integer `logprobs`) before one is kept."""
 INTEGER_LOGPROBS = re.compile(r"integer|\bint\b|must be a number")
@@ -271,6 +273,15 @@ def greedy_request(ref: GoldenTurn, k: int = SCORE_TOP_K, form: str = "boolean")
     if form == "integer":
         return {**body, "logprobs": k}
     return {**body, "logprobs": True, "top_logprobs": k}
+
+
+def sampling_plan(suite: Suite, golden: GoldenFile) -> list[tuple[Case, GoldenTurn, int]]:
+    """Per case, its golden first turn and how many temperature-1 samples to draw of it (`sample_allocation`
+    of the suite's budget, by the probability golden's completion has under the reference)."""
+    firsts = [(case, golden.record(case.id).turns[0]) for case in suite.cases]
+    counts = sample_allocation([math.exp(sum(s.logprob for s in ref.scores)) for _, ref in firsts],
+                               SAMPLES_PER_CASE * len(firsts))
+    return [(case, ref, count) for (case, ref), count in zip(firsts, counts) if count]
 
 
 def _sequential(calibration: Calibration, scored: list[tuple[str, GoldenTurn, list[PositionScore], int]],
@@ -505,11 +516,10 @@ class Runner:
         return out
 
     def sampling(self, suite: Suite, golden: GoldenFile) -> list[Exchange]:
-        """Temperature-1 samples of each case's first turn."""
+        """Temperature-1 samples of the first turns (`sampling_plan`: where golden's completion is likely enough)."""
         jobs = []
-        for case in suite.cases:
-            ref = golden.record(case.id).turns[0]
-            for i in range(SAMPLES_PER_CASE):
+        for case, ref, count in sampling_plan(suite, golden):
+            for i in range(count):
                 request = {**ref.request, "temperature": 1.0, "top_p": 1.0, "seed": i,
                            "max_tokens": len(ref.completion_token_ids) + 4}
                 jobs.append((case, ref, request))
@@ -863,10 +873,13 @@ def _plan_drift(plan: SuitePlan, suite: Suite, golden: GoldenFile) -> None:
         turns = [t for c in suite.cases for t in golden.record(c.id).turns]
         plan.requests += len(turns)
         plan.tokens += sum(_turn_tokens(t) for t in turns)
-    elif plan.drift_method in ("greedy", "sampling"):
-        per_case = 1 if plan.drift_method == "greedy" else SAMPLES_PER_CASE
-        plan.requests += per_case * len(firsts)
-        plan.tokens += per_case * sum(_turn_tokens(t) + 4 for t in firsts)
+    elif plan.drift_method == "greedy":
+        plan.requests += len(firsts)
+        plan.tokens += sum(_turn_tokens(t) + 4 for t in firsts)
+    elif plan.drift_method == "sampling":
+        drawn = sampling_plan(suite, golden)
+        plan.requests += sum(count for _, _, count in drawn)
+        plan.tokens += sum(count * (_turn_tokens(t) + 4) for _, t, count in drawn)
 
 
 class Survey(BaseModel):

@@ -245,3 +245,24 @@ def poisson_binomial_two_sided(observed: int, probabilities: Sequence[float]) ->
         return 0.0
     cutoff = pmf[observed] * (1 + 1e-9)
     return min(1.0, sum(m for m in pmf if m <= cutoff))
+
+
+SAMPLING_MIN_PROBABILITY = 0.01
+"""A case is sampled only if the reference reproduces its golden completion with at least this probability:
+below it a sample almost never matches whichever engine drew it, so it costs a request and tells nothing.
+On the v2 conformance drift suite 4 of 14 cases qualify (0.010-0.139); on a real gpt-oss, whose reasoning
+runs to hundreds of tokens, none may, and the sampling check then says it cannot test the suite."""
+
+
+def sample_allocation(probabilities: Sequence[float], budget: int) -> list[int]:
+    """Samples per case: `budget` split evenly over the cases golden reproduces with probability at least
+    SAMPLING_MIN_PROBABILITY (the remainder to the likeliest), none elsewhere. Golden alone decides it."""
+    eligible = [i for i, p in enumerate(probabilities) if p >= SAMPLING_MIN_PROBABILITY]
+    counts = [0] * len(probabilities)
+    if not eligible:
+        return counts
+    for i in eligible:
+        counts[i] = budget // len(eligible)
+    for i in sorted(eligible, key=lambda i: -probabilities[i])[:budget % len(eligible)]:
+        counts[i] += 1
+    return counts
