@@ -94,25 +94,28 @@ def test_fault_table_names_registered_checks():
 
 
 def targeted(fault: Fault) -> list[str]:
-    """The fault's run options, limited to the default suites its target checks run in: every suite of their
-    families, so each target sees the same cases as in a run over all suites, for a fraction of the requests.
-    A fault whose options name suites keeps them."""
+    """The fault's run options, limited to the default suites its target checks run in (every suite of their
+    families) and to the quick profile's cases, unless its options name suites or a profile (faults.yaml)."""
+    args = list(fault.run_args) if "--profile" in fault.run_args else ["--profile", "quick", *fault.run_args]
     if "--suite" in fault.run_args:
-        return list(fault.run_args)
+        return args
     families = {spec.family for spec in ordered() if spec.id in fault.targets}
     suites = [name for name in DEFAULT_SUITES if families & set(load_suite(name).families)]
-    return [*fault.run_args, *(arg for name in suites for arg in ("--suite", name))]
+    return [*args, *(arg for name in suites for arg in ("--suite", name))]
 
 
 def test_a_targeted_fault_runs_the_suites_of_its_targets_and_no_others():
-    assert targeted(FAULTS["int4-experts"]) == ["--suite", "drift"]  # drift.teacher_forced lives in drift only
-    assert targeted(FAULTS["no-call-stop"]) == ["--suite", "tools"]
+    quick = ["--profile", "quick"]
+    assert targeted(FAULTS["int4-experts"]) == [*quick, "--suite", "drift"]  # drift.teacher_forced: drift only
+    assert targeted(FAULTS["no-call-stop"]) == [*quick, "--suite", "tools"]
     # rendering.prompt_ids runs in harmony, tools and structured, effort.honoured in effort
-    assert targeted(FAULTS["effort-clamped"]) == ["--suite", "harmony", "--suite", "tools", "--suite", "structured",
-                                                  "--suite", "effort"]
-    assert targeted(FAULTS["sliding-window-off"]) == ["--score-all", "--suite", "drift"]
+    assert targeted(FAULTS["effort-clamped"]) == [*quick, "--suite", "harmony", "--suite", "tools", "--suite",
+                                                  "structured", "--suite", "effort"]
+    assert targeted(FAULTS["sliding-window-off"]) == [*quick, "--score-all", "--suite", "drift"]
     named = FAULTS["no-call-stop"].model_copy(update={"run_args": ["--suite", "harmony"]})
-    assert targeted(named) == ["--suite", "harmony"]
+    assert targeted(named) == [*quick, "--suite", "harmony"]
+    full = FAULTS["no-call-stop"].model_copy(update={"run_args": ["--profile", "full"]})
+    assert targeted(full) == ["--profile", "full", "--suite", "tools"]
     assert all("--suite" in targeted(fault) for fault in FAULTS.values())
 
 
