@@ -293,7 +293,7 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
 @pytest.mark.slow
 def test_the_workflow_reproduces_the_shipped_boundaries_exactly(tmp_path):
     """With the shipped number of simulations and seed, the saved honest data give the shipped
-    boundaries to the last digit (about a minute on 2 cores)."""
+    boundaries to the last digit (7.5 minutes on 2 shared cores on the v2 golden)."""
     root = _golden_copy(tmp_path)
     shipped = cal.load(SHIPPED)
     result = calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True,
