@@ -250,7 +250,7 @@ def poisson_binomial_two_sided(observed: int, probabilities: Sequence[float]) ->
 SAMPLING_MIN_PROBABILITY = 0.01
 """A case is sampled only if the reference reproduces its golden completion with at least this probability:
 below it a sample almost never matches whichever engine drew it, so it costs a request and tells nothing.
-On the v2 conformance drift suite 4 of 14 cases qualify (0.010-0.139); on a real gpt-oss, whose reasoning
+On the v2 conformance drift suite 3 of 14 cases qualify (0.021-0.139); on a real gpt-oss, whose reasoning
 runs to hundreds of tokens, none may, and the sampling check then says it cannot test the suite."""
 
 
