@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import json
 import os
 import shutil
 import tempfile
@@ -103,8 +105,6 @@ def one_line_exit_2(proc) -> str:
 def run_against(server, out: Path, *args: str) -> tuple[int, dict]:
     """`gpt-oss-verify run` against a real engine on loopback: its exit code and result.json (with
     `_run_dir`, the run's directory, added)."""
-    import json
-
     proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
     report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
     assert report, proc.stdout + proc.stderr
@@ -125,6 +125,34 @@ def failing(result: dict) -> dict[str, set[tuple]]:
 
 def verdicts(result: dict) -> dict[str, str]:
     return {c["id"]: c["verdict"] for c in result["checks"]}
+
+
+def outcomes(result: dict, check: str, verdict: str = "fail") -> list[dict]:
+    """The outcomes of one check with one verdict."""
+    return [o for c in result["checks"] if c["id"] == check for o in c["outcomes"] if o["verdict"] == verdict]
+
+
+@functools.lru_cache(maxsize=2)
+def _journal(run_dir: str) -> tuple[dict, ...]:
+    return tuple(json.loads(line) for line in (Path(run_dir) / "journal.jsonl").read_text().splitlines())
+
+
+def journal(result: dict) -> tuple[dict, ...]:
+    """The journal of a `run_against` run, read once: every exchange (request, chat_request, observation)."""
+    return _journal(result["_run_dir"])
+
+
+def exchange(result: dict, case: str, variant: str, turn: int) -> dict:
+    """One exchange of a `run_against` run as its journal recorded it."""
+    for ex in journal(result):
+        if (ex.get("case_id"), ex.get("variant"), ex.get("turn")) == (case, variant, turn):
+            return ex
+    pytest.fail(f"no {case} {variant} turn {turn} in the journal")
+
+
+def turns(result: dict, case: str, variant: str) -> set[int]:
+    """The turns a `run_against` run journaled for one case and API variant."""
+    return {ex["turn"] for ex in journal(result) if (ex.get("case_id"), ex.get("variant")) == (case, variant)}
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import failing, run_against, verdicts
+from conftest import exchange, failing, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
 from verifier.checks.common import canonical_completion
@@ -64,28 +63,10 @@ CHAT = {"chat", "chat-stream"}
 RESPONSES = {"responses", "responses-stream"}
 
 
-def _outcomes(result: dict, check: str, verdict: str = "fail") -> list[dict]:
-    return [o for c in result["checks"] if c["id"] == check for o in c["outcomes"] if o["verdict"] == verdict]
-
-
-def _exchange(result: dict, case: str, variant: str, turn: int) -> dict:
-    """One exchange of the run as the run's journal recorded it (request, chat_request, observation)."""
-    for line in (Path(result["_run_dir"]) / "journal.jsonl").read_text().splitlines():
-        ex = json.loads(line)
-        if (ex.get("case_id"), ex.get("variant"), ex.get("turn")) == (case, variant, turn):
-            return ex
-    pytest.fail(f"no {case} {variant} turn {turn} in the journal")
-
-
-def _turns(result: dict, case: str, variant: str) -> set[int]:
-    return {ex["turn"] for line in (Path(result["_run_dir"]) / "journal.jsonl").read_text().splitlines()
-            if ((ex := json.loads(line)).get("case_id"), ex.get("variant")) == (case, variant)}
-
-
 def _declaring(result: dict, wanted) -> set[str]:
     """Cases whose request (as the run sent it for its prompt ids) declares a tool property `wanted(spec)` holds for."""
     cases = {o["case_id"] for c in result["checks"] for o in c["outcomes"] if o["variant"] == "prompt-ids"}
-    tools = {case: _exchange(result, case, "prompt-ids", 1)["chat_request"].get("tools") or [] for case in cases}
+    tools = {case: exchange(result, case, "prompt-ids", 1)["chat_request"].get("tools") or [] for case in cases}
     return {case for case in cases for tool in tools[case]
             if any(wanted(spec) for spec in (tool["function"].get("parameters") or {}).get("properties", {}).values())}
 
@@ -120,7 +101,7 @@ def test_honest_llama_passes_drift_effort_and_parsing(honest_result):
     # control-token text only in the two replies findings 10 and 11 explain (the model's own tokens there)
     assert failing(result)["parsing.no_control_tokens"] == (
         {("flights-nested", v, 2) for v in API_VARIANTS} | {("greeting-json", v, 1) for v in CHAT})
-    assert len(_outcomes(result, "parsing.no_control_tokens", "pass")) >= 200
+    assert len(outcomes(result, "parsing.no_control_tokens", "pass")) >= 200
     caps = result["capabilities"]
     assert caps["reasoning_field"] == "reasoning_content"
     assert caps["completion_logprob_ids"] is True
@@ -143,12 +124,12 @@ def test_llama_renders_tool_loop_history_differently(honest_result, honest_llama
     second = {(case, variant) for case, variant, turn in fails if turn == 2}
     assert second == ({(case, v) for case in LOOP_CASES for v in API_VARIANTS}
                       | {(case, v) for case in STRUCTURED_LOOP_CASES for v in RESPONSES})
-    paris = next(o for o in _outcomes(result, "parsing.final_text", "skip")
+    paris = next(o for o in outcomes(result, "parsing.final_text", "skip")
                  if (o["case_id"], o["variant"], o["turn"]) == ("weather-paris", "chat", 2))
     assert "near a tie" in paris["message"]
     assert "18 degrees" in paris["observed"] and "16 degrees" in paris["expected"]
     # the evidence, from the server's own template: the same second-turn request, rendered both ways
-    turn2 = _exchange(result, "weather-paris", "chat", 2)["chat_request"]
+    turn2 = exchange(result, "weather-paris", "chat", 2)["chat_request"]
     served = httpx.post(f"{honest_llama.url.removesuffix('/v1')}/apply-template", json=turn2, timeout=30).json()["prompt"]
     reference = harmony.decode(harmony.render_chat(turn2, "2025-01-01"))
     call = served[served.index("to=functions.get_weather"):]
@@ -164,17 +145,17 @@ def test_llama_offers_tools_despite_tool_choice_none(honest_result):
     _, result = honest_result
     fails = failing(result)
     assert fails["rendering.prompt_ids"] >= {("tool-choice-none", "prompt-ids", 1)}
-    ids = next(o for o in _outcomes(result, "rendering.prompt_ids") if o["case_id"] == "tool-choice-none")
+    ids = next(o for o in outcomes(result, "rendering.prompt_ids") if o["case_id"] == "tool-choice-none")
     assert "namespace functions" in ids["observed"] and "namespace functions" not in ids["expected"]
     assert fails["parsing.no_empty_answer"] == {("tool-choice-none", v, 1) for v in API_VARIANTS}
     assert fails["tools.no_tokens_after_call"] == {("tool-choice-none", v, 1) for v in API_VARIANTS}
     assert {("tool-choice-none", v, 1) for v in API_VARIANTS} <= fails["rendering.prompt_tokens"]
     assert {("tool-choice-none", v, 1) for v in API_VARIANTS} <= fails["parsing.final_text"]
-    obs = _exchange(result, "tool-choice-none", "chat", 1)["observation"]
+    obs = exchange(result, "tool-choice-none", "chat", 1)["observation"]
     dropped = ToolCall(id="dropped", name="get_weather", arguments='{"city":"Madrid"}')
     assert obs["usage"]["completion_tokens"] == len(canonical_completion(obs["reasoning"], None, [dropped]))
     # the same server on the reference prompt (no tools: completions) answers as the reference does
-    assert _exchange(result, "tool-choice-none", "completions", 1)["observation"]["content"]
+    assert exchange(result, "tool-choice-none", "completions", 1)["observation"]["content"]
 
 
 def test_llama_ignores_a_named_tool_choice(honest_result, honest_llama):
@@ -184,7 +165,7 @@ def test_llama_ignores_a_named_tool_choice(honest_result, honest_llama):
     named = {("tool-choice-named", v, 1) for v in API_VARIANTS}
     for check in ("tools.tool_choice", "tools.call_match", "tools.finish_reason", "tools.loop"):
         assert fails[check] == named, check
-    assert all(not o["observed"] for o in _outcomes(result, "tools.tool_choice"))  # no call at all
+    assert all(not o["observed"] for o in outcomes(result, "tools.tool_choice"))  # no call at all
     assert "Wrong type supplied for parameter 'tool_choice'" in honest_llama.log.read_text(errors="replace")
 
 
@@ -192,13 +173,13 @@ def test_llama_appends_blank_lines_to_instructions(honest_result):
     """Finding 4, seen only in the ids (the token count is the same): instructions end `…\\n\\n<|end|>`; nothing
     else differs."""
     _, result = honest_result
-    outcomes = {o["case_id"]: o for o in _outcomes(result, "rendering.prompt_ids")}
-    cases = {case for case, o in outcomes.items() if "\n\n<|end|><|start|>user" in o["observed"]}
+    by_case = {o["case_id"]: o for o in outcomes(result, "rendering.prompt_ids")}
+    cases = {case for case, o in by_case.items() if "\n\n<|end|><|start|>user" in o["observed"]}
     assert cases == INSTRUCTIONS_CASES
     for case in cases:
-        observed, expected = outcomes[case]["observed"], outcomes[case]["expected"]
+        observed, expected = by_case[case]["observed"], by_case[case]["expected"]
         assert observed.replace("\n\n<|end|><|start|>user", "<|end|><|start|>user", 1) == expected
-    counted = {o["case_id"] for o in _outcomes(result, "rendering.prompt_tokens")}
+    counted = {o["case_id"] for o in outcomes(result, "rendering.prompt_tokens")}
     assert not cases & counted  # equal counts: prompt_tokens cannot see it
 
 
@@ -208,15 +189,15 @@ def test_llama_puts_a_comma_after_default_comments(honest_result):
     openai-harmony writes none after the comment. Where tools have no nested schema it is the only difference."""
     _, result = honest_result
     assert _declaring(result, lambda spec: "default" in spec) == DEFAULT_CASES | {"tool-choice-none"}
-    outcomes = {o["case_id"]: o for o in _outcomes(result, "rendering.prompt_ids")}
+    by_case = {o["case_id"]: o for o in outcomes(result, "rendering.prompt_ids")}
     for case in DEFAULT_CASES:
-        defaults = re.findall(r"// default: [^\n]*\n", outcomes[case]["observed"])
+        defaults = re.findall(r"// default: [^\n]*\n", by_case[case]["observed"])
         assert defaults and all(line.endswith(",\n") for line in defaults), (case, defaults)
-        assert not any(line.endswith(",\n") for line in re.findall(r"// default: [^\n]*\n", outcomes[case]["expected"]))
+        assert not any(line.endswith(",\n") for line in re.findall(r"// default: [^\n]*\n", by_case[case]["expected"]))
     only = DEFAULT_CASES - NESTED_SCHEMA_CASES - STRUCTURED_CASES
     for case in only:
-        assert re.sub(r"(// default: [^\n]*)\n", r"\1,\n", outcomes[case]["expected"]) == outcomes[case]["observed"]
-    first_turn = {(o["case_id"], o["variant"]) for o in _outcomes(result, "rendering.prompt_tokens", "pass")
+        assert re.sub(r"(// default: [^\n]*)\n", r"\1,\n", by_case[case]["expected"]) == by_case[case]["observed"]
+    first_turn = {(o["case_id"], o["variant"]) for o in outcomes(result, "rendering.prompt_tokens", "pass")
                   if o["turn"] == 1}
     assert {(case, v) for case in only for v in API_VARIANTS} <= first_turn  # the same count
 
@@ -229,14 +210,14 @@ def test_llama_renders_nested_tool_schemas_its_own_way(honest_result):
     _, result = honest_result
     assert _declaring(result, lambda spec: "object" in (spec.get("type"), (spec.get("items") or {}).get("type"))) == (
         NESTED_SCHEMA_CASES)
-    outcomes = {o["case_id"]: o for o in _outcomes(result, "rendering.prompt_ids")}
-    assert NESTED_SCHEMA_CASES <= set(outcomes)
-    flights, route = outcomes["flights-nested"], outcomes["route-array-of-objects"]
+    by_case = {o["case_id"]: o for o in outcomes(result, "rendering.prompt_ids")}
+    assert NESTED_SCHEMA_CASES <= set(by_case)
+    flights, route = by_case["flights-nested"], by_case["route-array-of-objects"]
     nested = "passengers: {\nadults: \n                number, children?: \n                number},"
     assert nested in flights["observed"]
     assert "passengers: {\n    adults: number,\n    children?: number, // default: 0\n    }," in flights["expected"]
     assert "stops: any[]," in route["observed"] and "stops: {\n    city: string," in route["expected"]
-    assert "attendees: any[]," in outcomes["event-array-of-objects"]["observed"]
+    assert "attendees: any[]," in by_case["event-array-of-objects"]["observed"]
     first_turn = {(case, variant) for case, variant, turn in failing(result)["rendering.prompt_tokens"] if turn == 1}
     assert first_turn == {(case, v) for case in NESTED_SCHEMA_CASES | STRUCTURED_CASES | {"tool-choice-none"}
                           for v in API_VARIANTS}
@@ -247,16 +228,16 @@ def test_llama_renders_no_response_format(honest_result):
     `text.format` (Responses) renders no `# Response Formats` section. On these cases llama-server's prompt is
     exactly the reference rendering of the same request without its response format."""
     _, result = honest_result
-    outcomes = {o["case_id"]: o for o in _outcomes(result, "rendering.prompt_ids")}
+    by_case = {o["case_id"]: o for o in outcomes(result, "rendering.prompt_ids")}
     for case in STRUCTURED_CASES:
-        assert "# Response Formats" in outcomes[case]["expected"]
-        assert "# Response Formats" not in outcomes[case]["observed"]
+        assert "# Response Formats" in by_case[case]["expected"]
+        assert "# Response Formats" not in by_case[case]["observed"]
     for case in {"capital-json", "greeting-json", "capital-json-multi-turn"}:  # no tools: nothing else differs
-        request = _exchange(result, case, "prompt-ids", 1)["chat_request"]
+        request = exchange(result, case, "prompt-ids", 1)["chat_request"]
         unformatted = {k: v for k, v in request.items() if k != "response_format"}
-        assert outcomes[case]["observed"] in {harmony.decode(harmony.render_chat(unformatted, d))
+        assert by_case[case]["observed"] in {harmony.decode(harmony.render_chat(unformatted, d))
                                               for d in provider_dates(None)}
-        counts = {o["variant"]: o["observed"] for o in _outcomes(result, "rendering.prompt_tokens")
+        counts = {o["variant"]: o["observed"] for o in outcomes(result, "rendering.prompt_tokens")
                   if (o["case_id"], o["turn"]) == (case, 1)}
         assert set(counts) == API_VARIANTS and len(set(counts.values())) == 1  # Chat and Responses: one prompt
 
@@ -271,14 +252,14 @@ def test_llama_responses_ignores_text_format(honest_result):
     final_turns = {("capital-json", 1), ("greeting-json", 1), ("capital-json-multi-turn", 1),
                    ("weather-json-after-tool", 2), ("conversion-json-many-tools", 2)}
     assert fails["structured.valid_json"] == {(case, v, turn) for case, turn in final_turns for v in RESPONSES}
-    request = _exchange(result, "capital-json", "responses", 1)["request"]
+    request = exchange(result, "capital-json", "responses", 1)["request"]
     assert request["text"]["format"]["type"] == "json_schema" and "response_format" not in request
-    passed = {(o["case_id"], o["variant"]) for o in _outcomes(result, "structured.valid_json", "pass")}
+    passed = {(o["case_id"], o["variant"]) for o in outcomes(result, "structured.valid_json", "pass")}
     assert {(case, v) for case in ("capital-json", "greeting-json", "capital-json-multi-turn")
             for v in CHAT | {"completions"}} <= passed
     # the answer that differs from golden at a decisive position: prose where golden's JSON begins (after the
     # same reasoning), on exactly the Responses turns of weather-json-after-tool that render golden's request
-    text = {(o["case_id"], o["variant"], o["turn"]): o for o in _outcomes(result, "parsing.final_text")}
+    text = {(o["case_id"], o["variant"], o["turn"]): o for o in outcomes(result, "parsing.final_text")}
     assert set(text) - {("tool-choice-none", v, 1) for v in API_VARIANTS} == {
         ("weather-json-after-tool", v, 2) for v in RESPONSES}
     for outcome in (text[("weather-json-after-tool", v, 2)] for v in RESPONSES):
@@ -294,13 +275,13 @@ def test_llama_json_grammar_forbids_tool_calls_on_chat(honest_result):
     _, result = honest_result
     for case, tool in (("weather-json-after-tool", "get_weather"), ("conversion-json-many-tools", "convert_currency")):
         for variant in CHAT:
-            obs = _exchange(result, case, variant, 1)["observation"]
+            obs = exchange(result, case, variant, 1)["observation"]
             assert not obs["tool_calls"] and obs["finish_reason"] == "stop", (case, variant)
             json.loads(obs["content"])
-            assert _turns(result, case, variant) == {1}
+            assert turns(result, case, variant) == {1}
         for variant in RESPONSES:
-            obs = _exchange(result, case, variant, 1)["observation"]
-            assert [c["name"] for c in obs["tool_calls"]] == [tool] and _turns(result, case, variant) == {1, 2}
+            obs = exchange(result, case, variant, 1)["observation"]
+            assert [c["name"] for c in obs["tool_calls"]] == [tool] and turns(result, case, variant) == {1, 2}
 
 
 def test_llama_json_grammar_takes_control_tokens_as_string_characters(honest_result, honest_llama):
@@ -318,7 +299,7 @@ def test_llama_json_grammar_takes_control_tokens_as_string_characters(honest_res
         assert re.search(rf"setting token '{re.escape(token)}' \(\d+\) attribute to USER_DEFINED", log), token
     assert "removing '<|end|>' token from EOG list" in log
     for variant in CHAT:
-        obs = _exchange(result, "greeting-json", variant, 1)["observation"]
+        obs = exchange(result, "greeting-json", variant, 1)["observation"]
         message = json.loads(obs["content"])["message"]
         assert "<|end|><|start|>assistant<|channel|>final<|message|>" in message
         tokens = _as_generated(obs)
@@ -326,7 +307,7 @@ def test_llama_json_grammar_takes_control_tokens_as_string_characters(honest_res
         finals = [m.text for m in harmony.parse_completion(tokens).messages if m.channel == "final"]
         assert len(finals) > 1 and obs["content"].startswith(finals[0])
     for variant in RESPONSES:  # no grammar there (finding 8): prose, no control-token text
-        assert "<|" not in _exchange(result, "greeting-json", variant, 1)["observation"]["content"]
+        assert "<|" not in exchange(result, "greeting-json", variant, 1)["observation"]["content"]
 
 
 def test_llama_passes_on_control_tokens_the_model_wrote_after_its_loop_history(honest_result):
@@ -337,15 +318,15 @@ def test_llama_passes_on_control_tokens_the_model_wrote_after_its_loop_history(h
     wrote, not how it was parsed. On the reference prompt (completions) the same server answers cleanly."""
     _, result = honest_result
     for variant in API_VARIANTS:
-        obs = _exchange(result, "flights-nested", variant, 2)["observation"]
+        obs = exchange(result, "flights-nested", variant, 2)["observation"]
         assert "<|constrain|>json<|message|>" in obs["content"]
         tokens = _as_generated(obs)
         assert obs["usage"]["completion_tokens"] == len(tokens)
         assert harmony.parse_completion(tokens).final == obs["content"]
-    skipped = {o["variant"] for o in _outcomes(result, "parsing.final_text", "skip")
+    skipped = {o["variant"] for o in outcomes(result, "parsing.final_text", "skip")
                if (o["case_id"], o["turn"]) == ("flights-nested", 2) and "golden's prompt" in o["message"]}
     assert skipped == API_VARIANTS  # another branch: its text is not compared with golden's
-    assert "<|" not in _exchange(result, "flights-nested", "completions", 2)["observation"]["content"]
+    assert "<|" not in exchange(result, "flights-nested", "completions", 2)["observation"]["content"]
     assert {("flights-nested", v, 2) for v in API_VARIANTS} <= failing(result)["rendering.prompt_tokens"]
 
 
@@ -356,10 +337,10 @@ def test_honest_llama_fails_only_the_known_findings(honest_result):
     assert code == 1
     failed = failing(result)
     assert set(failed) == set(FINDINGS), sorted(set(failed) ^ set(FINDINGS))
-    for check, outcomes in failed.items():
-        unexplained = {(case, turn) for case, _, turn in outcomes} - FINDINGS[check]
+    for check, fails in failed.items():
+        unexplained = {(case, turn) for case, _, turn in fails} - FINDINGS[check]
         assert not unexplained, (check, sorted(unexplained))
-        assert {variant for _, variant, _ in outcomes} <= API_VARIANTS | {"prompt-ids"}, check
+        assert {variant for _, variant, _ in fails} <= API_VARIANTS | {"prompt-ids"}, check
 
 
 LOOP_SECOND_TURNS = {(case, 2) for case in LOOP_CASES}

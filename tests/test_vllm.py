@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from pathlib import Path
 
 import pytest
-from conftest import failing, run_against, verdicts
+from conftest import exchange, failing, journal, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
 from verifier.checks.common import canonical_completion
@@ -61,32 +59,6 @@ CHAT = {"chat", "chat-stream"}
 RESPONSES = {"responses", "responses-stream"}
 FINAL_JSON_HEADER = "<|channel|>final <|constrain|>json<|message|>"
 """The final channel's header vLLM's json_schema grammar admits (besides `<|channel|>final json<|message|>`)."""
-
-
-def _outcomes(result: dict, check: str, verdict: str = "fail") -> list[dict]:
-    return [o for c in result["checks"] if c["id"] == check for o in c["outcomes"] if o["verdict"] == verdict]
-
-
-def _journal(result: dict) -> tuple[dict, ...]:
-    return _read_journal(result["_run_dir"])
-
-
-@lru_cache(maxsize=2)
-def _read_journal(run_dir: str) -> tuple[dict, ...]:
-    """The run's journal, read once: every exchange (request, chat_request, observation, tokens)."""
-    return tuple(json.loads(line) for line in (Path(run_dir) / "journal.jsonl").read_text().splitlines())
-
-
-def _exchange(result: dict, case: str, variant: str, turn: int) -> dict:
-    """One exchange of the run as the run's journal recorded it (request, chat_request, observation, tokens)."""
-    for ex in _journal(result):
-        if (ex.get("case_id"), ex.get("variant"), ex.get("turn")) == (case, variant, turn):
-            return ex
-    pytest.fail(f"no {case} {variant} turn {turn} in the journal")
-
-
-def _turns(result: dict, case: str, variant: str) -> set[int]:
-    return {ex["turn"] for ex in _journal(result) if (ex.get("case_id"), ex.get("variant")) == (case, variant)}
 
 
 def _vllm_history(prompt: str) -> str:
@@ -145,27 +117,27 @@ def test_vllm_renders_tool_loop_history_differently(honest_result):
         (case, v) for case in LOOP_CASES for v in API_VARIANTS}
     assert {case for case, _, turn in fails if turn == 1} == {"tool-choice-none"} | STRUCTURED_CASES  # 2, 3 below
     # the evidence: the reference rendering with vLLM's history has exactly vLLM's count, on every such turn
-    for outcome in _outcomes(result, "rendering.prompt_tokens"):
+    for outcome in outcomes(result, "rendering.prompt_tokens"):
         if outcome["turn"] != 2:
             continue
-        ex = _exchange(result, outcome["case_id"], outcome["variant"], 2)
+        ex = exchange(result, outcome["case_id"], outcome["variant"], 2)
         counts = {len(harmony.encode_with_specials(_vllm_history(harmony.decode(harmony.render_chat(ex["chat_request"], d)))))
                   for d in provider_dates(ex["observation"]["created"])}
         assert outcome["observed"] in counts and outcome["observed"] == min(outcome["expected"]) - 2, outcome
     # first turns of the loops (nested schemas, eleven tools) carry the reference's ids exactly
-    first = {o["case_id"] for o in _outcomes(result, "rendering.prompt_ids", "pass")}
+    first = {o["case_id"] for o in outcomes(result, "rendering.prompt_ids", "pass")}
     assert LOOP_CASES <= first
     # the text it changes: the same server on the reference prompt (completions) answers as golden does
-    text = {(o["case_id"], o["variant"], o["turn"]): o for o in _outcomes(result, "parsing.final_text")}
+    text = {(o["case_id"], o["variant"], o["turn"]): o for o in outcomes(result, "parsing.final_text")}
     jpy = {key: o for key, o in text.items() if key[0] == "two-rounds-long-instructions"}
     assert set(jpy) == {("two-rounds-long-instructions", v, 2) for v in API_VARIANTS - {"chat"}}
     for outcome in jpy.values():
         assert outcome["expected"] == "250 USD is 92 JPY." and "decisive" in outcome["message"]
         assert outcome["observed"] != outcome["expected"]
-    completions = _exchange(result, "two-rounds-long-instructions", "completions", 2)["observation"]
+    completions = exchange(result, "two-rounds-long-instructions", "completions", 2)["observation"]
     assert completions["content"] == "250 USD is 92 JPY."
     # Chat without streaming sent its history back with re-serialised arguments (finding 7): not golden's request
-    chat = {o["variant"]: o["message"] for o in _outcomes(result, "parsing.final_text", "skip")
+    chat = {o["variant"]: o["message"] for o in outcomes(result, "parsing.final_text", "skip")
             if (o["case_id"], o["turn"]) == ("two-rounds-long-instructions", 2)}
     assert "golden's prompt" in chat["chat"]
 
@@ -177,15 +149,15 @@ def test_vllm_offers_tools_despite_tool_choice_none(honest_result):
     _, result = honest_result
     fails = failing(result)
     none = {("tool-choice-none", v, 1) for v in API_VARIANTS}
-    ids = next(o for o in _outcomes(result, "rendering.prompt_ids") if o["case_id"] == "tool-choice-none")
+    ids = next(o for o in outcomes(result, "rendering.prompt_ids") if o["case_id"] == "tool-choice-none")
     assert "namespace functions" in ids["observed"] and "namespace functions" not in ids["expected"]
-    request = _exchange(result, "tool-choice-none", "prompt-ids", 1)["chat_request"]
+    request = exchange(result, "tool-choice-none", "prompt-ids", 1)["chat_request"]
     with_tools = {k: v for k, v in request.items() if k != "tool_choice"}
     assert ids["observed"] == harmony.decode(harmony.render_chat(with_tools, _prompt_date(ids["observed"])))
     assert none <= fails["rendering.prompt_tokens"]
     assert fails["parsing.no_empty_answer"] == {("tool-choice-none", "chat", 1)}
     assert fails["tools.no_tokens_after_call"] == {("tool-choice-none", "chat", 1)}
-    obs = _exchange(result, "tool-choice-none", "chat", 1)["observation"]
+    obs = exchange(result, "tool-choice-none", "chat", 1)["observation"]
     dropped = ToolCall(id="dropped", name="get_weather", arguments='{"city":"Madrid"}')
     assert obs["content"] is None and not obs["tool_calls"]
     assert obs["usage"]["completion_tokens"] == len(canonical_completion(obs["reasoning"], None, [dropped]))
@@ -193,12 +165,12 @@ def test_vllm_offers_tools_despite_tool_choice_none(honest_result):
     assert fails["tools.tool_choice"] == returned
     assert fails["tools.finish_reason"] == returned
     for _, variant, _ in returned:
-        calls = _exchange(result, "tool-choice-none", variant, 1)["observation"]["tool_calls"]
+        calls = exchange(result, "tool-choice-none", variant, 1)["observation"]["tool_calls"]
         assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", {"city": "Madrid"})]
     assert none <= fails["parsing.final_text"]
     # the same server on the reference prompt (no tools: completions) answers as the reference does
-    golden = next(o["expected"] for o in _outcomes(result, "parsing.final_text") if o["case_id"] == "tool-choice-none")
-    assert _exchange(result, "tool-choice-none", "completions", 1)["observation"]["content"] == golden
+    golden = next(o["expected"] for o in outcomes(result, "parsing.final_text") if o["case_id"] == "tool-choice-none")
+    assert exchange(result, "tool-choice-none", "completions", 1)["observation"]["content"] == golden
 
 
 def test_vllm_responses_honours_a_named_tool_choice(honest_result):
@@ -213,7 +185,7 @@ def test_vllm_responses_honours_a_named_tool_choice(honest_result):
     named = {(o["variant"], o["verdict"]) for c in result["checks"] if c["id"] == "tools.tool_choice"
              for o in c["outcomes"] if o["case_id"] == "tool-choice-named"}
     assert named == {(v, "pass") for v in ("chat", "chat-stream", "responses", "responses-stream")}
-    assert all(_turns(result, "tool-choice-named", v) == {1, 2} for v in API_VARIANTS)
+    assert all(turns(result, "tool-choice-named", v) == {1, 2} for v in API_VARIANTS)
 
 
 def test_vllm_renders_no_response_format(honest_result):
@@ -224,18 +196,18 @@ def test_vllm_renders_no_response_format(honest_result):
     _, result = honest_result
     fails = failing(result)
     assert fails["rendering.prompt_ids"] == {(case, "prompt-ids", 1) for case in STRUCTURED_CASES | {"tool-choice-none"}}
-    outcomes = {o["case_id"]: o for o in _outcomes(result, "rendering.prompt_ids")}
+    by_case = {o["case_id"]: o for o in outcomes(result, "rendering.prompt_ids")}
     for case in STRUCTURED_CASES:
-        observed = outcomes[case]["observed"]
-        assert "# Response Formats" in outcomes[case]["expected"] and "# Response Formats" not in observed
-        request = _exchange(result, case, "prompt-ids", 1)["chat_request"]
+        observed = by_case[case]["observed"]
+        assert "# Response Formats" in by_case[case]["expected"] and "# Response Formats" not in observed
+        request = exchange(result, case, "prompt-ids", 1)["chat_request"]
         unformatted = {k: v for k, v in request.items() if k != "response_format"}
         assert observed == harmony.decode(harmony.render_chat(unformatted, _prompt_date(observed))), case
-        counts = {o["variant"]: o["observed"] for o in _outcomes(result, "rendering.prompt_tokens")
+        counts = {o["variant"]: o["observed"] for o in outcomes(result, "rendering.prompt_tokens")
                   if (o["case_id"], o["turn"]) == (case, 1)}
-        ids = _exchange(result, case, "prompt-ids", 1)["tokens"]
+        ids = exchange(result, case, "prompt-ids", 1)["tokens"]
         assert set(counts) == API_VARIANTS and set(counts.values()) == {len(ids)}  # Chat and Responses: one prompt
-    assert _exchange(result, "capital-json", "responses", 1)["request"]["text"]["format"]["type"] == "json_schema"
+    assert exchange(result, "capital-json", "responses", 1)["request"]["text"]["format"]["type"] == "json_schema"
 
 
 def test_vllm_json_schema_grammar_forces_a_content_type_on_the_final_channel(honest_result):
@@ -248,11 +220,11 @@ def test_vllm_json_schema_grammar_forces_a_content_type_on_the_final_channel(hon
     _, result = honest_result
     for case in ("capital-json", "capital-json-multi-turn", "weather-json-after-tool"):
         for variant in API_VARIANTS:
-            obs = _exchange(result, case, variant, 1)["observation"]
+            obs = exchange(result, case, variant, 1)["observation"]
             json.loads(obs["content"])
             assert obs["usage"]["completion_tokens"] == len(_final_json(obs["reasoning"], [obs["content"]])), (case, variant)
             assert obs["usage"]["completion_tokens"] == len(canonical_completion(obs["reasoning"], obs["content"], [])) + 3
-    free = _exchange(result, "capital-json", "completions", 1)["observation"]
+    free = exchange(result, "capital-json", "completions", 1)["observation"]
     assert free["usage"]["completion_tokens"] == len(canonical_completion(free["reasoning"], free["content"], []))
     assert verdicts(result)["structured.final_only"] == "pass"
     assert verdicts(result)["structured.schema_valid"] == "pass"
@@ -268,12 +240,12 @@ def test_vllm_json_schema_grammar_forbids_tool_calls(honest_result, honest_vllm)
             "are unavailable; the structured output constraint applies.") in honest_vllm.log.read_text(errors="replace")
     for case, tool in (("weather-json-after-tool", "get_weather"), ("conversion-json-many-tools", "convert_currency")):
         for variant in API_VARIANTS:
-            obs = _exchange(result, case, variant, 1)["observation"]
+            obs = exchange(result, case, variant, 1)["observation"]
             assert not obs["tool_calls"] and obs["finish_reason"] == "stop", (case, variant)
             json.loads(obs["content"])
-            assert _turns(result, case, variant) == {1}
-        free = _exchange(result, case, "completions", 1)["observation"]
-        assert [c["name"] for c in free["tool_calls"]] == [tool] and _turns(result, case, "completions") == {1, 2}
+            assert turns(result, case, variant) == {1}
+        free = exchange(result, case, "completions", 1)["observation"]
+        assert [c["name"] for c in free["tool_calls"]] == [tool] and turns(result, case, "completions") == {1, 2}
 
 
 def test_vllm_json_schema_grammar_takes_control_tokens_as_string_characters(honest_result):
@@ -288,16 +260,16 @@ def test_vllm_json_schema_grammar_takes_control_tokens_as_string_characters(hone
     writes golden's answer."""
     _, result = honest_result
     fails = failing(result)
-    parts = _output_texts(_exchange(result, "greeting-json", "responses", 1)["observation"])
+    parts = _output_texts(exchange(result, "greeting-json", "responses", 1)["observation"])
     assert len(parts) == 2 and parts[0].startswith('{"message":"') and parts[1].endswith('"}')
     for variant in API_VARIANTS:
-        obs = _exchange(result, "greeting-json", variant, 1)["observation"]
+        obs = exchange(result, "greeting-json", variant, 1)["observation"]
         assert obs["usage"]["completion_tokens"] == len(_final_json(obs["reasoning"], parts)), variant
         assert obs["content"] == ("\n" if variant == "chat" else "").join(parts), variant
     assert fails["structured.valid_json"] == {("greeting-json", "chat", 1)}
     assert fails["parsing.final_text"] >= {("greeting-json", v, 1) for v in API_VARIANTS}
-    golden = next(o["expected"] for o in _outcomes(result, "parsing.final_text") if o["case_id"] == "greeting-json")
-    assert _exchange(result, "greeting-json", "completions", 1)["observation"]["content"] == golden
+    golden = next(o["expected"] for o in outcomes(result, "parsing.final_text") if o["case_id"] == "greeting-json")
+    assert exchange(result, "greeting-json", "completions", 1)["observation"]["content"] == golden
 
 
 def test_vllm_chat_reserialises_tool_call_arguments(honest_result):
@@ -308,17 +280,17 @@ def test_vllm_chat_reserialises_tool_call_arguments(honest_result):
     (it skips them: "does not render to golden's prompt")."""
     _, result = honest_result
     calls = 0
-    for ex in _journal(result):
+    for ex in journal(result):
         if (ex["suite"], ex["variant"], ex["turn"]) != ("tools", "chat", 1) or not ex["observation"]["tool_calls"]:
             continue
-        streamed = _exchange(result, ex["case_id"], "chat-stream", 1)["observation"]["tool_calls"]
+        streamed = exchange(result, ex["case_id"], "chat-stream", 1)["observation"]["tool_calls"]
         for call, other in zip(ex["observation"]["tool_calls"], streamed, strict=True):
             assert call["arguments"] == json.dumps(json.loads(other["arguments"])), ex["case_id"]
             assert other["arguments"] == json.dumps(json.loads(other["arguments"]), separators=(",", ":"),
                                                     ensure_ascii=False), ex["case_id"]
             calls += 1
     assert calls >= len(LOOP_CASES)
-    translated = _exchange(result, "translate-unicode", "chat", 1)["observation"]["tool_calls"][0]["arguments"]
+    translated = exchange(result, "translate-unicode", "chat", 1)["observation"]["tool_calls"][0]["arguments"]
     assert "O\\u00f9 est la gare ?" in translated
 
 
@@ -329,10 +301,10 @@ def test_honest_vllm_fails_only_the_known_findings(honest_result):
     assert code == 1
     failed = failing(result)
     assert set(failed) == set(FINDINGS), sorted(set(failed) ^ set(FINDINGS))
-    for check, outcomes in failed.items():
-        seen = {(case, turn) for case, _, turn in outcomes}
+    for check, fails in failed.items():
+        seen = {(case, turn) for case, _, turn in fails}
         assert seen == FINDINGS[check], (check, sorted(seen - FINDINGS[check]), sorted(FINDINGS[check] - seen))
-        assert {variant for _, variant, _ in outcomes} <= API_VARIANTS | {"prompt-ids"}, check
+        assert {variant for _, variant, _ in fails} <= API_VARIANTS | {"prompt-ids"}, check
 
 
 FINDINGS: dict[str, set[tuple[str, int]]] = {
