@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -100,6 +101,14 @@ def one_line_exit_2(proc) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpt-oss-verify: error: "), proc.stderr
     return lines[0]
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded from its file: its functions and constants."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_against(server, out: Path, *args: str) -> tuple[int, dict]:

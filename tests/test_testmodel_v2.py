@@ -8,15 +8,14 @@ models, a quick profile.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import statistics
 from collections import Counter
-from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import load_script
 
 from verifier import harmony
 from verifier.suites import load_suite
@@ -24,16 +23,11 @@ from verifier.testmodel.v2 import data, oracle
 from verifier.testmodel.v2.text import Text
 from verifier.testmodel.v2.tools import TOOLS
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def suites(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_suites", REPO / "scripts" / "make_suites.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     root = tmp_path_factory.mktemp("suites-v2")
-    module.write(root)
+    load_script("make_suites").write(root)
     return {path.name: load_suite(path) for path in sorted(root.iterdir())}
 
 
