@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from verifier import harmony
+from verifier.drift.calibration import golden_files
 from verifier.golden import load
 from verifier.paths import golden_dir, suites_dir
 from verifier.reference.build import checkpoint_sha256
@@ -88,9 +89,8 @@ def test_greedy_decoding_reproduces_golden_tokens(checkpoint, dtype):
 
 
 def _golden_records(dtype: str = "fp32"):
-    for path in sorted((golden_dir() / "gpt-oss-conformance" / dtype).glob("*.json")):
-        if not path.name.startswith("calibration"):
-            yield from load(path).records
+    for path in golden_files(golden_dir() / "gpt-oss-conformance" / dtype):
+        yield from load(path).records
 
 
 def test_model_speaks_the_protocol_and_hesitates_only_in_free_text():
