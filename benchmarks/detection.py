@@ -43,6 +43,7 @@ from verifier.calibrate import Honest, Plan, detection_power_by_k, engine_scorer
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.calibration import Calibration, Drift, HeldOut, Scorer, Turns  # noqa: E402
 from verifier.drift.statistics import (  # noqa: E402
+    completion_probability,
     poisson_binomial_pmf,
     poisson_binomial_two_sided,
     sample_allocation,
@@ -234,7 +235,7 @@ def flag_probability(golden: list[float], engine: list[float], alpha: float) -> 
 
 def sampling(turns: Turns, checkpoint: Path, faults: list[str], alpha: float) -> Sampling:
     first = [(key, turn) for key, turn in cal.first_turns(turns) if key.startswith(f"{SAMPLING_SUITE}/")]
-    golden = [math.exp(sum(s.logprob for s in turn.scores)) for _, turn in first]
+    golden = [completion_probability(turn) for _, turn in first]
     engines = {"reference-bf16": Engine(checkpoint, "bf16")}
     engines |= {fault: perturb.faulty_engine(checkpoint, fault) for fault in faults}
     probabilities = {name: golden_probability(engine_scorer(engine), first) for name, engine in engines.items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import re
 import secrets
@@ -27,7 +26,7 @@ from verifier.drift import calibration
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration
 from verifier.drift.sequential import SequentialTest
-from verifier.drift.statistics import sample_allocation, turn_drift
+from verifier.drift.statistics import completion_probability, sample_allocation, turn_drift
 from verifier.errors import GoldenError, ProviderError, UsageError, VerifierError
 from verifier.exchange import (
     API_VARIANTS,
@@ -279,8 +278,7 @@ def sampling_plan(suite: Suite, golden: GoldenFile) -> list[tuple[Case, GoldenTu
     """Per case, its golden first turn and how many temperature-1 samples to draw of it (`sample_allocation`
     of the suite's budget, by the probability golden's completion has under the reference)."""
     firsts = [(case, golden.record(case.id).turns[0]) for case in suite.cases]
-    counts = sample_allocation([math.exp(sum(s.logprob for s in ref.scores)) for _, ref in firsts],
-                               SAMPLES_PER_CASE * len(firsts))
+    counts = sample_allocation([completion_probability(ref) for _, ref in firsts], SAMPLES_PER_CASE * len(firsts))
     return [(case, ref, count) for (case, ref), count in zip(firsts, counts) if count]
 
 

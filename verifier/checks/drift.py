@@ -13,13 +13,17 @@ into drift per turn, feed it to `SequentialTest`, and record its decision, a `Dr
 
 from __future__ import annotations
 
-import math
-
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import DEFAULT_ALPHA, FULL_K, Calibration
 from verifier.drift.sequential import Decision, DriftLimits, RunningMedian, SequentialTest
-from verifier.drift.statistics import TurnDrift, poisson_binomial_two_sided, pool, position_drifts
+from verifier.drift.statistics import (
+    TurnDrift,
+    completion_probability,
+    poisson_binomial_two_sided,
+    pool,
+    position_drifts,
+)
 from verifier.exchange import Exchange
 from verifier.golden import GoldenTurn
 from verifier.scores import PositionScore, ScoreResult
@@ -213,7 +217,7 @@ def sampling(view: SuiteView):
             errors.append(obs.failure.message if obs is not None and obs.failure else "no response")
             continue
         golden = view.golden.record(ex.case_id).turns[0]
-        probabilities.append(math.exp(sum(s.logprob for s in golden.scores)))
+        probabilities.append(completion_probability(golden))
         hits += _reproduces(golden, obs)
     if not probabilities:
         return [Outcome(verdict=Verdict.ERROR, variant="sampling", message=f"no samples: {errors[:1]}")]

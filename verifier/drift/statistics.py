@@ -247,6 +247,12 @@ def poisson_binomial_two_sided(observed: int, probabilities: Sequence[float]) ->
     return min(1.0, sum(m for m in pmf if m <= cutoff))
 
 
+def completion_probability(turn: GoldenTurn) -> float:
+    """The probability the reference gives golden's whole completion of a turn (its scored tokens' product):
+    the chance one temperature-1 sample reproduces it."""
+    return math.exp(sum(s.logprob for s in turn.scores))
+
+
 SAMPLING_MIN_PROBABILITY = 0.01
 """A case is sampled only if the reference reproduces its golden completion with at least this probability:
 below it a sample almost never matches whichever engine drew it, so it costs a request and tells nothing.
