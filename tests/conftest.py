@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId  # pytest 9: where a node id lives (see pytest_collection_modifyitems)
 
 # Hermetic: every derived file (vocabulary, tokenizer.json, checkpoint) is rebuilt for the session,
 # as on a clean clone. Subprocesses (CLI tests) inherit it. A cache the session made is removed when it
@@ -31,6 +32,7 @@ SHARED_GROUPS = {"real_width_repo": "real-width"}
 """Session fixtures too big to build once per worker: the tests that use one share a worker."""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """`make test` runs two pytest-xdist workers (`--dist loadgroup`). A test that uses a module-scoped fixture
     runs on the worker of its module's other such tests (the fixture is built once), one that uses a fixture of
@@ -39,6 +41,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if group := _xdist_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
+            if config.getvalue("loadgroup") and "@" not in item.nodeid:
+                # pytest-xdist 3.8 groups by a `@group` suffix it writes to `item._nodeid`, which pytest 9 no longer
+                # reads (`nodeid` comes from `item._id`): write the suffix where pytest 9 reads it
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 def _xdist_group(item) -> str | None:
