@@ -109,3 +109,13 @@ def load_result(path: Path | str) -> RunResult:
     """A `result.json` (or a run directory holding one); `VerifierError` says in one line why it cannot be used."""
     path = Path(path)
     return _load(path / "result.json" if path.is_dir() else path)
+
+
+def score(run_dir: Path | str, checkpoint: Path | str | None = None, dtype: str | None = None,
+          device: str = "cpu") -> RunResult:
+    """Score a finished run's answers with the reference (`gpt-oss-verify score`; see `verifier.rescore`) and return
+    its result with `drift.reference_scored` added; result.json and the reports are rewritten."""
+    from verifier.rescore import score_run  # the reference (torch) loads only when scoring
+
+    result, _ = score_run(Path(run_dir), Path(checkpoint) if checkpoint else None, dtype, device)
+    return result

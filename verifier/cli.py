@@ -133,6 +133,9 @@ def run(
     _print_summary(result)
     typer.echo(f"verdict: {result.verdict}")
     typer.echo(f"report: {run_dir / 'report.html'}")
+    if not any(c.id == "drift.teacher_forced" and c.verdict.value in ("pass", "fail") for c in result.checks):
+        typer.echo(f"no teacher forcing: the reference can score the provider's own answers instead: "
+                   f"gpt-oss-verify score {run_dir}")
     if result.verdict == "error" and any(o.verdict.value == "error" for c in result.checks for o in c.outcomes):
         typer.echo(f"some requests found no service; to send them again: gpt-oss-verify run --resume {run_dir}",
                    err=True)
@@ -272,6 +275,27 @@ def report(
     paths = write_reports(result, target)
     typer.echo(f"report: {paths['html']}")
     typer.echo(f"junit: {paths['junit']}")
+
+
+@app.command()
+@guarded
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run` (its journal is read).")],
+    checkpoint: Annotated[Path | None, typer.Option(help="The checkpoint the run's golden came from (default: the "
+                                                    "conformance checkpoint, when golden is its).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Reference precision, fp32 or bf16 (default: golden's).")] = None,
+    device: Annotated[str, typer.Option(help="Torch device of the reference, e.g. cpu or cuda.")] = "cpu",
+):
+    """Score the provider's own answers with the reference (offline, resumable) and add drift.reference_scored
+    to the run's result.json, report.html and junit.xml: drift evidence that needs no log-probabilities."""
+    from verifier.api import score as score_run
+
+    result = score_run(run_dir, checkpoint, dtype, device)
+    check = next(c for c in result.checks if c.id == "drift.reference_scored")
+    typer.echo(f"drift.reference_scored: {check.verdict.value}: {printable(check.summary)}")
+    typer.echo(f"verdict: {result.verdict}")
+    typer.echo(f"report: {Path(run_dir) / 'report.html'}")
+    raise typer.Exit({"pass": 0, "fail": 1}.get(result.verdict, 2))
 
 
 @app.command()

@@ -241,7 +241,9 @@ def developer_message(instructions: str | None, tools: list[dict] | None, respon
     return Message.from_role_and_contents(Role.DEVELOPER, [content, section])
 
 
-def _assistant_messages(msg: dict) -> list:
+def assistant_messages(msg: dict) -> list:
+    """The Harmony messages of an assistant Chat message: analysis (its reasoning), its answer (final, or
+    commentary beside tool calls), then each tool call."""
     from openai_harmony import Message, Role
 
     out = []
@@ -295,7 +297,7 @@ def chat_to_messages(request: dict, date: str | None = DEFAULT_DATE, drop_analys
     for msg in chat:
         role = msg.get("role")
         if role == "assistant":
-            out.extend(_assistant_messages(msg))
+            out.extend(assistant_messages(msg))
         elif role == "tool":
             name = msg.get("name") or names.get(msg.get("tool_call_id"), "")
             out.append(_tool_result_message(name, _text_of(msg.get("content")) or ""))
@@ -468,6 +470,31 @@ def render_messages(messages: list) -> list[int]:
 def render_chat(request: dict, date: str | None = DEFAULT_DATE) -> list[int]:
     """Prompt token ids for a Chat Completions request, rendered canonically."""
     return render_messages(chat_to_messages(request, date))
+
+
+def generated_tokens(reasoning: str | None, answer: str | None, calls: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    """The completion tokens gpt-oss writes for an answer (after the prompt's `<|start|>assistant`), in the header
+    form the model itself generates (`<|channel|>commentary to=functions.NAME <|constrain|>json`, not the form
+    openai-harmony renders history in), and the indices of the content tokens of its reasoning and answer (not of
+    tool arguments: servers re-serialise them, vLLM writes `{"city": "Paris"}` for the model's `{"city":"Paris"}`,
+    so they are not the model's tokens). `calls`: (name, arguments). Content is encoded as plain text:
+    control-token text in it stays text."""
+    parts: list[tuple[str, str, int]] = []  # (header, content, closing token)
+    if reasoning:
+        parts.append(("<|channel|>analysis", reasoning, END))
+    if answer:
+        parts.append(("<|channel|>commentary" if calls else "<|channel|>final", answer, END if calls else RETURN))
+    parts += [(f"<|channel|>commentary to=functions.{name} <|constrain|>json", arguments, CALL)
+              for name, arguments in calls]
+    tokens: list[int] = []
+    positions: list[int] = []
+    for i, (header, content, close) in enumerate(parts):
+        tokens += encode_with_specials(("" if i == 0 else "<|start|>assistant") + header + "<|message|>")
+        body = encode(content)
+        if close != CALL:
+            positions += range(len(tokens), len(tokens) + len(body))
+        tokens += body + [close if i == len(parts) - 1 else END]
+    return tokens, positions
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ class Journal:
     def __init__(self, path: Path, secret: str | None = None):
         self.path = Path(path)
         self.secret = secret or None
-        _drop_torn_tail(self.path)
+        drop_torn_tail(self.path)
         self.lock = threading.Lock()
         self.fh = open(self.path, "a", encoding="utf-8")
 
@@ -54,7 +54,7 @@ class Journal:
         self.fh.close()
 
 
-def _drop_torn_tail(path: Path) -> None:
+def drop_torn_tail(path: Path) -> None:
     """Cut a last line left half-written by a killed process, so appends start on a fresh line."""
     if not path.exists():
         return

@@ -976,7 +976,7 @@ def execute(config: RunConfig, progress: Progress | None = None, resume: Path | 
     if resume is not None:
         progress.note(f"resumed: {replay.replayed} exchanges replayed from the journal, "
                       f"{len(runner.exchanges) - replay.replayed} sent")
-    _write_result(result, run_dir, config.api_key)
+    write_result(result, run_dir, config.api_key)
     write_reports(result, run_dir)
     return result, run_dir
 
@@ -989,7 +989,7 @@ def _redacted(text: str, secret: str | None) -> str:
     return text.replace(secret, "[REDACTED]") if secret else text
 
 
-def _write_result(result: RunResult, run_dir: Path, secret: str | None) -> None:
+def write_result(result: RunResult, run_dir: Path, secret: str | None) -> None:
     text = _redacted(result.model_dump_json(indent=2), secret)
     tmp = run_dir / "result.json.tmp"
     tmp.write_text(text)

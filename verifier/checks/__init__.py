@@ -50,7 +50,7 @@ def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchan
     return out
 
 
-def _summary(outcomes: list[Outcome], verdict: Verdict) -> str:
+def summarise(outcomes: list[Outcome], verdict: Verdict) -> str:
     counts = Counter(o.verdict.value for o in outcomes)
     if not outcomes:
         return "not applicable to this run"
@@ -68,6 +68,8 @@ def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
     sent = {(ex.case_id, ex.variant, ex.turn) for ex in exchanges}
     results = []
     for spec in checks_for(suite.families):
+        if spec.scope == "offline":  # judged after the run, from what it journaled (`gpt-oss-verify score`)
+            continue
         if spec.scope == "suite":
             outcomes = spec.fn(SuiteView(suite=suite, golden=golden, exchanges=exchanges, calibration=calibration))
         else:
@@ -78,7 +80,7 @@ def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
                 o.exchange = evidence_key(suite.name, o.case_id, o.variant, o.turn)
         verdict = aggregate(outcomes)
         results.append(CheckResult(id=spec.id, family=spec.family, title=spec.title, why=spec.why, source=spec.source,
-                                   compares=spec.compares, verdict=verdict, summary=_summary(outcomes, verdict),
+                                   compares=spec.compares, verdict=verdict, summary=summarise(outcomes, verdict),
                                    outcomes=outcomes))
     return results
 
@@ -93,6 +95,6 @@ def merge(results: list[CheckResult]) -> list[CheckResult]:
         m = merged[r.id]
         m.outcomes.extend(r.outcomes)
         m.verdict = aggregate(m.outcomes)
-        m.summary = _summary(m.outcomes, m.verdict)
+        m.summary = summarise(m.outcomes, m.verdict)
     order = [s.id for s in ordered()]
     return sorted(merged.values(), key=lambda r: order.index(r.id))

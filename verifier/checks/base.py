@@ -85,7 +85,8 @@ class CheckSpec(BaseModel):
     """How strictly it compares: `structure`, `text where margins are wide`, `statistics`."""
     apis: tuple[str, ...] = ("chat", "responses", "completions")
     scope: str = "exchange"
-    """`exchange` (one response at a time) or `suite` (all responses of a suite)."""
+    """`exchange` (one response at a time), `suite` (all responses of a suite) or `offline` (judged after the run
+    from its journal, by `gpt-oss-verify score`, with the reference model at hand)."""
     every_suite: bool = False
     """Applies to every suite, whatever families the suite names."""
     fn: Callable = Field(exclude=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import DEFAULT_ALPHA, FULL_K, Calibration
+from verifier.drift.provider_tokens import TokenScores, departures, sampled_test
 from verifier.drift.sequential import Decision, DriftLimits, RunningMedian, SequentialTest
 from verifier.drift.statistics import (
     TurnDrift,
@@ -26,6 +27,7 @@ from verifier.drift.statistics import (
 )
 from verifier.exchange import Exchange
 from verifier.golden import GoldenTurn
+from verifier.result import evidence_key
 from verifier.scores import PositionScore, ScoreResult
 from verifier.verdict import MAX_FIGURE_POSITIONS, DriftFigure, DriftSequence
 
@@ -239,3 +241,51 @@ def _reproduces(golden: GoldenTurn, obs) -> bool:
         return [(c.name, c.arguments) for c in obs.tool_calls] == [
             (m.recipient.removeprefix("functions."), m.text) for m in golden.tool_calls]
     return (obs.content or "") == (golden.final or "")
+
+
+@check(
+    "drift.reference_scored", "drift",
+    title="the provider's own tokens are ones the reference would choose (scored offline: `gpt-oss-verify score`)",
+    why="a host with no log-probabilities still shows its model in every token it writes; the reference, scoring "
+        "them on the provider's own prefix, sees a wrong model, quantised weights or a broken sampler",
+    source="hosts without logprobs; Token-DiFR (2025): a provider's tokens scored under a trusted reference",
+    compares="statistics, per position on the provider's own prefix: a greedy token ranked below the reference's "
+             "top-1 by more than the calibrated flip margin fails at once; sampled tokens (temperature 1) pool into "
+             "a z-test of where they rank in the reference's distribution (mid-distribution transform against "
+             "1/2; two-sided, α of the calibration; needs no calibration). A host "
+             "whose sampler truncates (llama-server's default top_k 40, min_p 0.05) writes likelier tokens than "
+             "the reference samples and can fail the sampled test unless served with --top-k 0 --min-p 0",
+    apis=("chat", "responses"), scope="offline",
+)
+def reference_scored(scores: list[TokenScores], exchanges: dict[str, Exchange], calibration: Calibration) -> list[Outcome]:
+    """Each greedy answer's decisive departures, and the pooled test of the sampled ones (`exchanges` by key)."""
+    found = departures(scores, calibration.flip_margin)
+    out = [_greedy_answer(seq, exchanges[seq.key], [d for d in found if d.key == seq.key], calibration.flip_margin)
+           for seq in scores if not seq.sampled]
+    test = sampled_test(scores)
+    if test.positions:
+        p = test.p_value()
+        failed = p < calibration.alpha
+        out.append(Outcome(
+            verdict=Verdict.FAIL if failed else Verdict.PASS, suite="drift", variant="sampling",
+            expected=f"p >= {calibration.alpha}",
+            observed={"positions": test.positions, "shift": round(test.shift, 3), "z": round(test.z, 3), "p": p},
+            message=(f"{test.positions} sampled tokens rank {test.shift:+.1f} from where the reference's own samples "
+                     f"would (mid-distribution transform, z = {test.z:+.2f}): "
+                     f"{'differs from' if failed else 'consistent with'} the reference (p = {p:.2g})")))
+    return out
+
+
+def _greedy_answer(seq: TokenScores, ex: Exchange, found: list, flip_margin: float) -> Outcome:
+    largest = max(seq.margin, default=0.0)
+    observed = {"tokens": len(seq.margin), "largest_margin": round(largest, 4), "departures": len(found)}
+    where = {"suite": ex.suite, "case_id": ex.case_id, "variant": ex.variant, "turn": ex.turn,
+             "exchange": evidence_key(ex.suite, ex.case_id, ex.variant, ex.turn)}
+    if not found:
+        return Outcome(verdict=Verdict.PASS, observed=observed, expected=f"margins <= {flip_margin:.3f}", **where,
+                       message=f"{len(seq.margin)} tokens, largest margin below the reference's top-1 {largest:.3f} nats")
+    worst = max(found, key=lambda d: d.margin)
+    return Outcome(verdict=Verdict.FAIL, observed=observed, expected=f"margins <= {flip_margin:.3f}", **where,
+                   message=f"{len(found)} of {len(seq.margin)} tokens chosen against the reference's top-1 by more "
+                           f"than the flip margin {flip_margin:.3f}: worst {worst.token!r} (token {worst.position + 1}) "
+                           f"by {worst.margin:.3f} nats")

@@ -23,6 +23,10 @@ teacher-forced `PositionScore`s, per-position `TurnDrift`s) and imports no check
                  for hosts that cap their top lists (`Calibration.by_k`, top-5 and top-1, `for_k`),
                  detection power against faulty engines (`detection`), out-of-sample false
                  positives (`held_out_false_positives`), and the saved honest data.
+- `provider_tokens` drift from the provider's own output, scored by the reference on the provider's own
+                 prefix (no log-probabilities needed): decisive departures of greedy tokens (wider than
+                 the flip margin) and the likelihood z-test of sampled tokens; `verifier.rescore`
+                 gathers the scores after a run (`gpt-oss-verify score`).
 
 Who feeds it: `verifier.calibrate` (the `golden calibrate` workflow, which builds scorers from
 reference engines and endpoints), `verifier.runner` (scores golden turns until the test decides),

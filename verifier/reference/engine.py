@@ -42,6 +42,17 @@ class ScoredToken:
     token: int
     logprob: float
     top: TopK
+    entropy: float | None = None
+    """H = -E[log p] of the whole distribution here (nats), when asked for (`moments`)."""
+    logprob_variance: float | None = None
+    """Var[log p] of the whole distribution here, when asked for: with `entropy`, what a token drawn from the
+    reference would score, so a provider's sampled tokens can be tested against it."""
+    mid_rank: float | None = None
+    """The token's mid-distribution transform, when asked for: the probability of every likelier token plus half
+    that of the token and its ties. For a token drawn from this distribution its mean is exactly 1/2 and its
+    variance (1 - Σp³)/12, bounded, whatever the distribution (`verifier.drift.provider_tokens`)."""
+    cube_sum: float | None = None
+    """Σp³ over the vocabulary, when asked for (near 1 where the distribution is nearly certain)."""
 
 
 @dataclass
@@ -79,6 +90,20 @@ NUMERIC_FAULTS = {
     "logprobs-after-temperature": "log-probabilities reported from the distribution at temperature 0.7",
 }
 LOGPROB_TEMPERATURE_FAULT = 0.7
+
+
+def _moments(logprobs: torch.Tensor, chosen: torch.Tensor) -> list[list[float]]:
+    """Per row of log-probabilities [N, V] and its chosen token: the entropy, the variance of log p under p, the
+    chosen token's mid-distribution transform and Σp³ (see `ScoredToken`), in float64 sums."""
+    lp = logprobs.double()
+    p = lp.exp()
+    plogp = torch.where(p > 0, p * lp, 0.0)  # a masked logit (-inf) adds nothing
+    entropy = -plogp.sum(-1)
+    second = (plogp * lp).sum(-1)
+    own = lp.gather(1, chosen[:, None])
+    mid_rank = (p * (lp > own)).sum(-1) + (p * (lp == own)).sum(-1) / 2
+    return [entropy.tolist(), (second - entropy * entropy).clamp(min=0).tolist(), mid_rank.tolist(),
+            (p * p * p).sum(-1).tolist()]
 
 
 def fp8_round(x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +193,8 @@ class Engine:
         computed by the callers a chunk of positions at a time."""
         return self.model.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=use_cache)
 
-    def _scored_rows(self, hidden: torch.Tensor, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
+    def _scored_rows(self, hidden: torch.Tensor, tokens: list[int], start: int, k: int,
+                     moments: bool = False) -> list[ScoredToken]:
         """Scores of tokens[start:] from the hidden states `[T, H]` of `tokens`, at most `self.chunk`
         rows of logits at a time, in equal chunks (no 1-row remainder: a matrix-vector product may
         round differently from the full-logits matrix product; at the default chunk the result is
@@ -181,8 +207,10 @@ class Engine:
             logprobs, (values, top_ids) = topk_of(logits, k, self.logprob_temperature)
             chosen = torch.tensor(tokens[start + offset : start + offset + logits.shape[0]], device=logprobs.device)
             picked = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+            extra = _moments(logprobs, chosen) if moments else [[None] * len(picked)] * 4
             for row, (ids_row, values_row) in enumerate(zip(top_ids.tolist(), values.tolist())):
-                out.append(ScoredToken(int(chosen[row]), picked[row], TopK(ids_row, values_row)))
+                out.append(ScoredToken(int(chosen[row]), picked[row], TopK(ids_row, values_row),
+                                       *(column[row] for column in extra)))
             del logits, logprobs
         return out
 
@@ -194,7 +222,7 @@ class Engine:
 
     @torch.inference_mode()
     def score_batch(self, items: list[tuple[list[int], int]], k: int = 20, batch_size: int = 8,
-                    max_batch_tokens: int = 65536, pad: int = 0) -> list[list[ScoredToken]]:
+                    max_batch_tokens: int = 65536, pad: int = 0, moments: bool = False) -> list[list[ScoredToken]]:
         """`score(tokens, start, k)` of many sequences, `batch_size` at a time (right-padded, padding
         masked out; longest first so each batch pads little). Not memoised, and not bit-identical to
         `score`: padding changes the kernels' shapes, so values differ at the dtype's rounding (see
@@ -217,7 +245,7 @@ class Engine:
                 hidden = self._hidden(ids.to(self.device), mask.to(self.device)).last_hidden_state
                 for row, index in enumerate(group):
                     tokens, start = items[index]
-                    out[index] = self._scored_rows(hidden[row], tokens, start, k)
+                    out[index] = self._scored_rows(hidden[row], tokens, start, k, moments)
         return out  # type: ignore[return-value]
 
     def generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], k: int = 0,

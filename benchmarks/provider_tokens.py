@@ -1,0 +1,194 @@
+"""Detection power of reference-scored provider output (`drift.reference_scored`): drift with no log-probabilities.
+
+    python benchmarks/provider_tokens.py [--samples 4] [--faults a,b] [--out benchmarks/results/provider_tokens.json]
+
+Engines (no servers: the same engines the built-in provider serves): the honest reference in bf16 and faulty
+ones (perturbed checkpoints, bf16). Each answers every golden first turn whose tokens are its own free choice
+(no response format, no forced tool choice) greedily, and each drift-suite first turn `--samples` times at
+temperature 1. The fp32 reference (golden's engine) scores every answer's content tokens on the answer's own
+prefix, as `gpt-oss-verify score` does; then per engine:
+
+- greedy: positions scored, decisive departures (margin above the calibrated flip margin) and the rate of
+  them per position, and the positions after which a provider departing at that rate has departed once with
+  99% probability (`greedy_tokens_for_power`); honest FPR: the share of honest answers with a departure;
+- sampled: positions, the mean shift of Σ(log p + H) per position and the mean variance, the positions for
+  99% power of the two-sided z-test at the calibration's α (`tokens_for_power`), and the measured z of all
+  the engine's samples pooled; honest FPR: the share of disjoint runs of honest samples (`--run-samples`
+  answers each) the test flags;
+- mean_kl: KL(engine || reference) per sampled position, averaged (nats), the information a fault leaves
+  in each token: read the positions needed against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, Field
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from verifier import harmony  # noqa: E402
+from verifier.drift import calibration as cal  # noqa: E402
+from verifier.drift.provider_tokens import (  # noqa: E402
+    TokenScores,
+    departures,
+    greedy_tokens_for_power,
+    sampled_test,
+    tokens_for_power,
+)
+from verifier.golden import GoldenTurn  # noqa: E402
+from verifier.paths import golden_dir  # noqa: E402
+from verifier.reference import perturb  # noqa: E402
+from verifier.reference.engine import Engine  # noqa: E402
+from verifier.rescore import token_scores  # noqa: E402
+from verifier.testmodel.compact import default_checkpoint  # noqa: E402
+
+GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
+FAULTS = ["swapped-checkpoint", "int4-experts", "rope-theta", "no-sinks"]
+
+
+class Greedy(BaseModel):
+    answers: int
+    positions: int
+    departures: int
+    answers_with_departure: int
+    departure_rate: float
+    tokens_for_99pct_power: int | None
+    largest_margin: float
+
+
+class Sampled(BaseModel):
+    answers: int
+    positions: int
+    shift_per_token: float
+    variance_per_token: float
+    z_all_samples: float
+    tokens_for_99pct_power: int | None
+    runs: int = 0
+    runs_flagged: int = 0
+
+
+class EngineFigures(BaseModel):
+    greedy: Greedy
+    sampled: Sampled
+    mean_kl: float | None = None
+    """KL(engine || reference) per sampled position, averaged (nats)."""
+
+
+class Results(BaseModel):
+    golden: str
+    flip_margin: float
+    alpha: float
+    samples_per_case: int
+    engines: dict[str, EngineFigures] = Field(default_factory=dict)
+    honest_fpr: dict[str, float] = Field(default_factory=dict)
+    """Honest engines: share of answers (greedy) and of sample runs (sampled) flagged."""
+    seconds: float = 0.0
+
+
+def free_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
+    """First turns whose completion is the model's own free choice (what `verifier.rescore` scores)."""
+    return [(key, t) for key, t in cal.first_turns(turns)
+            if not t.request.get("response_format") and t.request.get("tool_choice") in (None, "auto")]
+
+
+def content_positions(prompt_len: int, completion: list[int]) -> list[int]:
+    """Indices (into prompt + completion) of the completion's content tokens, tool arguments left out."""
+    return [prompt_len + i for span in harmony.content_spans(completion) if "to=functions" not in span.header
+            for i in range(span.start, span.end)]
+
+
+def answer(engine: Engine, turn: GoldenTurn, temperature: float, seed: int) -> tuple[list[int], list[int]]:
+    limit = turn.request.get("max_tokens") or len(turn.completion_token_ids) + 64
+    gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
+    tokens = turn.prompt_token_ids + gen.tokens
+    return tokens, content_positions(len(turn.prompt_token_ids), gen.tokens)
+
+
+def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sampled: bool) -> list[TokenScores]:
+    rows = reference.score_batch([(tokens, 1) for _, tokens, _ in items], k=1, moments=True)
+    return [token_scores(key, key, sampled, positions, row) for (key, _, positions), row in zip(items, rows)]
+
+
+@torch.inference_mode()
+def mean_kl(engine: Engine, reference: Engine, items) -> float:
+    """KL(engine || reference) at the scored positions of `items`, averaged."""
+    total = count = 0.0
+    for _, tokens, positions in items:
+        ids = torch.tensor([tokens])
+        rows = torch.tensor([p - 1 for p in positions])
+        lq = torch.log_softmax(engine.model.lm_head(engine._hidden(ids).last_hidden_state[0][rows]).float(), -1)
+        lp = torch.log_softmax(reference.model.lm_head(reference._hidden(ids).last_hidden_state[0][rows]).float(), -1)
+        total += (lq.exp() * (lq - lp)).sum().item()
+        count += len(positions)
+    return total / count if count else 0.0
+
+
+def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samples: int, flip_margin: float,
+            alpha: float, run_samples: int) -> EngineFigures:
+    greedy_items = [(key, *answer(engine, t, 0.0, 0)) for key, t in greedy_turns]
+    sample_items = [(f"{key}/{i}", *answer(engine, t, 1.0, 1000 + i)) for key, t in sampled_turns for i in range(samples)]
+    g = scored(reference, greedy_items, False)
+    s = scored(reference, sample_items, True)
+    found = departures(g, flip_margin)
+    positions = sum(len(x.margin) for x in g)
+    rate = len(found) / positions if positions else 0.0
+    test = sampled_test(s)
+    shift, variance = test.shift / max(test.positions, 1), test.variance / max(test.positions, 1)
+    order = list(range(len(s)))
+    random.Random(0).shuffle(order)
+    runs = [[s[i] for i in order[j : j + run_samples]] for j in range(0, len(order) - run_samples + 1, run_samples)]
+    return EngineFigures(
+        greedy=Greedy(answers=len(g), positions=positions, departures=len(found),
+                      answers_with_departure=len({d.key for d in found}), departure_rate=rate,
+                      tokens_for_99pct_power=greedy_tokens_for_power(rate),
+                      largest_margin=max((m for x in g for m in x.margin), default=0.0)),
+        sampled=Sampled(answers=len(s), positions=test.positions, shift_per_token=shift, variance_per_token=variance,
+                        z_all_samples=test.z, tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
+                        runs=len(runs), runs_flagged=sum(sampled_test(r).p_value() < alpha for r in runs)),
+        mean_kl=mean_kl(engine, reference, sample_items) if engine is not reference else 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=4, help="temperature-1 answers per drift first turn")
+    parser.add_argument("--run-samples", type=int, default=8, help="samples per simulated honest run")
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "provider_tokens.json")
+    args = parser.parse_args()
+    started = time.monotonic()
+    checkpoint, calibration = default_checkpoint(), cal.load(GOLDEN)
+    turns = cal.golden_turns(GOLDEN)
+    greedy_turns = free_first_turns(turns)
+    sampled_turns = [(k, t) for k, t in cal.first_turns(turns) if k.startswith("drift/")]
+    reference = Engine(checkpoint, "fp32")
+    results = Results(golden=str(GOLDEN), flip_margin=calibration.flip_margin, alpha=calibration.alpha,
+                      samples_per_case=args.samples)
+    engines = {"reference-bf16": lambda: Engine(checkpoint, "bf16")}
+    engines |= {fault: (lambda f=fault: perturb.faulty_engine(checkpoint, f)) for fault in args.faults.split(",")}
+    for name, make in engines.items():
+        found = figures(make(), reference, greedy_turns, sampled_turns, args.samples, calibration.flip_margin,
+                        calibration.alpha, args.run_samples)
+        results.engines[name] = found
+        print(f"{name:20} greedy {found.greedy.departures}/{found.greedy.positions} "
+              f"(99%: {found.greedy.tokens_for_99pct_power}) sampled shift {found.sampled.shift_per_token:+.4f} "
+              f"z {found.sampled.z_all_samples:+.1f} (99%: {found.sampled.tokens_for_99pct_power}) "
+              f"kl {found.mean_kl:.4f}", flush=True)
+    honest = results.engines["reference-bf16"]
+    results.honest_fpr = {
+        "greedy_answers": honest.greedy.answers_with_departure / max(honest.greedy.answers, 1),
+        "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
+    results.seconds = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(results.model_dump_json(indent=2))
+    print(f"{results.seconds} s; written to {args.out}; honest: {statistics.fmean(results.honest_fpr.values()):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Reference-scored provider output (`verifier.drift.provider_tokens`, `verifier.rescore`) without a server:
+the statistics' boundaries and null distribution, the re-tokenisation of answers, and which answers are scored."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from verifier import harmony
+from verifier.checks.drift import reference_scored
+from verifier.drift.calibration import Calibration
+from verifier.drift.provider_tokens import (
+    TokenScores,
+    departures,
+    greedy_tokens_for_power,
+    sampled_test,
+    tokens_for_power,
+)
+from verifier.exchange import Exchange
+from verifier.observation import Observation, ToolCall
+from verifier.paths import golden_dir
+from verifier.rescore import answer_of, answers, sampling_mode, scoreable
+from verifier.verdict import Verdict
+
+GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
+
+
+def _greedy(margins: list[float], key: str = "k") -> TokenScores:
+    n = len(margins)
+    return TokenScores(key=key, label=key, sampled=False, margin=margins, logprob=[-m for m in margins],
+                       entropy=[0.0] * n, variance=[0.0] * n, tokens=[f"t{i}" for i in range(n)])
+
+
+def test_a_departure_is_a_margin_wider_than_the_flip_margin():
+    found = departures([_greedy([0.0, 0.5, 0.9444, 0.9445, 3.0])], flip_margin=0.9444)
+    assert [(d.position, d.token) for d in found] == [(3, "t3"), (4, "t4")]
+    sampled = _greedy([5.0]).model_copy(update={"sampled": True})
+    assert departures([sampled], 0.9444) == []  # a sampled token may be anything
+
+
+def _sample_sequence(rng: random.Random, distributions, draw_from=None) -> TokenScores:
+    """Tokens drawn from `draw_from` (default: the reference itself), scored under the reference."""
+    seq = TokenScores(key="s", label="s", sampled=True)
+    for i, p in enumerate(distributions):
+        q = draw_from[i] if draw_from else p
+        token = rng.choices(range(len(q)), weights=q)[0]
+        logp = [math.log(x) for x in p]
+        entropy = -sum(x * lp for x, lp in zip(p, logp))
+        seq.logprob.append(logp[token])
+        seq.entropy.append(entropy)
+        seq.variance.append(sum(x * lp * lp for x, lp in zip(p, logp)) - entropy ** 2)
+        seq.mid_rank.append(sum(x for x in p if x > p[token]) + sum(x for x in p if x == p[token]) / 2)
+        seq.cube_sum.append(sum(x ** 3 for x in p))
+    return seq
+
+
+def _distributions(rng: random.Random, n: int, width: int = 6) -> list[list[float]]:
+    out = []
+    for _ in range(n):
+        logits = [rng.gauss(0, 2.0) for _ in range(width)]
+        top = max(logits)
+        weights = [math.exp(v - top) for v in logits]
+        out.append([w / sum(weights) for w in weights])
+    return out
+
+
+def test_sampled_test_holds_its_level_on_reference_samples():
+    """Tokens drawn from the reference itself: the two-sided test at 1% flags about 1% of 2000 runs (the
+    mid-rank statistic has mean 1/2 and variance (1 - Σp³)/12 exactly)."""
+    rng = random.Random(7)
+    flagged = 0
+    for _ in range(2000):
+        distributions = _distributions(rng, 60)
+        flagged += sampled_test([_sample_sequence(rng, distributions)]).p_value() < 0.01
+    assert flagged / 2000 < 0.02, flagged
+
+
+def test_sampled_test_flags_another_distribution():
+    """Tokens drawn from a sharper distribution (temperature 0.7) than the reference's: flagged, and the
+    predicted positions for 99% power are enough."""
+    rng = random.Random(11)
+    distributions = _distributions(rng, 1000)
+    sharper = []
+    for p in distributions:
+        weights = [x ** (1 / 0.7) for x in p]
+        sharper.append([w / sum(weights) for w in weights])
+    def mid(p, token):
+        return sum(x for x in p if x > p[token]) + sum(x for x in p if x == p[token]) / 2
+
+    shift = sum(sum(q_i * (mid(p, i) - 0.5) for i, q_i in enumerate(q))
+                for p, q in zip(distributions, sharper)) / len(distributions)
+    variance = sum((1 - sum(x ** 3 for x in p)) / 12 for p in distributions) / len(distributions)
+    needed = tokens_for_power(shift, variance, 0.01)
+    assert needed is not None and needed < 1000
+    flagged = sum(sampled_test([_sample_sequence(rng, distributions[:needed], sharper[:needed])]).p_value() < 0.01
+                  for _ in range(200))
+    assert flagged / 200 > 0.9, flagged
+
+
+def test_power_formulas_at_their_edges():
+    assert tokens_for_power(0.0, 1.0, 0.01) is None
+    assert tokens_for_power(-0.1, 1.0, 0.01) == tokens_for_power(0.1, 1.0, 0.01)
+    assert tokens_for_power(0.05, 1.0, 0.01) > tokens_for_power(0.1, 1.0, 0.01)
+    assert greedy_tokens_for_power(0.0) is None
+    assert greedy_tokens_for_power(1.0) == 1
+    rate = 0.02
+    n = greedy_tokens_for_power(rate)
+    assert (1 - rate) ** n <= 0.01 < (1 - rate) ** (n - 1)
+
+
+def _golden_turns():
+    for path in sorted(GOLDEN.glob("*.json")):
+        if path.name == "calibration.json":
+            continue
+        for record in json.loads(path.read_text())["records"]:
+            yield from record["turns"]
+
+
+def test_answers_retokenise_as_the_model_wrote_them():
+    """Every golden completion that ended on a stop token, rebuilt from its messages as a provider returns them
+    (reasoning, answer, tool calls), is golden's own token sequence: headers in the model's form included."""
+    checked = 0
+    for turn in _golden_turns():
+        if turn["finish_reason"] == "length":
+            continue
+        msgs = turn["messages"]
+        reasoning = "".join(m["text"] for m in msgs if m["channel"] == "analysis") or None
+        calls = [(m["recipient"].removeprefix("functions."), m["text"]) for m in msgs
+                 if (m["recipient"] or "").startswith("functions.")]
+        answer = "".join(m["text"] for m in msgs if m["channel"] == "final"
+                         or (m["channel"] == "commentary" and not m["recipient"])) or None
+        tokens, positions = harmony.generated_tokens(reasoning, answer, calls)
+        assert tokens == turn["completion_token_ids"]
+        content = harmony.encode(reasoning or "") + harmony.encode(answer or "")
+        assert [tokens[i] for i in positions] == content  # tool arguments are not scored
+        checked += 1
+    assert checked > 50
+
+
+def _exchange(variant="chat", turn=1, **request) -> Exchange:
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, **request}
+    obs = Observation(api="chat", stream=False, status=200, content="Hello.", reasoning="Greet back.",
+                      tool_calls=[ToolCall(id="c", name="f", arguments='{"a": 1}')], created=1_700_000_000)
+    return Exchange(suite="harmony", case_id="c", variant=variant, turn=turn, request=chat, chat_request=chat,
+                    observation=obs, key=f"{variant}{turn}{sorted(request.items())}")
+
+
+@pytest.mark.parametrize(("request_", "expected"), [
+    ({"temperature": 0}, False), ({"temperature": 1}, True), ({}, True), ({"temperature": 1, "top_p": 0.9}, None),
+    ({"temperature": 0.7}, None)])
+def test_sampling_mode(request_, expected):
+    assert sampling_mode(request_) is expected
+
+
+def test_what_is_scored():
+    assert scoreable(_exchange()) is False
+    assert scoreable(_exchange(variant="sampling", temperature=1)) is True
+    sample = _exchange(variant="sampling")
+    sample.request = {**sample.request, "temperature": 1.0, "top_p": 1.0}  # golden's greedy body stays chat_request
+    assert scoreable(sample) is True
+    assert scoreable(_exchange(variant="completions")) is None  # raw Harmony text
+    assert scoreable(_exchange(turn=2)) is None  # the prompt holds the provider's own earlier turn
+    assert scoreable(_exchange(response_format={"type": "json_object"})) is None  # a grammar chose the tokens
+    assert scoreable(_exchange(tool_choice="required")) is None
+    assert scoreable(_exchange(tool_choice="auto")) is False
+    broken = _exchange()
+    broken.observation.failure = {"kind": "protocol", "message": "x"}
+    assert scoreable(broken) is None
+
+
+def test_an_answer_is_scored_once_and_on_its_content():
+    first, again = _exchange(), _exchange(variant="chat-stream")
+    found = answers([first, again])
+    assert [a.exchange.variant for a in found] == ["chat"]
+    answer = answer_of(first, False)
+    assert answer.tokens[: len(harmony.render_chat(first.chat_request, "2023-11-14"))] == harmony.render_chat(
+        first.chat_request, "2023-11-14")  # the provider's own date (created 2023-11-14)
+    assert harmony.decode([answer.tokens[i] for i in answer.positions]) == "Greet back.Hello."
+
+
+def test_the_check_fails_a_greedy_departure_and_a_sampled_shift():
+    calibration = Calibration.model_validate({**json.loads((GOLDEN / "calibration.json").read_text())})
+    honest, departing = _greedy([0.0, 0.02], "a"), _greedy([0.0, 2.0], "b")
+    by_key = {"a": _exchange(), "b": _exchange(variant="responses")}
+    by_key["a"].key, by_key["b"].key = "a", "b"
+    verdicts = [o.verdict for o in reference_scored([honest, departing], by_key, calibration)]
+    assert verdicts == [Verdict.PASS, Verdict.FAIL]
+    shifted = TokenScores(key="s", label="s", sampled=True, mid_rank=[0.9] * 200, cube_sum=[0.2] * 200)
+    outcome, = reference_scored([shifted], by_key, calibration)
+    assert outcome.verdict is Verdict.FAIL and outcome.observed["z"] > 20
