@@ -51,6 +51,8 @@ from verifier.testmodel.compact import default_checkpoint  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["swapped-checkpoint", "int4-experts", "rope-theta", "no-sinks"]
+SAMPLE_SLACK = 4
+"""Tokens an answer may run past golden's length: as the runner asks (`Runner.sampling`, `greedy_request`)."""
 
 
 class Greedy(BaseModel):
@@ -105,7 +107,7 @@ def content_positions(prompt_len: int, completion: list[int]) -> list[int]:
 
 
 def answer(engine: Engine, turn: GoldenTurn, temperature: float, seed: int) -> tuple[list[int], list[int]]:
-    limit = turn.request.get("max_tokens") or len(turn.completion_token_ids) + 64
+    limit = len(turn.completion_token_ids) + SAMPLE_SLACK
     gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
     tokens = turn.prompt_token_ids + gen.tokens
     return tokens, content_positions(len(turn.prompt_token_ids), gen.tokens)
