@@ -175,6 +175,8 @@ def test_an_answer_is_scored_once_and_on_its_content():
     first, again = _exchange(), _exchange(variant="chat-stream")
     found = answers([first, again])
     assert [a.exchange.variant for a in found] == ["chat"]
+    draws = [_exchange(variant="sampling", temperature=1, seed=seed) for seed in (0, 1)]  # the same text twice
+    assert len(answers(draws)) == 2  # two draws, two pieces of evidence
     answer = answer_of(first, False)
     assert answer.tokens[: len(harmony.render_chat(first.chat_request, "2023-11-14"))] == harmony.render_chat(
         first.chat_request, "2023-11-14")  # the provider's own date (created 2023-11-14)

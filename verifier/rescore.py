@@ -109,7 +109,9 @@ def answer_of(ex: Exchange, sampled: bool) -> Answer:
 
 
 def answers(exchanges: list[Exchange]) -> list[Answer]:
-    """Every scoreable answer of a journal, each distinct token sequence once."""
+    """Every scoreable answer of a journal: each distinct greedy answer once (the same greedy answer on several APIs
+    is one piece of evidence), every sample (each is its own draw, repeats included: dropping them would bias the
+    sampled test toward rarer answers)."""
     seen: set[tuple[int, ...]] = set()
     out = []
     for ex in exchanges:
@@ -117,9 +119,10 @@ def answers(exchanges: list[Exchange]) -> list[Answer]:
         if mode is None:
             continue
         answer = answer_of(ex, mode)
-        if (key := tuple(answer.tokens)) in seen:
-            continue
-        seen.add(key)
+        if not answer.sampled:
+            if (key := tuple(answer.tokens)) in seen:
+                continue
+            seen.add(key)
         out.append(answer)
     return out
 
