@@ -8,12 +8,13 @@ ones (perturbed checkpoints, bf16). Each answers every golden first turn whose t
 temperature 1. The fp32 reference (golden's engine) scores every answer's content tokens on the answer's own
 prefix, as `gpt-oss-verify score` does; then per engine:
 
-- greedy: positions scored, decisive departures (margin above the calibrated flip margin) and the rate of
+- greedy: positions scored, decisive departures (margin above `departure_margin`) and the rate of
   them per position, and the positions after which a provider departing at that rate has departed once with
   99% probability (`greedy_tokens_for_power`); honest FPR: the share of honest answers with a departure;
-- sampled: positions, the mean shift of Σ(log p + H) per position and the mean variance, the positions for
-  99% power of the two-sided z-test at the calibration's α (`tokens_for_power`), and the measured z of all
-  the engine's samples pooled; honest FPR: the share of disjoint runs of honest samples (`--run-samples`
+- sampled: positions, the mean shift of the rank statistic (u - 1/2) per position and its mean variance, the
+  positions for 99% power of the two-sided z-test at the calibration's α (`tokens_for_power`), and the
+  measured z of all the engine's samples pooled; beside it the log-likelihood statistic's z (not decided on);
+  honest FPR: the share of disjoint runs of honest samples (`--run-samples`
   answers each) the test flags;
 - mean_kl: KL(engine || reference) per sampled position, averaged (nats), the information a fault leaves
   in each token: read the positions needed against it.
@@ -37,8 +38,10 @@ from verifier import harmony  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.provider_tokens import (  # noqa: E402
     TokenScores,
+    departure_margin,
     departures,
     greedy_tokens_for_power,
+    likelihood_test,
     sampled_test,
     tokens_for_power,
 )
@@ -46,7 +49,7 @@ from verifier.golden import GoldenTurn  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
 from verifier.reference.engine import Engine  # noqa: E402
-from verifier.rescore import token_scores  # noqa: E402
+from verifier.rescore import scores_at  # noqa: E402
 from verifier.testmodel.compact import default_checkpoint  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -71,6 +74,8 @@ class Sampled(BaseModel):
     shift_per_token: float
     variance_per_token: float
     z_all_samples: float
+    likelihood_z_all_samples: float
+    """The log-likelihood statistic's z on the same samples (`likelihood_test`), for comparison."""
     tokens_for_99pct_power: int | None
     runs: int = 0
     runs_flagged: int = 0
@@ -85,7 +90,7 @@ class EngineFigures(BaseModel):
 
 class Results(BaseModel):
     golden: str
-    flip_margin: float
+    departure_margin: float
     alpha: float
     samples_per_case: int
     engines: dict[str, EngineFigures] = Field(default_factory=dict)
@@ -100,22 +105,25 @@ def free_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
             if not t.request.get("response_format") and t.request.get("tool_choice") in (None, "auto")]
 
 
-def content_positions(prompt_len: int, completion: list[int]) -> list[int]:
-    """Indices (into prompt + completion) of the completion's content tokens, tool arguments left out."""
+def scored_positions(prompt_len: int, completion: list[int]) -> list[int]:
+    """Indices (into prompt + completion) of what `verifier.rescore` scores: inside each message body that is not a
+    tool call, its content and its closing token where one was generated."""
     return [prompt_len + i for span in harmony.content_spans(completion) if "to=functions" not in span.header
-            for i in range(span.start, span.end)]
+            for i in range(span.start, min(span.end + 1, len(completion)))]
 
 
 def answer(engine: Engine, turn: GoldenTurn, temperature: float, seed: int) -> tuple[list[int], list[int]]:
     limit = len(turn.completion_token_ids) + SAMPLE_SLACK
     gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
     tokens = turn.prompt_token_ids + gen.tokens
-    return tokens, content_positions(len(turn.prompt_token_ids), gen.tokens)
+    return tokens, scored_positions(len(turn.prompt_token_ids), gen.tokens)
 
 
 def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sampled: bool) -> list[TokenScores]:
-    rows = reference.score_batch([(tokens, 1) for _, tokens, _ in items], k=1, moments=True)
-    return [token_scores(key, key, sampled, positions, row) for (key, _, positions), row in zip(items, rows)]
+    items = [item for item in items if item[2]]
+    rows = reference.score_batch([(tokens, positions[0]) for _, tokens, positions in items], k=1, moments=True)
+    return [scores_at(key, key, sampled, positions, row, positions[0])
+            for (key, _, positions), row in zip(items, rows)]
 
 
 @torch.inference_mode()
@@ -123,6 +131,8 @@ def mean_kl(engine: Engine, reference: Engine, items) -> float:
     """KL(engine || reference) at the scored positions of `items`, averaged."""
     total = count = 0.0
     for _, tokens, positions in items:
+        if not positions:
+            continue
         ids = torch.tensor([tokens])
         rows = torch.tensor([p - 1 for p in positions])
         lq = torch.log_softmax(engine.model.lm_head(engine._hidden(ids).last_hidden_state[0][rows]).float(), -1)
@@ -132,13 +142,13 @@ def mean_kl(engine: Engine, reference: Engine, items) -> float:
     return total / count if count else 0.0
 
 
-def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samples: int, flip_margin: float,
+def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samples: int, margin: float,
             alpha: float, run_samples: int) -> EngineFigures:
     greedy_items = [(key, *answer(engine, t, 0.0, 0)) for key, t in greedy_turns]
     sample_items = [(f"{key}/{i}", *answer(engine, t, 1.0, 1000 + i)) for key, t in sampled_turns for i in range(samples)]
     g = scored(reference, greedy_items, False)
     s = scored(reference, sample_items, True)
-    found = departures(g, flip_margin)
+    found = departures(g, margin)
     positions = sum(len(x.margin) for x in g)
     rate = len(found) / positions if positions else 0.0
     test = sampled_test(s)
@@ -152,7 +162,8 @@ def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samp
                       tokens_for_99pct_power=greedy_tokens_for_power(rate),
                       largest_margin=max((m for x in g for m in x.margin), default=0.0)),
         sampled=Sampled(answers=len(s), positions=test.positions, shift_per_token=shift, variance_per_token=variance,
-                        z_all_samples=test.z, tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
+                        z_all_samples=test.z, likelihood_z_all_samples=likelihood_test(s).z,
+                        tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
                         runs=len(runs), runs_flagged=sum(sampled_test(r).p_value() < alpha for r in runs)),
         mean_kl=mean_kl(engine, reference, sample_items) if engine is not reference else 0.0)
 
@@ -170,12 +181,12 @@ def main() -> None:
     greedy_turns = free_first_turns(turns)
     sampled_turns = [(k, t) for k, t in cal.first_turns(turns) if k.startswith("drift/")]
     reference = Engine(checkpoint, "fp32")
-    results = Results(golden=str(GOLDEN), flip_margin=calibration.flip_margin, alpha=calibration.alpha,
+    results = Results(golden=str(GOLDEN), departure_margin=departure_margin(calibration), alpha=calibration.alpha,
                       samples_per_case=args.samples)
     engines = {"reference-bf16": lambda: Engine(checkpoint, "bf16")}
     engines |= {fault: (lambda f=fault: perturb.faulty_engine(checkpoint, f)) for fault in args.faults.split(",")}
     for name, make in engines.items():
-        found = figures(make(), reference, greedy_turns, sampled_turns, args.samples, calibration.flip_margin,
+        found = figures(make(), reference, greedy_turns, sampled_turns, args.samples, results.departure_margin,
                         calibration.alpha, args.run_samples)
         results.engines[name] = found
         print(f"{name:20} greedy {found.greedy.departures}/{found.greedy.positions} "

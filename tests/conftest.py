@@ -12,7 +12,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from _pytest.nodeid import NodeId  # pytest 9: where a node id lives (see pytest_collection_modifyitems)
+
+try:  # pytest 9: where a node id lives (see pytest_collection_modifyitems); pytest 8 reads `_nodeid` as xdist writes
+    from _pytest.nodeid import NodeId
+except ImportError:
+    NodeId = None
 
 # Hermetic: every derived file (vocabulary, tokenizer.json, checkpoint) is rebuilt for the session,
 # as on a clean clone. Subprocesses (CLI tests) inherit it. A cache the session made is removed when it
@@ -41,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if group := _xdist_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
-            if config.getvalue("loadgroup") and "@" not in item.nodeid:
+            if NodeId is not None and config.getvalue("loadgroup") and "@" not in item.nodeid:
                 # pytest-xdist 3.8 groups by a `@group` suffix it writes to `item._nodeid`, which pytest 9 no longer
                 # reads (`nodeid` comes from `item._id`): write the suffix where pytest 9 reads it
                 item._id = NodeId.parse(f"{item.nodeid}@{group}")

@@ -22,7 +22,7 @@ from verifier.drift.provider_tokens import (
 from verifier.exchange import Exchange
 from verifier.observation import Observation, ToolCall
 from verifier.paths import golden_dir
-from verifier.rescore import answer_of, answers, sampling_mode, scoreable
+from verifier.rescore import answer_of, answers, best_dates, provider_dates, sample_offset, sampling_mode, scoreable
 from verifier.verdict import Verdict
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -134,8 +134,12 @@ def test_answers_retokenise_as_the_model_wrote_them():
                          or (m["channel"] == "commentary" and not m["recipient"])) or None
         tokens, positions = harmony.generated_tokens(reasoning, answer, calls)
         assert tokens == turn["completion_token_ids"]
-        content = harmony.encode(reasoning or "") + harmony.encode(answer or "")
-        assert [tokens[i] for i in positions] == content  # tool arguments are not scored
+        bodies = []  # content and closing token of each message but the tool calls'
+        if reasoning:
+            bodies += harmony.encode(reasoning) + [harmony.END]
+        if answer is not None:
+            bodies += harmony.encode(answer) + [harmony.END if calls else harmony.RETURN]
+        assert [tokens[i] for i in positions] == bodies
         checked += 1
     assert checked > 50
 
@@ -169,18 +173,30 @@ def test_what_is_scored():
     broken = _exchange()
     broken.observation.failure = {"kind": "protocol", "message": "x"}
     assert scoreable(broken) is None
+    assert scoreable(_exchange(stop=["."])) is None  # a sampler parameter chose where it ended
+    hidden = _exchange()
+    hidden.observation.reasoning = None  # the answer's true prefix (its reasoning) is unknown
+    assert scoreable(hidden) is None
+    summarised = _exchange()
+    summarised.observation.reasoning_fields = ["summary_text"]
+    assert scoreable(summarised) is None
+    leaked = _exchange()
+    leaked.observation.content = "analysis...assistantfinal Hello."  # a parser defect, not the model's text
+    assert scoreable(leaked) is None
 
 
 def test_an_answer_is_scored_once_and_on_its_content():
     first, again = _exchange(), _exchange(variant="chat-stream")
     found = answers([first, again])
-    assert [a.exchange.variant for a in found] == ["chat"]
+    assert [a.exchange.variant for a in found] == ["chat"] * 3  # once, at each date the host may have rendered
+    assert [a.date for a in found] == ["2023-11-14", "2023-11-13", "2023-11-15"]  # created 2023-11-14 (UTC)
     draws = [_exchange(variant="sampling", temperature=1, seed=seed) for seed in (0, 1)]  # the same text twice
-    assert len(answers(draws)) == 2  # two draws, two pieces of evidence
-    answer = answer_of(first, False)
-    assert answer.tokens[: len(harmony.render_chat(first.chat_request, "2023-11-14"))] == harmony.render_chat(
-        first.chat_request, "2023-11-14")  # the provider's own date (created 2023-11-14)
-    assert harmony.decode([answer.tokens[i] for i in answer.positions]) == "Greet back.Hello."
+    assert len(answers(draws, offset=0)) == 2  # two draws, two pieces of evidence
+    assert answers(draws) == []  # greedy and sampled answers are gathered apart
+    answer = answer_of(first, False, "2023-11-14")
+    prompt = harmony.render_chat(first.chat_request, "2023-11-14")
+    assert answer.tokens[: len(prompt)] == prompt
+    assert harmony.decode([answer.tokens[i] for i in answer.positions]) == "Greet back.<|end|>Hello.<|end|>"
 
 
 def test_the_check_fails_a_greedy_departure_and_a_sampled_shift():
@@ -193,3 +209,17 @@ def test_the_check_fails_a_greedy_departure_and_a_sampled_shift():
     shifted = TokenScores(key="s", label="s", sampled=True, mid_rank=[0.9] * 200, cube_sum=[0.2] * 200)
     outcome, = reference_scored([shifted], by_key, calibration)
     assert outcome.verdict is Verdict.FAIL and outcome.observed["z"] > 20
+
+
+def test_a_host_on_local_time_is_judged_at_its_own_date():
+    """An answer that departs after the UTC date's prompt but not after the day before's is judged at the day
+    before, and the samples follow the date the greedy answers preferred."""
+    ex = _exchange()
+    utc, before, _ = provider_dates(ex)
+    at_utc = _greedy([0.0, 3.0], ex.key).model_copy(update={"date": utc})
+    at_before = _greedy([0.0, 0.01], ex.key).model_copy(update={"date": before})
+    chosen = best_dates([at_utc, at_before], margin=1.0)
+    assert chosen[ex.key].date == before
+    assert sample_offset(chosen, {ex.key: ex}) == 1
+    steady = best_dates([at_before.model_copy(update={"date": utc}), at_before], margin=1.0)
+    assert steady[ex.key].date == utc and sample_offset(steady, {ex.key: ex}) == 0  # a tie: the UTC date

@@ -237,7 +237,7 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
         for dtype in GREEDY_DTYPES:
             scorer = engine_scorer(Engine(plan.checkpoint, dtype))
             for days in cal.DATE_SHIFTS:
-                _add(honest, f"reference-{dtype}-date+{days}d", cal.date_shifted_by_k(scorer, first, days, date))
+                _add(honest, f"reference-{dtype}{cal.DATE_SHIFTED}{days}d", cal.date_shifted_by_k(scorer, first, days, date))
         return honest
 
     honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score, lambda: greedy_endpoints_drift(first, plan))

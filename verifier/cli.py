@@ -133,13 +133,20 @@ def run(
     _print_summary(result)
     typer.echo(f"verdict: {result.verdict}")
     typer.echo(f"report: {run_dir / 'report.html'}")
-    if not any(c.id == "drift.teacher_forced" and c.verdict.value in ("pass", "fail") for c in result.checks):
+    if _weak_drift(result):
         typer.echo(f"no teacher forcing: the reference can score the provider's own answers instead: "
                    f"gpt-oss-verify score {run_dir}")
     if result.verdict == "error" and any(o.verdict.value == "error" for c in result.checks for o in c.outcomes):
         typer.echo(f"some requests found no service; to send them again: gpt-oss-verify run --resume {run_dir}",
                    err=True)
     raise typer.Exit({"pass": 0, "fail": 1}.get(result.verdict, 2))
+
+
+def _weak_drift(result) -> bool:
+    """Whether the run had a drift suite that neither teacher forcing nor greedy logprobs decided."""
+    decided = {c.id for c in result.checks if c.verdict.value in ("pass", "fail")}
+    return any(s.name == "drift" for s in result.suites) and not decided & {"drift.teacher_forced",
+                                                                             "drift.greedy_logprobs"}
 
 
 def _print_survey(found) -> None:
@@ -283,11 +290,13 @@ def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run` (its journal is read).")],
     checkpoint: Annotated[Path | None, typer.Option(help="The checkpoint the run's golden came from (default: the "
                                                     "conformance checkpoint, when golden is its).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="Reference precision, fp32 or bf16 (default: golden's).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Reference precision: fp32, bf16 or mxfp4 (default: golden's; "
+                                              "scores of another are not reused).")] = None,
     device: Annotated[str, typer.Option(help="Torch device of the reference, e.g. cpu or cuda.")] = "cpu",
 ):
     """Score the provider's own answers with the reference (offline, resumable) and add drift.reference_scored
-    to the run's result.json, report.html and junit.xml: drift evidence that needs no log-probabilities."""
+    to the run's result.json, report.html and junit.xml: drift evidence that needs no log-probabilities. Exit code:
+    the run's verdict with the check in it (0 pass, 1 fail, 2 error)."""
     from verifier.api import score as score_run
 
     result = score_run(run_dir, checkpoint, dtype, device)

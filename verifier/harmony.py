@@ -472,28 +472,32 @@ def render_chat(request: dict, date: str | None = DEFAULT_DATE) -> list[int]:
     return render_messages(chat_to_messages(request, date))
 
 
-def generated_tokens(reasoning: str | None, answer: str | None, calls: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+def generated_tokens(reasoning: str | None, answer: str | None, calls: list[tuple[str, str]],
+                     closed: bool = True) -> tuple[list[int], list[int]]:
     """The completion tokens gpt-oss writes for an answer (after the prompt's `<|start|>assistant`), in the header
     form the model itself generates (`<|channel|>commentary to=functions.NAME <|constrain|>json`, not the form
-    openai-harmony renders history in), and the indices of the content tokens of its reasoning and answer (not of
-    tool arguments: servers re-serialise them, vLLM writes `{"city": "Paris"}` for the model's `{"city":"Paris"}`,
-    so they are not the model's tokens). `calls`: (name, arguments). Content is encoded as plain text:
-    control-token text in it stays text."""
+    openai-harmony renders history in), and the positions the model chose freely inside message bodies: the
+    content and closing token of the reasoning and the answer (a closing token only where it was generated:
+    `closed` False means the last message was cut off). Tool arguments are left out: servers re-serialise them
+    (vLLM writes `{"city": "Paris"}` for the model's `{"city":"Paris"}`), so they are not the model's tokens.
+    `answer` None: no answer message ("" is an empty one); beside `calls` it is the commentary preamble.
+    `calls`: (name, arguments). Content is encoded as plain text: control-token text in it stays text."""
     parts: list[tuple[str, str, int]] = []  # (header, content, closing token)
     if reasoning:
         parts.append(("<|channel|>analysis", reasoning, END))
-    if answer:
+    if answer is not None:
         parts.append(("<|channel|>commentary" if calls else "<|channel|>final", answer, END if calls else RETURN))
     parts += [(f"<|channel|>commentary to=functions.{name} <|constrain|>json", arguments, CALL)
               for name, arguments in calls]
     tokens: list[int] = []
     positions: list[int] = []
     for i, (header, content, close) in enumerate(parts):
+        last = i == len(parts) - 1
         tokens += encode_with_specials(("" if i == 0 else "<|start|>assistant") + header + "<|message|>")
         body = encode(content)
         if close != CALL:
-            positions += range(len(tokens), len(tokens) + len(body))
-        tokens += body + [close if i == len(parts) - 1 else END]
+            positions += range(len(tokens), len(tokens) + len(body) + (0 if last and not closed else 1))
+        tokens += body + [close if last else END]
     return tokens, positions
 
 

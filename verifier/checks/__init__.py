@@ -22,7 +22,8 @@ def ordered() -> list[CheckSpec]:
 
 
 def checks_for(families: list[str]) -> list[CheckSpec]:
-    return [spec for spec in ordered() if spec.family in families or spec.every_suite]
+    """The checks a run of suites of these families decides (not the offline ones: `gpt-oss-verify score`'s)."""
+    return [spec for spec in ordered() if (spec.family in families or spec.every_suite) and spec.scope != "offline"]
 
 
 def _exchange_outcomes(spec: CheckSpec, suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
@@ -68,8 +69,6 @@ def evaluate(suite: Suite, golden: GoldenFile, exchanges: list[Exchange],
     sent = {(ex.case_id, ex.variant, ex.turn) for ex in exchanges}
     results = []
     for spec in checks_for(suite.families):
-        if spec.scope == "offline":  # judged after the run, from what it journaled (`gpt-oss-verify score`)
-            continue
         if spec.scope == "suite":
             outcomes = spec.fn(SuiteView(suite=suite, golden=golden, exchanges=exchanges, calibration=calibration))
         else:

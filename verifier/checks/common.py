@@ -171,23 +171,8 @@ def reasoning_length(text: str | None) -> int:
 
 
 def canonical_completion(reasoning: str | None, content: str | None, calls: list[ToolCall]) -> list[int]:
-    """The tokens a Harmony model emits for this reply: analysis, then a call or a final answer.
-
-    Provider text is encoded as plain text, so control-token text inside it cannot pose as a token.
-    """
-    tokens: list[int] = []
-
-    def message(header: str, text: str, stop: str) -> None:
-        if tokens:
-            tokens.extend(harmony.encode_with_specials("<|start|>assistant"))
-        tokens.extend(harmony.encode_with_specials(header + "<|message|>"))
-        tokens.extend(harmony.encode(text))
-        tokens.extend(harmony.encode_with_specials(stop))
-
-    if reasoning:
-        message("<|channel|>analysis", reasoning, "<|end|>")
-    for call in calls:
-        message(f"<|channel|>commentary to=functions.{call.name} <|constrain|>json", call.arguments, "<|call|>")
-    if not calls:
-        message("<|channel|>final", content or "", "<|return|>")
-    return tokens
+    """The tokens a Harmony model emits for this reply: analysis, then a call or a final answer
+    (`harmony.generated_tokens`; provider text is encoded as plain text, so control-token text inside it cannot
+    pose as a token)."""
+    return harmony.generated_tokens(reasoning, None if calls else content or "",
+                                    [(call.name, call.arguments) for call in calls])[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from verifier.checks.base import Outcome, SuiteView, Verdict, check
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import DEFAULT_ALPHA, FULL_K, Calibration
-from verifier.drift.provider_tokens import TokenScores, departures, sampled_test
+from verifier.drift.provider_tokens import TokenScores, departure_margin, departures, sampled_test
 from verifier.drift.sequential import Decision, DriftLimits, RunningMedian, SequentialTest
 from verifier.drift.statistics import (
     TurnDrift,
@@ -250,7 +250,8 @@ def _reproduces(golden: GoldenTurn, obs) -> bool:
         "them on the provider's own prefix, sees a wrong model, quantised weights or a broken sampler",
     source="hosts without logprobs; Token-DiFR (2025): a provider's tokens scored under a trusted reference",
     compares="statistics, per position on the provider's own prefix: a greedy token ranked below the reference's "
-             "top-1 by more than the calibrated flip margin fails at once; sampled tokens (temperature 1) pool into "
+             "top-1 by more than any honest engine closed (the calibration's teacher-forced and greedy flip margins, "
+             "at golden's own date; the host's date and its neighbours are tried) fails at once; sampled tokens (temperature 1) pool into "
              "a z-test of where they rank in the reference's distribution (mid-distribution transform against "
              "1/2; two-sided, α of the calibration; needs no calibration). A host "
              "whose sampler truncates (llama-server's default top_k 40, min_p 0.05) writes likelier tokens than "
@@ -259,8 +260,9 @@ def _reproduces(golden: GoldenTurn, obs) -> bool:
 )
 def reference_scored(scores: list[TokenScores], exchanges: dict[str, Exchange], calibration: Calibration) -> list[Outcome]:
     """Each greedy answer's decisive departures, and the pooled test of the sampled ones (`exchanges` by key)."""
-    found = departures(scores, calibration.flip_margin)
-    out = [_greedy_answer(seq, exchanges[seq.key], [d for d in found if d.key == seq.key], calibration.flip_margin)
+    margin = departure_margin(calibration)
+    found = departures(scores, margin)
+    out = [_greedy_answer(seq, exchanges[seq.key], [d for d in found if d.key == seq.key], margin)
            for seq in scores if not seq.sampled]
     test = sampled_test(scores)
     if test.positions:
@@ -276,16 +278,17 @@ def reference_scored(scores: list[TokenScores], exchanges: dict[str, Exchange], 
     return out
 
 
-def _greedy_answer(seq: TokenScores, ex: Exchange, found: list, flip_margin: float) -> Outcome:
+def _greedy_answer(seq: TokenScores, ex: Exchange, found: list, margin: float) -> Outcome:
     largest = max(seq.margin, default=0.0)
-    observed = {"tokens": len(seq.margin), "largest_margin": round(largest, 4), "departures": len(found)}
+    observed = {"tokens": len(seq.margin), "largest_margin": round(largest, 4), "departures": len(found),
+                "date": seq.date}
     where = {"suite": ex.suite, "case_id": ex.case_id, "variant": ex.variant, "turn": ex.turn,
              "exchange": evidence_key(ex.suite, ex.case_id, ex.variant, ex.turn)}
     if not found:
-        return Outcome(verdict=Verdict.PASS, observed=observed, expected=f"margins <= {flip_margin:.3f}", **where,
+        return Outcome(verdict=Verdict.PASS, observed=observed, expected=f"margins <= {margin:.3f}", **where,
                        message=f"{len(seq.margin)} tokens, largest margin below the reference's top-1 {largest:.3f} nats")
     worst = max(found, key=lambda d: d.margin)
-    return Outcome(verdict=Verdict.FAIL, observed=observed, expected=f"margins <= {flip_margin:.3f}", **where,
+    return Outcome(verdict=Verdict.FAIL, observed=observed, expected=f"margins <= {margin:.3f}", **where,
                    message=f"{len(found)} of {len(seq.margin)} tokens chosen against the reference's top-1 by more "
-                           f"than the flip margin {flip_margin:.3f}: worst {worst.token!r} (token {worst.position + 1}) "
-                           f"by {worst.margin:.3f} nats")
+                           f"than any honest engine closed ({margin:.3f} nats), at every date the host may have "
+                           f"rendered: worst {worst.token!r} (token {worst.position + 1}) by {worst.margin:.3f} nats")

@@ -46,6 +46,9 @@ from verifier.verdict import Detection, Verdict
 
 GRID = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 FILE = "calibration.json"
+DATE_SHIFTED = "-date+"
+"""Marks an honest greedy engine that saw prompts of another date (`reference-bf16-date+30d`): a chat host renders
+its own date, so the greedy fallback is calibrated on such engines; a rule that knows the date leaves them out."""
 DATA_FILE = "calibration-data.json.gz"
 GREEDY_DATA_FILE = "calibration-greedy-data.json.gz"
 FULL_K = 20

@@ -1,22 +1,30 @@
 """Drift from the provider's own tokens, scored by the reference: works without any log-probabilities.
 
-A provider's generated text (reasoning, answer, tool arguments) is re-tokenised into its Harmony
-completion and scored by the reference on the provider's own prefix (`verifier.rescore` does the I/O).
+A provider's generated text (reasoning and answer; tool arguments only as context, since servers re-serialise
+them) is re-tokenised into its Harmony completion and scored by the reference on the provider's own prefix
+(`verifier.rescore` does the I/O).
 Each scored position then says what the reference thought of the token the provider chose there:
 
 - **greedy** requests (temperature 0): an honest engine takes the reference's top-1, or at a near-tie the
   runner-up. Its token's *margin* (reference top-1 log-probability minus the token's) is 0 or at most what
-  honest rounding can close: the calibrated flip margin (`Calibration.flip_margin`, the largest shrinking of a
-  top-1/top-2 gap any honest engine showed). A token chosen against a wider margin is a *decisive departure*:
+  honest rounding can close: `departure_margin`, the largest shrinking of a top-1/top-2 gap any honest engine
+  showed at golden's own date, in teacher forcing or greedy chat (the calibration's). A token chosen against a
+  wider margin is a *decisive departure*:
   drift at once, whatever else the run shows (the same rule as a greedy path leaving golden where golden is
   decisive, `verifier.drift.align`, but at every position of the provider's own path, not only up to its
   first departure from golden);
 - **sampled** requests (temperature 1, no truncation): an honest engine draws each token from (almost) the
   reference's distribution p. The token's *mid-distribution transform* u (the probability of every likelier
-  token plus half its own) then has mean exactly 1/2 and variance (1 - Σp³)/12 given the prefix, whatever p
-  is and whatever came before, so Σ(u - 1/2) / sqrt(Σ(1 - Σp³)/12) is a martingale standardised by its own
-  predictable variance: about N(0, 1) for honest sampling, with no calibration. Each position adds at most
-  1/2, and nearly certain positions (Σp³ ≈ 1) add nothing. A provider that samples from another
+  token plus half its own and its ties') then has mean exactly 1/2 given the prefix, whatever p is and whatever
+  came before, and variance (1 - Σp³)/12 (exact without ties; ties in p make it smaller, so the test is then
+  conservative). Σ(u - 1/2) / sqrt(Σ(1 - Σp³)/12) is a martingale standardised by its own predictable
+  variance: about N(0, 1) when the provider samples the reference's own distribution. Which positions count
+  must not depend on what was drawn there: every position inside a message body is scored, its closing token
+  included (the model chose to stop there), headers never. Each position adds at most 1/2, and nearly certain
+  positions (Σp³ ≈ 1) add nothing. An honest engine's numerics (bf16 against the fp32 reference) shift it too,
+  by less than this checkpoint's samples resolve: measured z = +1.1 (224 samples, built-in bf16) and +0.4
+  (56 samples of the bf16 engine in `benchmarks/provider_tokens.py`); a much larger sample of a real
+  checkpoint may resolve it, and would need a tolerance calibrated on honest engines. A provider that samples from another
   distribution moves it: one that draws tokens the reference ranks low (another checkpoint, noisy weights)
   up, one that is too sure (truncation, a lower temperature) down; two-sided.
   The log-likelihood statistic (Σ log p(x) + Σ H over sqrt Σ Var[log p]) is the same idea, and is kept
@@ -37,6 +45,8 @@ from statistics import NormalDist
 
 from pydantic import BaseModel, Field
 
+from verifier.drift.calibration import DATE_SHIFTED
+
 Z_POWER = NormalDist().inv_cdf(0.99)
 """z of 99% power (one-sided), for `tokens_for_power`."""
 
@@ -46,6 +56,10 @@ class TokenScores(BaseModel):
 
     key: str
     """The journal key of the exchange the completion came from."""
+    date: str = ""
+    """The conversation date the prompt was rendered with (a host renders its own; see `verifier.rescore`)."""
+    scorer: str = ""
+    """The reference that scored it: checkpoint hash prefix and dtype (a resumed scoring reuses only its own)."""
     label: str
     """Suite, case, variant and turn, for the reader."""
     sampled: bool
@@ -95,6 +109,13 @@ class SampledTest(BaseModel):
     def p_value(self) -> float:
         """Two-sided: a provider may be too sure (truncation, lower temperature) as well as wrong."""
         return 2 * NormalDist().cdf(-abs(self.z))
+
+
+def departure_margin(calibration) -> float:
+    """The widest top-1/top-2 gap any honest engine closed at golden's own date: the teacher-forced flip margin or
+    an honest greedy chat engine's (date-shifted engines left out: the rescoring renders the host's own date)."""
+    greedy = calibration.greedy.honest if calibration.greedy is not None else []
+    return max([calibration.flip_margin, *(s.margin_decrease_max for s in greedy if DATE_SHIFTED not in s.name)])
 
 
 def departures(scores: list[TokenScores], flip_margin: float) -> list[Departure]:

@@ -99,7 +99,7 @@ def _moments(logprobs: torch.Tensor, chosen: torch.Tensor) -> list[list[float]]:
     p = lp.exp()
     plogp = torch.where(p > 0, p * lp, 0.0)  # a masked logit (-inf) adds nothing
     entropy = -plogp.sum(-1)
-    second = (plogp * lp).sum(-1)
+    second = torch.where(p > 0, plogp * lp, 0.0).sum(-1)
     own = lp.gather(1, chosen[:, None])
     mid_rank = (p * (lp > own)).sum(-1) + (p * (lp == own)).sum(-1) / 2
     return [entropy.tolist(), (second - entropy * entropy).clamp(min=0).tolist(), mid_rank.tolist(),
