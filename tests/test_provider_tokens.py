@@ -10,8 +10,6 @@ import random
 import pytest
 
 from verifier import harmony
-from verifier.checks.drift import reference_scored
-from verifier.drift.calibration import Calibration
 from verifier.drift.provider_tokens import (
     TokenScores,
     departures,
@@ -23,7 +21,6 @@ from verifier.exchange import Exchange
 from verifier.observation import Observation, ToolCall
 from verifier.paths import golden_dir
 from verifier.rescore import answer_of, answers, best_dates, provider_dates, sample_offset, sampling_mode, scoreable
-from verifier.verdict import Verdict
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 
@@ -197,18 +194,6 @@ def test_an_answer_is_scored_once_and_on_its_content():
     prompt = harmony.render_chat(first.chat_request, "2023-11-14")
     assert answer.tokens[: len(prompt)] == prompt
     assert harmony.decode([answer.tokens[i] for i in answer.positions]) == "Greet back.<|end|>Hello.<|end|>"
-
-
-def test_the_check_fails_a_greedy_departure_and_a_sampled_shift():
-    calibration = Calibration.model_validate({**json.loads((GOLDEN / "calibration.json").read_text())})
-    honest, departing = _greedy([0.0, 0.02], "a"), _greedy([0.0, 2.0], "b")
-    by_key = {"a": _exchange(), "b": _exchange(variant="responses")}
-    by_key["a"].key, by_key["b"].key = "a", "b"
-    verdicts = [o.verdict for o in reference_scored([honest, departing], by_key, calibration)]
-    assert verdicts == [Verdict.PASS, Verdict.FAIL]
-    shifted = TokenScores(key="s", label="s", sampled=True, mid_rank=[0.9] * 200, cube_sum=[0.2] * 200)
-    outcome, = reference_scored([shifted], by_key, calibration)
-    assert outcome.verdict is Verdict.FAIL and outcome.observed["z"] > 20
 
 
 def test_a_host_on_local_time_is_judged_at_its_own_date():

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 
+from verifier.checks import REGISTRY
+from verifier.drift.provider_tokens import TokenScores
+
 from .builders import (
     BETWEEN,
     BOUNDARY,
@@ -246,3 +249,45 @@ def test_reasoning_other_than_golden_is_not_a_reproduction():
 @shows("drift.sampling", V.ERROR)
 def test_no_usable_sample_is_no_evidence():
     return _sampled(0, 0, failures=3)
+
+
+# -- drift.reference_scored -------------------------------------------------------------------------
+
+
+def _answer(margins: list[float], key: str = "g") -> TokenScores:
+    """A greedy answer as the reference scored it: the margin of each of its tokens below the reference's top-1."""
+    return TokenScores(key=key, label=key, sampled=False, date="2025-01-01", margin=margins,
+                       tokens=[f"t{i}" for i in range(len(margins))])
+
+
+def _samples(mid_rank: float, n: int = 400) -> TokenScores:
+    """Samples whose tokens all sit at `mid_rank` of the reference's distribution (1/2 on average when honest)."""
+    return TokenScores(key="s", label="s", sampled=True, mid_rank=[mid_rank] * n, cube_sum=[0.5] * n)
+
+
+def _reference_scored(*scores: TokenScores):
+    exchanges = {s.key: exchange(observation(), key=s.key) for s in scores}
+    return REGISTRY["drift.reference_scored"].fn(list(scores), exchanges, calibration())
+
+
+@shows("drift.reference_scored", V.PASS)
+def test_reference_scored_passes_tokens_the_reference_would_choose():
+    """Greedy tokens at the top-1 or a near-tie below it; samples that rank as the reference's own would (the
+    two halves alternate about 1/2)."""
+    honest = _samples(0.5)
+    honest.mid_rank = [0.3, 0.7] * 200
+    return _reference_scored(_answer([0.0, NEAR_TIE, 0.0]), honest)
+
+
+@shows("drift.reference_scored", V.FAIL)
+def test_reference_scored_fails_a_token_chosen_against_a_decisive_margin():
+    outcomes = _reference_scored(_answer([0.0, NEAR_TIE]), _answer([0.0, DECISIVE], key="d"))
+    assert [o.verdict for o in outcomes] == [V.PASS, V.FAIL]
+    return outcomes
+
+
+@shows("drift.reference_scored", V.FAIL)
+def test_reference_scored_fails_samples_the_reference_ranks_low():
+    outcome, = _reference_scored(_samples(0.6))
+    assert outcome.variant == "sampling" and outcome.observed["z"] > 3
+    return outcome
