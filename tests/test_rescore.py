@@ -68,6 +68,8 @@ def test_samples_of_a_host_without_logprobs(tmp_path, fault, verdict):
 
 
 def test_bad_run_directories_are_refused_in_one_line(tmp_path):
+    assert "not a run directory (no run.json)" in one_line_exit_2(run_cli("score", str(tmp_path)))
+    (tmp_path / "run.json").write_text("{}")
     assert "has no result.json" in one_line_exit_2(run_cli("score", str(tmp_path)))
     (tmp_path / "result.json").write_text("{}")
-    assert "run.json" in one_line_exit_2(run_cli("score", str(tmp_path)))
+    assert "is not a result.json" in one_line_exit_2(run_cli("score", str(tmp_path)))
