@@ -71,7 +71,7 @@ def test_sampled_test_holds_its_level_on_reference_samples():
     flagged = 0
     for _ in range(2000):
         distributions = _distributions(rng, 60)
-        flagged += sampled_test([_sample_sequence(rng, distributions)]).p_value() < 0.01
+        flagged += sampled_test([_sample_sequence(rng, distributions)], tolerance=0.0).p_value() < 0.01
     assert flagged / 2000 < 0.02, flagged
 
 
@@ -92,9 +92,17 @@ def test_sampled_test_flags_another_distribution():
     variance = sum((1 - sum(x ** 3 for x in p)) / 12 for p in distributions) / len(distributions)
     needed = tokens_for_power(shift, variance, 0.01)
     assert needed is not None and needed < 1000
-    flagged = sum(sampled_test([_sample_sequence(rng, distributions[:needed], sharper[:needed])]).p_value() < 0.01
-                  for _ in range(200))
+    flagged = sum(sampled_test([_sample_sequence(rng, distributions[:needed], sharper[:needed])], tolerance=0.0)
+                  .p_value() < 0.01 for _ in range(200))
     assert flagged / 200 > 0.9, flagged
+
+
+def test_the_honest_tolerance_absorbs_a_small_shift_only():
+    small = TokenScores(key="s", label="s", sampled=True, mid_rank=[0.52] * 2000, cube_sum=[0.4] * 2000)
+    assert sampled_test([small], tolerance=0.0).p_value() < 0.01  # the exact null resolves it
+    assert sampled_test([small]).z == 0.0  # 0.02 x 2000 = 40 over variance 100: inside 0.64 per unit
+    large = small.model_copy(update={"mid_rank": [0.6] * 2000})
+    assert sampled_test([large]).p_value() < 1e-6
 
 
 def test_power_formulas_at_their_edges():

@@ -21,10 +21,10 @@ Each scored position then says what the reference thought of the token the provi
   variance: about N(0, 1) when the provider samples the reference's own distribution. Which positions count
   must not depend on what was drawn there: every position inside a message body is scored, its closing token
   included (the model chose to stop there), headers never. Each position adds at most 1/2, and nearly certain
-  positions (Σp³ ≈ 1) add nothing. An honest engine's numerics (bf16 against the fp32 reference) shift it too,
-  by less than this checkpoint's samples resolve: measured z = +1.1 (224 samples, built-in bf16) and +0.4
-  (56 samples of the bf16 engine in `benchmarks/provider_tokens.py`); a much larger sample of a real
-  checkpoint may resolve it, and would need a tolerance calibrated on honest engines. A provider that samples from another
+  positions (Σp³ ≈ 1) add nothing. An honest engine's numerics (bf16 against the fp32 reference) shift it
+  too, and enough samples resolve that (built-in bf16, 224 samples: z = +2.5 against the exact null), so the
+  test asks whether the shift exceeds an honest tolerance (`HONEST_RANK_SHIFT`, measured on one engine:
+  provisional). A provider that samples from another
   distribution moves it: one that draws tokens the reference ranks low (another checkpoint, noisy weights)
   up, one that is too sure (truncation, a lower temperature) down; two-sided.
   The log-likelihood statistic (Σ log p(x) + Σ H over sqrt Σ Var[log p]) is the same idea, and is kept
@@ -101,10 +101,17 @@ class SampledTest(BaseModel):
     """Σ of the per-position increments: u - 1/2 (rank) or log p(x) + H (likelihood)."""
     variance: float
     """Σ of their variances under the reference."""
+    tolerance: float = 0.0
+    """Shift per unit of variance an honest engine may show (`HONEST_RANK_SHIFT` for the rank test): the test asks
+    whether the shift exceeds it, not whether it is zero."""
 
     @property
     def z(self) -> float:
-        return self.shift / math.sqrt(self.variance) if self.variance > 0 else 0.0
+        """(|shift| - tolerance x variance) / sd, signed as the shift; 0 inside the tolerance."""
+        if self.variance <= 0:
+            return 0.0
+        excess = max(abs(self.shift) - self.tolerance * self.variance, 0.0)
+        return math.copysign(excess / math.sqrt(self.variance), self.shift)
 
     def p_value(self) -> float:
         """Two-sided: a provider may be too sure (truncation, lower temperature) as well as wrong."""
@@ -131,12 +138,20 @@ def departures(scores: list[TokenScores], flip_margin: float) -> list[Departure]
     return out
 
 
-def sampled_test(scores: list[TokenScores]) -> SampledTest:
-    """The decision's test over every sampled position: the mid-distribution transform against 1/2."""
+HONEST_RANK_SHIFT = 0.64
+"""Rank-statistic shift per unit of variance tolerated as honest rounding: twice the largest measured on an honest
+engine (the built-in bf16 provider, 224 samples of the drift suite, 6858 positions: shift 19.8 over variance 61.4,
+0.32; the fp32 reference is exact by construction). One engine only: a provisional tolerance until more honest
+sampled engines are measured (issue 17). Without it the exact null flagged honest bf16 at larger samples."""
+
+
+def sampled_test(scores: list[TokenScores], tolerance: float = HONEST_RANK_SHIFT) -> SampledTest:
+    """The decision's test over every sampled position: the mid-distribution transform against 1/2, beyond the
+    honest tolerance."""
     sampled = [seq for seq in scores if seq.sampled]
     return SampledTest(statistic="rank", positions=sum(len(seq.mid_rank) for seq in sampled),
                        shift=sum(u - 0.5 for seq in sampled for u in seq.mid_rank),
-                       variance=sum((1 - c) / 12 for seq in sampled for c in seq.cube_sum))
+                       variance=sum((1 - c) / 12 for seq in sampled for c in seq.cube_sum), tolerance=tolerance)
 
 
 def likelihood_test(scores: list[TokenScores]) -> SampledTest:
