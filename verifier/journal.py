@@ -64,13 +64,18 @@ def drop_torn_tail(path: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
-def read(path: Path) -> list[Exchange]:
-    """Every complete exchange in a journal; a torn last line (a kill mid-write) is ignored."""
+def complete_lines(path: Path) -> list[bytes]:
+    """The complete lines of an append-only JSONL file (none if it does not exist); a torn last line (a kill
+    mid-write) is left out."""
     if not Path(path).exists():
         return []
-    complete = Path(path).read_bytes().split(b"\n")[:-1]  # the last piece is b"" or a torn line
+    return Path(path).read_bytes().split(b"\n")[:-1]  # the last piece is b"" or a torn line
+
+
+def read(path: Path) -> list[Exchange]:
+    """Every complete exchange in a journal; a torn last line (a kill mid-write) is ignored."""
     out = []
-    for number, line in enumerate(complete, 1):
+    for number, line in enumerate(complete_lines(path), 1):
         if not line.strip():
             continue
         try:

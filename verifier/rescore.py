@@ -150,12 +150,11 @@ def answers(exchanges: list[Exchange], offset: int | None = None) -> list[Answer
 def best_dates(greedy: list[TokenScores], margin: float) -> dict[str, TokenScores]:
     """Per greedy exchange, its scores at the candidate date with the fewest departures (the earliest candidate,
     the UTC date, on a tie)."""
-    out: dict[str, TokenScores] = {}
+    by_key: dict[str, list[TokenScores]] = {}
     for seq in greedy:
-        count = len(departures([seq], margin))
-        if seq.key not in out or count < len(departures([out[seq.key]], margin)):
-            out[seq.key] = seq
-    return out
+        by_key.setdefault(seq.key, []).append(seq)
+    return {key: min(candidates, key=lambda seq: len(departures([seq], margin)))  # min keeps the first on a tie
+            for key, candidates in by_key.items()}
 
 
 def sample_offset(chosen: dict[str, TokenScores], by_key: dict[str, Exchange]) -> int:
@@ -190,10 +189,8 @@ def scores_at(key: str, label: str, sampled: bool, positions: list[int], rows, s
 def read_scores(run_dir: Path, scorer: str) -> dict[tuple[str, str], TokenScores]:
     """The answers `scored.jsonl` holds from this `scorer`, by (exchange key, date); a torn last line is ignored."""
     path = Path(run_dir) / FILE
-    if not path.exists():
-        return {}
     out = {}
-    for number, line in enumerate(path.read_bytes().split(b"\n")[:-1], 1):
+    for number, line in enumerate(journal.complete_lines(path), 1):
         try:
             seq = TokenScores.model_validate_json(line)
         except ValidationError:
