@@ -25,14 +25,26 @@ def _verdicts(result: dict) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault,expected", [(None, "pass"), ("swapped-checkpoint", "fail"), ("rope-theta", "fail")])
+@pytest.mark.parametrize("fault,expected", [(None, "pass"), ("swapped-checkpoint", "fail or named as missed"),
+                                            ("rope-theta", "fail")])
 def test_greedy_logprobs_fallback(tmp_path, fault, expected):
     """Completions without prompt_logprobs or echo: drift falls back to greedy chat top_logprobs. Its honest
     noise includes the provider's own date in the prompt, which moves a hesitant model's log-odds, so on the
-    v2 checkpoint it sees a swapped checkpoint and a wrong RoPE base but not int4 experts or removed sinks
-    (calibration: 0% power; the report's detection table says so)."""
+    v2 checkpoint it sees a wrong RoPE base at once, a swapped checkpoint only after about 512 positions (99%
+    of simulated runs at calibration; the median run at 256), and neither int4 experts nor removed sinks.
+    The drift suite's greedy answers share about 235 positions with golden when the checkpoint is swapped,
+    where its median relative log-odds error (0.056, measured on four dates) sits just under the boundary:
+    such a run may pass, and must then say that a swapped checkpoint was beyond its reach."""
     code, result = _run(tmp_path, "--variant", "no-prompt-logprobs", *(["--fault", fault] if fault else []))
     verdicts = _verdicts(result)
+    greedy = next(c for c in result["checks"] if c["id"] == "drift.greedy_logprobs")
+    if expected == "fail or named as missed" and verdicts["drift.greedy_logprobs"] == "pass":
+        reach = greedy["outcomes"][0]["observed"]["reach"]
+        assert fault in reach["missed"] and reach["missed"][fault] > reach["positions"], reach
+        assert f"{fault} ({reach['missed'][fault]} needed)" in greedy["summary"], greedy["summary"]
+        expected = "pass"
+    else:
+        expected = expected.split()[0]
     assert verdicts["drift.greedy_logprobs"] == expected, result["checks"]
     assert verdicts["drift.teacher_forced"] == "skip"
     assert code == (0 if expected == "pass" else 1)

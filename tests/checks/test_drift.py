@@ -7,6 +7,7 @@ import math
 
 from verifier.checks import REGISTRY
 from verifier.drift.provider_tokens import TokenScores
+from verifier.verdict import Detection
 
 from .builders import (
     BETWEEN,
@@ -64,6 +65,20 @@ def test_golden_distribution_passes():
     outcomes = _forced(golden, scored(golden))
     assert outcomes[0].observed["positions"] == len(DONE.tokens)
     assert outcomes[0].figure is not None
+    return outcomes
+
+
+@shows("drift.teacher_forced", V.PASS)
+def test_a_pass_names_the_calibrated_faults_a_run_this_short_could_miss():
+    golden = _golden()
+    detection = {"coarse": Detection(power_all_positions=1.0, positions_for_99pct_power=16, median_positions_to_flag=16),
+                 "subtle": Detection(power_all_positions=1.0, positions_for_99pct_power=512, median_positions_to_flag=200),
+                 "unseen": Detection(power_all_positions=0.1, positions_for_99pct_power=None, median_positions_to_flag=None)}
+    outcomes = _forced(golden, scored(golden), cal=calibration().model_copy(update={"detection": detection}))
+    n = len(DONE.tokens)
+    assert outcomes[0].observed["reach"] == {"positions": n, "flagged": ["coarse"], "missed": {"subtle": 512, "unseen": None}}
+    assert outcomes[0].message.endswith(f"at {n} positions this test flags coarse in 99% of runs but could miss "
+                                        "subtle (512 needed), unseen (under 99% even over the whole suite)")
     return outcomes
 
 

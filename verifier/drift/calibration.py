@@ -36,7 +36,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from verifier import harmony
-from verifier.drift.sequential import Boundary, RunningMedian, decide
+from verifier.drift.sequential import Boundary, Reach, RunningMedian, decide
 from verifier.drift.statistics import TurnDrift, pool, position_drifts, running
 from verifier.errors import GoldenError
 from verifier.golden import GoldenTurn
@@ -122,6 +122,12 @@ class Calibration(BaseModel):
     by_k: dict[int, Calibration] = Field(default_factory=dict)
     """The same calibration for providers that report a shorter top list, by its length: the honest
     engines' lists truncated to k; the flip margin is this one's (a flip shows at any k)."""
+
+    def reach(self, positions: int) -> Reach:
+        """The calibrated faults a run that scored `positions` positions flags in 99% of runs, and the others."""
+        needed = {fault: d.positions_for_99pct_power for fault, d in sorted(self.detection.items())}
+        return Reach(positions=positions, flagged=[f for f, n in needed.items() if n is not None and n <= positions],
+                     missed={f: n for f, n in needed.items() if n is None or n > positions})
 
     @property
     def truncation(self) -> int | None:

@@ -19,7 +19,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from verifier.drift.statistics import Running, TurnDrift, running
 from verifier.verdict import Verdict
@@ -76,6 +76,25 @@ class RunningMedian:
         return (-self.low[0] + self.high[0]) / 2
 
 
+class Reach(BaseModel):
+    """Which calibrated faults a run that scored this many positions would have flagged in 99% of runs
+    (`Calibration.reach`): a pass says nothing about the others."""
+
+    positions: int
+    flagged: list[str] = Field(default_factory=list)
+    """Faults that 99% of the calibration's simulated runs flag within `positions`."""
+    missed: dict[str, int | None] = Field(default_factory=dict)
+    """The others, with the positions 99% of runs need (None: not reached over every golden position)."""
+
+    def sentence(self) -> str:
+        """One clause for a verdict message ('' without calibrated faults)."""
+        if not self.missed:
+            return f"; a run this long flags {', '.join(self.flagged)} in 99% of runs" if self.flagged else ""
+        missed = ", ".join(f"{f} ({n} needed)" if n else f"{f} (under 99% even over the whole suite)" for f, n in self.missed.items())
+        caught = f"flags {', '.join(self.flagged)} in 99% of runs but " if self.flagged else ""
+        return f"; at {self.positions} positions this test {caught}could miss {missed}"
+
+
 class DriftSummary(BaseModel):
     """What a drift check records as `observed`: the statistics when the test decided."""
 
@@ -94,6 +113,8 @@ class DriftSummary(BaseModel):
     """Scored positions when the test decided (None in older results: then `positions`)."""
     calibration: str | None = None
     """The calibration's `source`."""
+    reach: Reach | None = None
+    """The calibrated faults this run could and could not have detected (None in older results)."""
 
 
 class DriftLimits(BaseModel):
