@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import statistics
 
 import httpx
 import pytest
@@ -213,3 +214,21 @@ def test_named_tool_choice_forces_the_recipient(engine):
                           transform=constraints.for_request(request))
     assert [c.recipient for c in harmony.parse_completion(gen.tokens).tool_calls] == ["functions.get_weather"]
     assert [gen.tokens[i] for i in gen.forced] == harmony.encode("commentary to=functions.get_weather")
+
+
+def test_logprob_noise_changes_the_reported_numbers_not_the_tokens(engine, checkpoint):
+    """The logprob-noise fault (faults.yaml) reports every log-probability plus N(0, 0.05²) nats; the tokens
+    chosen, greedy or sampled, stay the model's."""
+    from verifier.reference.engine import LOGPROB_NOISE_SD, Engine
+
+    noisy = Engine(checkpoint, "fp32", model=engine.model, numeric_faults=frozenset({"logprob-noise"}))
+    prompt = harmony.render_chat(WEATHER_CASE)
+    honest, faulty = (e.generate(prompt, 40, harmony.ASSISTANT_STOPS, k=5) for e in (engine, noisy))
+    assert faulty.tokens == honest.tokens
+    errors = [f.logprob - h.logprob for f, h in zip(faulty.scored, honest.scored)]
+    for f, h in zip(faulty.scored, honest.scored):
+        reported = dict(zip(f.top.ids, f.top.logprobs))
+        errors += [reported[t] - lp for t, lp in zip(h.top.ids, h.top.logprobs) if t in reported]
+    assert 0.6 * LOGPROB_NOISE_SD < statistics.pstdev(errors) < 1.4 * LOGPROB_NOISE_SD
+    sampled = [e.generate(prompt, 40, harmony.ASSISTANT_STOPS, temperature=1.0, seed=3).tokens for e in (engine, noisy)]
+    assert sampled[0] == sampled[1]

@@ -77,19 +77,14 @@ def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu", backe
     return checkpoints.load_model(Path(checkpoint), DTYPES[dtype], device, backend)
 
 
-def topk_of(logits: torch.Tensor, k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probabilities [.., V] in fp32, top-k (values, ids)) of logits."""
-    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    values, ids = torch.topk(logprobs, k, dim=-1)
-    return logprobs, (values, ids)
-
-
 NUMERIC_FAULTS = {
     "fp8-activations": "hidden states rounded to FP8 (e4m3, per-tensor scale) between layers",
     "fp8-kv": "keys and values rounded to FP8 (e4m3, per-tensor scale) before attention",
     "logprobs-after-temperature": "log-probabilities reported from the distribution at temperature 0.7",
+    "logprob-noise": "every reported log-probability plus Gaussian noise of sd 0.05 nats (tokens chosen as the model does)",
 }
 LOGPROB_TEMPERATURE_FAULT = 0.7
+LOGPROB_NOISE_SD = 0.05
 
 
 def _moments(logprobs: torch.Tensor, chosen: torch.Tensor) -> list[list[float]]:
@@ -158,8 +153,20 @@ class Engine:
         _install_numeric_faults(self.model, self.numeric_faults)
         self.logprob_temperature = (LOGPROB_TEMPERATURE_FAULT if "logprobs-after-temperature" in self.numeric_faults
                                     else 1.0)
+        self.logprob_noise = torch.Generator().manual_seed(0) if "logprob-noise" in self.numeric_faults else None
         self.chunk = SCORE_CHUNK
         self._memo: OrderedDict = OrderedDict()
+
+    def _reported(self, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The log-probabilities [.., V] in fp32 the engine reports for logits, and their top k (values, ids;
+        empty for k = 0); as the numeric faults change them (temperature, noise), never the tokens chosen."""
+        logprobs = torch.log_softmax(logits.float() / self.logprob_temperature, dim=-1)
+        if self.logprob_noise is not None:
+            noise = torch.randn(logprobs.shape, generator=self.logprob_noise, dtype=torch.float32)
+            logprobs = logprobs + LOGPROB_NOISE_SD * noise.to(logprobs.device)
+        if k <= 0:
+            return logprobs, (logprobs[..., :0], logprobs[..., :0].long())
+        return logprobs, torch.topk(logprobs, k, dim=-1)
 
     def _recall(self, key):
         if key is None or key not in self._memo:
@@ -204,7 +211,7 @@ class Engine:
         out = []
         for offset in range(0, rows.shape[0], size):
             logits = self.model.lm_head(rows[offset : offset + size])
-            logprobs, (values, top_ids) = topk_of(logits, k, self.logprob_temperature)
+            logprobs, (values, top_ids) = self._reported(logits, k)
             chosen = torch.tensor(tokens[start + offset : start + offset + logits.shape[0]], device=logprobs.device)
             picked = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
             extra = _moments(logprobs, chosen) if moments else [[None] * len(picked)] * 4
@@ -280,11 +287,7 @@ class Engine:
                 logits = self.model.lm_head(out.last_hidden_state[0, -self.chunk :])[-1].float()
                 chosen = transform(gen.tokens, logits) if transform is not None else logits
                 token = self._select(chosen, temperature, top_p, rng)
-                if k > 0:
-                    logprobs, (values, top_ids) = topk_of(logits, k, self.logprob_temperature)
-                else:  # the same log-probabilities, without a top-k pass over the vocabulary
-                    logprobs = torch.log_softmax(logits.float() / self.logprob_temperature, dim=-1)
-                    values = top_ids = logprobs[:0]
+                logprobs, (values, top_ids) = self._reported(logits, k)
                 gen.tokens.append(token)
                 gen.scored.append(ScoredToken(token, logprobs[token].item(),
                                               TopK(top_ids.tolist()[:k], values.tolist()[:k])))
