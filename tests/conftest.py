@@ -33,6 +33,10 @@ for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_GROUPS = {"real_width_repo": "real-width"}
+ENGINE_DATE = "2026-12-01"
+"""The day vLLM and llama-server are served at (`pinned_clock`): the findings their tests assert (what each engine
+wrote on a near-tie of the hesitant checkpoint) were seen on this date, and another day's prompt may take the other
+branch (on 2026-12-02 greeting-json's JSON answer closed before any control token)."""
 """Session fixtures too big to build once per worker: the tests that use one share a worker."""
 
 

@@ -25,7 +25,7 @@ import re
 
 import httpx
 import pytest
-from conftest import exchange, failing, outcomes, run_against, turns, verdicts
+from conftest import ENGINE_DATE, exchange, failing, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
 from verifier.checks.common import canonical_completion
@@ -80,13 +80,21 @@ def _as_generated(obs: dict) -> list[int]:
 
 @pytest.fixture(scope="module")
 def honest_llama(checkpoint, tmp_path_factory):
-    with llama_cpp.serve("f32", checkpoint=checkpoint, log_dir=tmp_path_factory.mktemp("llama-f32")) as server:
+    with llama_cpp.serve("f32", checkpoint=checkpoint, log_dir=tmp_path_factory.mktemp("llama-f32"),
+                         date=ENGINE_DATE) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def honest_result(honest_llama, tmp_path_factory):
     return run_against(honest_llama, tmp_path_factory.mktemp("run"))
+
+
+def test_the_engine_is_served_at_the_pinned_date(honest_result):
+    """Its clock says ENGINE_DATE (conftest), so it renders the date its findings were seen on."""
+    _, result = honest_result
+    obs = exchange(result, "greeting-json", "chat", 1)["observation"]
+    assert provider_dates(obs["created"])[0] == ENGINE_DATE
 
 
 def test_honest_llama_passes_drift_effort_and_parsing(honest_result):
@@ -369,7 +377,7 @@ control tokens after llama's loop history."""
 
 @pytest.mark.parametrize("kind", ["bf16"])
 def test_honest_gguf_passes_drift(kind, checkpoint, tmp_path):
-    with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path) as server:
+    with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path, date=ENGINE_DATE) as server:
         code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 0, result["checks"]
     assert verdicts(result)["drift.greedy_logprobs"] == "pass"
@@ -382,7 +390,7 @@ def test_honest_gguf_passes_drift(kind, checkpoint, tmp_path):
     "non-reference engine in the greedy calibration it would flag an unseen llama.cpp in half its runs"))
 @pytest.mark.parametrize("kind", ["q4_0", "mxfp4_moe"])
 def test_quantised_gguf_fails_drift(kind, checkpoint, tmp_path):
-    with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path) as server:
+    with llama_cpp.serve(kind, checkpoint=checkpoint, log_dir=tmp_path, date=ENGINE_DATE) as server:
         code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 1
     assert verdicts(result)["drift.greedy_logprobs"] == "fail"

@@ -21,7 +21,7 @@ import json
 import re
 
 import pytest
-from conftest import exchange, failing, journal, outcomes, run_against, turns, verdicts
+from conftest import ENGINE_DATE, exchange, failing, journal, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
 from verifier.checks.common import canonical_completion
@@ -34,13 +34,21 @@ pytestmark = pytest.mark.vllm
 
 @pytest.fixture(scope="module")
 def honest_vllm(checkpoint, tmp_path_factory):
-    with vllm_cpu.serve(checkpoint, log_dir=tmp_path_factory.mktemp("vllm-honest")) as server:
+    with vllm_cpu.serve(checkpoint, log_dir=tmp_path_factory.mktemp("vllm-honest"),
+                        date=ENGINE_DATE) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def honest_result(honest_vllm, tmp_path_factory):
     return run_against(honest_vllm, tmp_path_factory.mktemp("run"))
+
+
+def test_the_engine_is_served_at_the_pinned_date(honest_result):
+    """Its clock says ENGINE_DATE (conftest), so it renders the date its findings were seen on."""
+    _, result = honest_result
+    obs = exchange(result, "greeting-json", "chat", 1)["observation"]
+    assert provider_dates(obs["created"])[0] == ENGINE_DATE
 
 
 LOOP_CASES = {"weather-paris", "weather-zurich-fahrenheit", "currency-usd-eur", "flights-nested", "table-nullable",
@@ -327,7 +335,7 @@ grammar's forced header and control tokens in strings (4, 6, on greeting-json)."
 def test_perturbed_checkpoints_served_by_vllm_are_flagged(kind, checkpoint, tmp_path):
     from verifier.reference import perturb
 
-    with vllm_cpu.serve(perturb.cached(checkpoint, kind), log_dir=tmp_path) as server:
+    with vllm_cpu.serve(perturb.cached(checkpoint, kind), log_dir=tmp_path, date=ENGINE_DATE) as server:
         code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 1
     assert verdicts(result)["drift.teacher_forced"] == "fail"
@@ -335,7 +343,7 @@ def test_perturbed_checkpoints_served_by_vllm_are_flagged(kind, checkpoint, tmp_
 
 def test_vllm_without_the_gpt_oss_tool_flags_is_flagged(checkpoint, tmp_path):
     """Misconfiguration: no --tool-call-parser openai --enable-auto-tool-choice. Chat drops every tool call."""
-    with vllm_cpu.serve(checkpoint, args=(), log_dir=tmp_path) as server:
+    with vllm_cpu.serve(checkpoint, args=(), log_dir=tmp_path, date=ENGINE_DATE) as server:
         code, result = run_against(server, tmp_path, "--suite", "tools", "--api", "chat")
     assert code == 1
     fails = failing(result)
@@ -348,7 +356,7 @@ def test_vllm_with_instructions_in_the_system_message_is_flagged(checkpoint, tmp
     developer message: the harmony cases whose first message is a system (system-instructions, long-instructions)
     or developer (developer-role) message."""
     env = {"VLLM_GPT_OSS_HARMONY_SYSTEM_INSTRUCTIONS": "1"}
-    with vllm_cpu.serve(checkpoint, env=env, log_dir=tmp_path) as server:
+    with vllm_cpu.serve(checkpoint, env=env, log_dir=tmp_path, date=ENGINE_DATE) as server:
         code, result = run_against(server, tmp_path, "--suite", "harmony", "--api", "chat")
     assert code == 1
     fails = failing(result)

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from verifier.errors import ProviderError
-from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
+from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted
 from verifier.paths import exclusive
 
 VERSION = "0.3.36"
@@ -193,13 +193,16 @@ def _convert(kind: str, checkpoint: Path, out: Path, log) -> Path:
 
 @contextmanager
 def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Path | None = None,
-          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0) -> Iterator[LocalServer]:
-    """Start llama-server on a GGUF of `kind` on a free loopback port, wait until it answers, always stop it."""
+          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0,
+          date: str | None = None) -> Iterator[LocalServer]:
+    """Start llama-server on a GGUF of `kind` on a free loopback port, wait until it answers, always stop it.
+    `date`: the day its clock says (`pinned_clock`), so the prompts it renders are the same every day; None: today."""
     gguf = ensure_gguf(kind, checkpoint)
     port = free_port()
     command = [str(binary("llama-server")), "-m", str(gguf), "--alias", model, "--host", "127.0.0.1",
                "--port", str(port), "--chat-template-file", str(template()), *SERVER_FLAGS, *args]
-    with launched("llama-server", command, port, model, log_dir, "/health", timeout, poll_s=0.5) as server:
+    env = {**os.environ, **pinned_clock(date)} if date else None
+    with launched("llama-server", command, port, model, log_dir, "/health", timeout, poll_s=0.5, env=env) as server:
         yield server
 
 

@@ -3,6 +3,8 @@ until it answers, and stopping it (its whole process group) however the caller e
 
 from __future__ import annotations
 
+import datetime
+import importlib.util
 import os
 import signal
 import socket
@@ -38,6 +40,25 @@ def stop(process: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
         process.wait(timeout=10)
+
+
+def pinned_clock(date: str) -> dict[str, str]:
+    """Environment that starts a server's wall clock at noon UTC of `date` (libfaketime, preloaded; the
+    `libfaketime` package of the test extras ships the library). A real engine renders its date into every chat
+    prompt, and a hesitant checkpoint answers differently on different days: what an engine was seen to write
+    is seen again only on the same date. Monotonic clocks and file times stay real, so timeouts and caches hold."""
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ProviderError(f"not a date (YYYY-MM-DD): {date!r}") from exc
+    spec = importlib.util.find_spec("libfaketime")
+    lib = (Path(next(iter(spec.submodule_search_locations))) / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
+           if spec is not None and spec.submodule_search_locations else None)
+    if lib is None or not lib.is_file():
+        raise ProviderError("pinning a server's date needs the libfaketime package (pip install libfaketime)")
+    preload = ":".join(filter(None, [str(lib), os.environ.get("LD_PRELOAD")]))
+    return {"LD_PRELOAD": preload, "FAKETIME": f"@{date} 12:00:00", "TZ": "UTC",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
 
 
 @dataclass

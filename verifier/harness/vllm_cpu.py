@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from verifier import harmony
-from verifier.harness.local import LocalServer, free_port, launched, until_interrupted
+from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted
 from verifier.paths import exclusive
 
 VERSION = "0.32.0"
@@ -88,15 +88,17 @@ configured below the model's budgets would."""
 
 @contextmanager
 def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str, ...] = GPT_OSS_FLAGS,
-          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0) -> Iterator[LocalServer]:
-    """Start vLLM on a free loopback port, wait until it answers, and always stop it."""
+          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0,
+          date: str | None = None) -> Iterator[LocalServer]:
+    """Start vLLM on a free loopback port, wait until it answers, and always stop it. `date`: the day its clock
+    says (`pinned_clock`), so the prompts it renders are the same every day; None: today."""
     ensure_venv()
     port = free_port()
     command = [str(python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "bfloat16", *args]
     with launched("vLLM", command, port, model, log_dir, "/v1/models", timeout, poll_s=2.0,
-                  env=_environment(env)) as server:
+                  env=_environment({**(pinned_clock(date) if date else {}), **(env or {})})) as server:
         yield server
 
 
