@@ -32,9 +32,10 @@ def test_greedy_logprobs_fallback(tmp_path, fault, expected):
     noise includes the provider's own date in the prompt, which moves a hesitant model's log-odds, so on the
     v2 checkpoint it sees a wrong RoPE base at once, a swapped checkpoint only after about 512 positions (99%
     of simulated runs at calibration; the median run at 256), and neither int4 experts nor removed sinks.
-    The drift suite's greedy answers share about 235 positions with golden when the checkpoint is swapped,
-    where its median relative log-odds error (0.056, measured on four dates) sits just under the boundary:
-    such a run may pass, and must then say that a swapped checkpoint was beyond its reach."""
+    The drift suite's greedy answers of a swapped checkpoint shared about 235 positions with golden on four
+    dates, with a median relative log-odds error of 0.056: under the boundary there (0.068, from 128 positions)
+    and level with the one from 256 (0.0562). Such a run may pass, and must then say that a swapped checkpoint
+    was beyond its reach."""
     code, result = _run(tmp_path, "--variant", "no-prompt-logprobs", *(["--fault", fault] if fault else []))
     verdicts = _verdicts(result)
     greedy = next(c for c in result["checks"] if c["id"] == "drift.greedy_logprobs")
