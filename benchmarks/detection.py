@@ -140,9 +140,9 @@ class Results(BaseModel):
     """Teacher forcing at the full top list (as `teacher_forcing["20"]`)."""
     honest: dict[str, Detection]
     honest_fpr_out_of_sample: HeldOut
-    honest_fpr_leave_one_engine_out: dict[str, HeldOut]
+    honest_fpr_leave_one_engine_out: dict[str, HeldOut] = Field(default_factory=dict)
     """Teacher forcing at the full top list (as `teacher_forcing["20"]`): an engine the calibration never saw."""
-    honest_fpr_out_of_sample_single_engine: dict[str, HeldOut]
+    honest_fpr_out_of_sample_single_engine: dict[str, HeldOut] = Field(default_factory=dict)
     teacher_forcing: dict[int, AtK]
     greedy: dict[int, AtK]
     sampling: Sampling
@@ -187,14 +187,12 @@ def held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: C
             cal.held_out_false_positives(data, keys, runs))
 
 
-def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: Calibration
-                     ) -> dict[str, dict[str, HeldOut]]:
-    """Honest FPR of engines the calibration never saw (left out; widened at k < 20 by at least the full
-    calibration's spread, as the shipped truncations are), and of one engine calibrated on half the cases."""
-    spread = 1.0 if k == cal.FULL_K else full.engine_spread
-    return {"honest_fpr_leave_one_engine_out": cal.leave_one_engine_out(data, runs, min_spread=spread),
-            "honest_fpr_out_of_sample_single_engine": cal.single_engine_out_of_sample(data, keys, runs,
-                                                                                      min_spread=spread)}
+def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int) -> dict[str, dict[str, HeldOut]]:
+    """Honest FPR of engines the calibration never saw (calibrated on the others alone), and of one engine
+    calibrated on half the cases. Neither is widened by the full calibration's spread, as the shipped truncations
+    are: that spread is measured on the very engines left out (and a user with one engine has no spread)."""
+    return {"honest_fpr_leave_one_engine_out": cal.leave_one_engine_out(data, runs),
+            "honest_fpr_out_of_sample_single_engine": cal.single_engine_out_of_sample(data, keys, runs)}
 
 
 def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
@@ -207,7 +205,7 @@ def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, De
                      faults={fault: by_k[k] for fault, by_k in faults.items()},
                      honest={name: cal.detection(drift, shipped) for name, drift in data.items()},
                      honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
-                     **engines_held_out(data, keys, runs, k, calibration))
+                     **engines_held_out(data, keys, runs))
     return out
 
 
@@ -225,7 +223,7 @@ def greedy(turns: Turns, calibration: Calibration, runs: int) -> dict[int, AtK]:
                      measured="reused from calibration.json (greedy): faulty engines after prompts dated 30 days "
                               "from golden's, against this boundary",
                      honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
-                     **engines_held_out(data, keys, runs, k, calibration.greedy))
+                     **engines_held_out(data, keys, runs))
     return out
 
 

@@ -33,11 +33,12 @@ for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_GROUPS = {"real_width_repo": "real-width"}
-ENGINE_DATE = "2026-12-01"
-"""The day vLLM and llama-server are served at (`pinned_clock`): the findings their tests assert (what each engine
-wrote on a near-tie of the hesitant checkpoint) were seen on this date, and another day's prompt may take the other
-branch (on 2026-12-02 greeting-json's JSON answer closed before any control token)."""
 """Session fixtures too big to build once per worker: the tests that use one share a worker."""
+ENGINE_DATE = "2026-12-01"
+"""The day vLLM and llama-server are served at (`pinned_clock`), and the day the verifier runs against them
+(`run_against`): the findings their tests assert (what each engine wrote on a near-tie of the hesitant checkpoint)
+were seen on this date, and another day's prompt may take the other branch (on 2026-12-02 greeting-json's JSON
+answer closed before any control token)."""
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -128,7 +129,12 @@ def load_script(name: str):
 def run_against(server, out: Path, *args: str) -> tuple[int, dict]:
     """`gpt-oss-verify run` against a real engine on loopback: its exit code and result.json (with
     `_run_dir`, the run's directory, added)."""
-    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
+    from verifier.harness.local import pinned_clock
+
+    # a server at a pinned date is judged by a verifier whose clock says the same day (the rendering checks
+    # accept the verifier's own date and its neighbours where a response carries no date of its own)
+    env = pinned_clock(server.date) if server.date else None
+    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args, env=env)
     report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
     assert report, proc.stdout + proc.stderr
     result = json.loads((Path(report).parent / "result.json").read_text())

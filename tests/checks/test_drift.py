@@ -78,7 +78,7 @@ def test_a_pass_names_the_calibrated_faults_a_run_this_short_could_miss():
     n = len(DONE.tokens)
     assert outcomes[0].observed["reach"] == {"positions": n, "flagged": ["coarse"], "missed": {"subtle": 512, "unseen": None}}
     assert outcomes[0].message.endswith(f"at {n} positions this test flags coarse in 99% of runs but could miss "
-                                        "subtle (512 needed), unseen (under 99% even over the whole suite)")
+                                        "subtle (512 needed), unseen (under 99% even over every golden position)")
     return outcomes
 
 

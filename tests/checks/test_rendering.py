@@ -78,6 +78,19 @@ def test_another_effort_of_the_same_length_fails():
     return outcomes
 
 
+@shows("rendering.prompt_ids", V.FAIL)
+def test_a_defect_is_shown_against_the_date_the_provider_rendered():
+    """A provider a day behind (its time zone) with a rendering defect: the outcome shows the reference at its
+    date, so the difference it names is the defect, not the date line."""
+    yesterday = (datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=1)).isoformat()
+    body = request(reasoning_effort="high")
+    served = harmony.render_chat(request(reasoning_effort="low"), yesterday)
+    outcomes = run("rendering.prompt_ids", _ids_view(body, served, source="return_token_ids"))
+    assert outcomes[0].expected == harmony.decode(harmony.render_chat(body, yesterday))
+    assert "low" in outcomes[0].message and yesterday not in outcomes[0].message
+    return outcomes
+
+
 @shows("rendering.prompt_ids", V.SKIP)
 def test_a_server_without_the_endpoint_is_skipped():
     return run("rendering.prompt_ids", _ids_view(request(), None, failure=failure("no /tokenize", "unsupported")))

@@ -111,10 +111,10 @@ def _verdict(view: SuiteView, variant: str, turns: list[TurnDrift], method: str,
     test = SequentialTest(cal)
     test.extend(turns)
     decision = test.decision(final=True)
-    reach = cal.reach(decision.at_positions)
-    observed = decision.summary(method, cal.source).model_copy(update={"reach": reach}).model_dump()
-    expected = DriftLimits(logodds_boundary=cal.logodds_boundary, flip_margin=cal.flip_margin).model_dump()
     failed = decision.verdict is Verdict.FAIL
+    reach = cal.reach(decision.at_positions)
+    observed = decision.summary(method, cal.source).model_copy(update={"reach": None if failed else reach}).model_dump()
+    expected = DriftLimits(logodds_boundary=cal.logodds_boundary, flip_margin=cal.flip_margin).model_dump()
     word = "drift beyond honest noise" if failed else "no drift beyond honest noise"
     unscored = f"; {len(errors)} requests gave no scores (first: {errors[0]})" if errors else ""
     return [Outcome(verdict=decision.verdict, variant=variant, observed=observed, expected=expected,

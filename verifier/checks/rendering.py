@@ -36,8 +36,13 @@ def prompt_tokens(view: ExchangeView):
                         f"{' or '.join(map(str, sorted(counts)))}", sorted(counts), reported)
 
 
+def _shared(got: list[int], want: list[int]) -> int:
+    """How many leading tokens agree."""
+    return next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+
+
 def _first_difference(got: list[int], want: list[int]) -> str:
-    i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    i = _shared(got, want)
     return (f"first difference at token {i}: provider {harmony.decode(got[max(0, i - 8):i + 8])!r}, "
             f"reference {harmony.decode(want[max(0, i - 8):i + 8])!r}")
 
@@ -73,5 +78,6 @@ def _prompt_ids_outcome(ex: Exchange) -> Outcome:
     if ex.tokens in candidates:
         return Outcome(verdict=Verdict.PASS,
                        message=f"{len(ex.tokens)} ids (from {ex.source}) equal the reference rendering", **base)
-    return Outcome(verdict=Verdict.FAIL, expected=harmony.decode(candidates[0]), observed=harmony.decode(ex.tokens),
-                   message=f"ids from {ex.source}: {_first_difference(ex.tokens, candidates[0])}", **base)
+    closest = max(candidates, key=lambda c: _shared(ex.tokens, c))  # the date the provider rendered, most likely
+    return Outcome(verdict=Verdict.FAIL, expected=harmony.decode(closest), observed=harmony.decode(ex.tokens),
+                   message=f"ids from {ex.source}: {_first_difference(ex.tokens, closest)}", **base)

@@ -90,7 +90,8 @@ class Reach(BaseModel):
         """One clause for a verdict message ('' without calibrated faults)."""
         if not self.missed:
             return f"; a run this long flags {', '.join(self.flagged)} in 99% of runs" if self.flagged else ""
-        missed = ", ".join(f"{f} ({n} needed)" if n else f"{f} (under 99% even over the whole suite)" for f, n in self.missed.items())
+        missed = ", ".join(f"{f} ({n} needed)" if n is not None else f"{f} (under 99% even over every golden position)"
+                           for f, n in self.missed.items())
         caught = f"flags {', '.join(self.flagged)} in 99% of runs but " if self.flagged else ""
         return f"; at {self.positions} positions this test {caught}could miss {missed}"
 
@@ -114,7 +115,8 @@ class DriftSummary(BaseModel):
     calibration: str | None = None
     """The calibration's `source`."""
     reach: Reach | None = None
-    """The calibrated faults this run could and could not have detected (None in older results)."""
+    """On a pass, the calibrated faults this run could and could not have detected (None on a fail, and in older
+    results)."""
 
 
 class DriftLimits(BaseModel):

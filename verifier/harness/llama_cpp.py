@@ -203,6 +203,7 @@ def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Pat
                "--port", str(port), "--chat-template-file", str(template()), *SERVER_FLAGS, *args]
     env = {**os.environ, **pinned_clock(date)} if date else None
     with launched("llama-server", command, port, model, log_dir, "/health", timeout, poll_s=0.5, env=env) as server:
+        server.date = date
         yield server
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -48,7 +49,7 @@ def pinned_clock(date: str) -> dict[str, str]:
     prompt, and a hesitant checkpoint answers differently on different days: what an engine was seen to write
     is seen again only on the same date. Monotonic clocks and file times stay real, so timeouts and caches hold."""
     try:
-        datetime.date.fromisoformat(date)
+        day = datetime.date.fromisoformat(date)
     except ValueError as exc:
         raise ProviderError(f"not a date (YYYY-MM-DD): {date!r}") from exc
     spec = importlib.util.find_spec("libfaketime")
@@ -56,8 +57,11 @@ def pinned_clock(date: str) -> dict[str, str]:
            if spec is not None and spec.submodule_search_locations else None)
     if lib is None or not lib.is_file():
         raise ProviderError("pinning a server's date needs the libfaketime package (pip install libfaketime)")
+    if platform.machine() not in ("x86_64", "AMD64") or sys.platform != "linux":
+        raise ProviderError(f"the libfaketime package ships an x86-64 Linux library only; this is {sys.platform} "
+                            f"{platform.machine()}")
     preload = ":".join(filter(None, [str(lib), os.environ.get("LD_PRELOAD")]))
-    return {"LD_PRELOAD": preload, "FAKETIME": f"@{date} 12:00:00", "TZ": "UTC",
+    return {"LD_PRELOAD": preload, "FAKETIME": f"@{day.isoformat()} 12:00:00", "TZ": "UTC",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
 
 
@@ -72,6 +76,8 @@ class LocalServer:
     log: Path
     started_s: float = 0.0
     """Seconds from launch to the first answer of its readiness URL."""
+    date: str | None = None
+    """The day its clock was pinned to (`pinned_clock`), None: the real date."""
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -98,8 +98,18 @@ def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str,
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "bfloat16", *args]
     with launched("vLLM", command, port, model, log_dir, "/v1/models", timeout, poll_s=2.0,
-                  env=_environment({**(pinned_clock(date) if date else {}), **(env or {})})) as server:
+                  env=_environment(_with_clock(env, date))) as server:
+        server.date = date
         yield server
+
+
+def _with_clock(env: dict | None, date: str | None) -> dict:
+    """`env` with the clock pinned to `date` (None: as it is); a preload of the caller's is kept beside it."""
+    if not date:
+        return dict(env or {})
+    pinned = pinned_clock(date)
+    preload = ":".join(filter(None, [pinned["LD_PRELOAD"], (env or {}).get("LD_PRELOAD")]))
+    return {**pinned, **(env or {}), "LD_PRELOAD": preload}
 
 
 def main() -> None:

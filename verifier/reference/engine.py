@@ -159,7 +159,9 @@ class Engine:
 
     def _reported(self, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The log-probabilities [.., V] in fp32 the engine reports for logits, and their top k (values, ids;
-        empty for k = 0); as the numeric faults change them (temperature, noise), never the tokens chosen."""
+        empty for k = 0); as the numeric faults change them (temperature, noise), never the tokens chosen. With
+        logprob-noise the numbers are no longer normalised (a near-certain token may report above 0) and the
+        draws follow the order requests arrive in: a provider's noise, not a reproducible one."""
         logprobs = torch.log_softmax(logits.float() / self.logprob_temperature, dim=-1)
         if self.logprob_noise is not None:
             noise = torch.randn(logprobs.shape, generator=self.logprob_noise, dtype=torch.float32)
