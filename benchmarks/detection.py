@@ -16,7 +16,7 @@ in bf16 like a real deployment). Then, at each top-list length the calibration h
 - honest FPR, out of sample: calibrate on the turns of half the golden cases, then count how many of
   `--runs` simulated honest runs over the other half cross a boundary; the other way round; for three
   random halvings (so 2 x 3 x runs x engines honest runs). At k < 20 each half's boundary is widened by
-  at least the full calibration's engine spread, as the shipped truncations are (`truncated`); the
+  at least the full calibration's widening, as the shipped truncations are (`truncated`); the
   figure without that widening is given beside it. The same with one engine alone
   (`honest_fpr_out_of_sample_single_engine`);
 - honest FPR of an engine the calibration never saw (`honest_fpr_leave_one_engine_out`): calibrated on the
@@ -85,9 +85,9 @@ class AtK(BaseModel):
     honest: dict[str, Detection] = Field(default_factory=dict)
     """Honest engines against the shipped boundaries (in sample)."""
     honest_fpr_out_of_sample: HeldOut
-    """Held out, built as the shipped calibration at this k is (widened by the full one's engine spread below 20)."""
+    """Held out, built as the shipped calibration at this k is (widened by the full one's widening below 20)."""
     honest_fpr_without_widening: HeldOut | None = None
-    """Below 20: the same without the full calibration's engine spread (only this k's honest engines' own)."""
+    """Below 20: the same without the full calibration's widening (only this k's honest engines' own)."""
     honest_fpr_leave_one_engine_out: dict[str, HeldOut] = Field(default_factory=dict)
     """Per honest engine: calibrated on the other engines alone, runs of this one (`leave_one_engine_out`)."""
     honest_fpr_out_of_sample_single_engine: dict[str, HeldOut] = Field(default_factory=dict)
@@ -126,7 +126,7 @@ class Surface(BaseModel):
     """Per fault, scored positions to flag it in 99% of runs at FPR <= 1% (None: not reached)."""
     honest_fpr_out_of_sample: float | None
     honest_fpr_without_widening: float | None = None
-    """Below top-20: held out without the full calibration's engine spread (see `AtK`)."""
+    """Below top-20: held out without the full calibration's widening (see `AtK`)."""
     note: str = ""
 
 
@@ -177,22 +177,25 @@ def saved_honest(keys: list[str], name: str) -> Honest:
 # -- figures per top-list length ---------------------------------------------------------------------
 
 
-def held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: Calibration
-             ) -> tuple[HeldOut, HeldOut | None]:
-    """Honest FPR out of sample as the shipped calibration at k is built (below FULL_K: widened by at
-    least `full`'s engine spread), and below FULL_K without that widening."""
+def held_out(data: dict[str, Drift], keys: list[str], runs: int, k: int, full: Calibration,
+             least: float = cal.MIN_WIDENING) -> tuple[HeldOut, HeldOut | None]:
+    """Honest FPR out of sample as the shipped calibration at k is built (widened by at least the method's
+    declared `least`; below FULL_K by at least `full`'s widening), and below FULL_K without `full`'s widening."""
     if k == cal.FULL_K:
-        return cal.held_out_false_positives(data, keys, runs), None
-    return (cal.held_out_false_positives(data, keys, runs, min_spread=full.engine_spread),
-            cal.held_out_false_positives(data, keys, runs))
+        return cal.held_out_false_positives(data, keys, runs, min_widening=least), None
+    return (cal.held_out_false_positives(data, keys, runs, min_widening=max(full.widening, least)),
+            cal.held_out_false_positives(data, keys, runs, min_widening=least))
 
 
-def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int) -> dict[str, dict[str, HeldOut]]:
+def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int, least: float = cal.MIN_WIDENING
+                     ) -> dict[str, dict[str, HeldOut]]:
     """Honest FPR of engines the calibration never saw (calibrated on the others alone), and of one engine
-    calibrated on half the cases. Neither is widened by the full calibration's spread, as the shipped truncations
-    are: that spread is measured on the very engines left out (and a user with one engine has no spread)."""
-    return {"honest_fpr_leave_one_engine_out": cal.leave_one_engine_out(data, runs),
-            "honest_fpr_out_of_sample_single_engine": cal.single_engine_out_of_sample(data, keys, runs)}
+    calibrated on half the cases. Neither is widened by the full calibration's widening, as the shipped
+    truncations are: that widening is measured on the very engines left out (and a user with one engine has no
+    step up). The declared least widening (`least`) applies to both, as to every calibration of the method."""
+    return {"honest_fpr_leave_one_engine_out": cal.leave_one_engine_out(data, runs, min_widening=least),
+            "honest_fpr_out_of_sample_single_engine": cal.single_engine_out_of_sample(data, keys, runs,
+                                                                                       min_widening=least)}
 
 
 def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
@@ -218,12 +221,13 @@ def greedy(turns: Turns, calibration: Calibration, runs: int) -> dict[int, AtK]:
     honest = saved_honest(keys, cal.GREEDY_DATA_FILE)
     out = {}
     for k, data in sorted(honest.items(), reverse=True):
-        shipped, (widened, unwidened) = calibration.greedy.for_k(k), held_out(data, keys, runs, k, calibration.greedy)
+        shipped = calibration.greedy.for_k(k)
+        widened, unwidened = held_out(data, keys, runs, k, calibration.greedy, cal.GREEDY_MIN_WIDENING)
         out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), faults=shipped.detection,
                      measured="reused from calibration.json (greedy): faulty engines after prompts dated 30 days "
                               "from golden's, against this boundary",
                      honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
-                     **engines_held_out(data, keys, runs))
+                     **engines_held_out(data, keys, runs, cal.GREEDY_MIN_WIDENING))
     return out
 
 

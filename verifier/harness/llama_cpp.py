@@ -29,13 +29,16 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from verifier.errors import ProviderError
 from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted
 from verifier.paths import exclusive
+from verifier.scores import PositionScore
 
 VERSION = "0.3.36"
 """llama-cpp-python sdist whose vendored llama.cpp is built."""
@@ -205,6 +208,43 @@ def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Pat
     with launched("llama-server", command, port, model, log_dir, "/health", timeout, poll_s=0.5, env=env) as server:
         server.date = date
         yield server
+
+
+CONTINUATION_RETRIES = 8
+"""Times a position is asked again with the token llama-server picked banned, when that token ends inside a
+UTF-8 character (llama-server never reports the probabilities of such a token)."""
+
+
+def teacher_forcing(server: LocalServer, k: int = 20, timeout: float = 60.0
+                    ) -> Callable[[list[int], int], list[PositionScore]]:
+    """A scorer of tokens[start:] by llama-server, which has no prompt log-probabilities: per position, a
+    one-token completion of the prefix (token ids, native `/completion`), whose `n_probs` are the softmax of the
+    model's logits after the prefix, before any sampler. The server's prompt cache makes each step one token.
+    Where the greedy pick is a token that ends inside a UTF-8 character, llama-server reports nothing for it, so
+    the position is asked again with that token banned (`logit_bias`, a sampler: the logits reported are not
+    moved)."""
+    client = httpx.Client(base_url=server.url.removesuffix("/v1"), timeout=timeout)
+
+    def position(prefix: list[int], token: int) -> PositionScore:
+        banned: list[list] = []
+        for _ in range(CONTINUATION_RETRIES):
+            body = {"prompt": prefix, "n_predict": 1, "n_probs": k, "temperature": 0, "cache_prompt": True,
+                    "return_tokens": True, "logit_bias": banned}
+            try:
+                data = client.post("/completion", json=body).raise_for_status().json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ProviderError(f"llama-server teacher forcing: {exc}") from None
+            probs = data.get("completion_probabilities") or []
+            if probs:
+                top = {entry["id"]: entry["logprob"] for entry in probs[0]["top_logprobs"]}
+                return PositionScore(token_logprob=top.get(token), top=top)
+            banned.append([(data.get("tokens") or [None])[0], False])
+        raise ProviderError(f"llama-server reported no probabilities after {CONTINUATION_RETRIES} picks at one position")
+
+    def score(tokens: list[int], start: int) -> list[PositionScore]:
+        return [position(tokens[:j], tokens[j]) for j in range(start, len(tokens))]
+
+    return score
 
 
 def main() -> None:
