@@ -69,8 +69,8 @@ def test_calibration_sets_the_flip_margin_and_a_boundary_above_honest_noise():
 
 def test_two_honest_engines_pass_fresh_honest_runs_out_of_sample():
     """Calibrated on two draws of an honest engine, 200 fresh draws (never seen by calibration) are
-    flagged at most alpha of the time. Measured: 0 of 200; the same with one draw alone: 24 of 200,
-    which is why calibration wants two honest engines and widens by their spread."""
+    flagged at most alpha of the time. Measured: 0 of 200; the same with one draw alone: 24 of 200 (before
+    the declared least widening), which is why calibration wants two honest engines and widens by their step up."""
     two = cal.calibrate({"a": _turns(0), "b": _turns(1)}, "synthetic", alpha=0.01, simulations=300)
     fresh = [_turns(seed) for seed in range(100, 300)]
     assert _flagged(two, fresh) <= 0.01 * len(fresh)
@@ -253,12 +253,12 @@ def test_the_shipped_greedy_calibration_counts_llama_server_among_its_honest_eng
 def test_the_shipped_honest_engines_pass_out_of_sample():
     """Calibrated on the shipped honest data of half the golden cases, honest runs over the other half
     (both ways round) are flagged at most alpha of the time, and so are the reference's runs when the reference
-    alone is calibrated. Measured on the v2 checkpoint: both engines 0 of 400; the reference alone 1 of 200 (on
-    the v1 checkpoint 20 of 200: its honest noise varied less from case to case than across engines)."""
+    alone is calibrated. Measured on the v2 checkpoint with two engines: 0 of 400; the reference alone 1 of 200
+    (on the v1 checkpoint 20 of 200: its honest noise varied less from case to case than across engines)."""
     keys = [key for key, _ in cal.golden_turns(SHIPPED)]
     honest = cal.load_data(SHIPPED, keys)
-    both = cal.held_out_false_positives(honest, keys, runs=100, splits=1, simulations=200)
-    assert both.honest_runs == 200 * len(honest) and both.fpr <= cal.DEFAULT_ALPHA
+    every = cal.held_out_false_positives(honest, keys, runs=100, splits=1, simulations=200)
+    assert every.honest_runs == 200 * len(honest) and every.fpr <= cal.DEFAULT_ALPHA
     alone = cal.held_out_false_positives({"reference-bf16": honest["reference-bf16"]}, keys, runs=100, splits=1,
                                          simulations=200)
     assert alone.honest_runs == 200 and alone.fpr <= cal.DEFAULT_ALPHA
@@ -291,7 +291,8 @@ def test_an_honest_engine_the_calibration_never_saw_passes(k):
     keys = [key for key, _ in cal.golden_turns(SHIPPED)]
     out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys, cal.data_file(cal.DATA_FILE, k)), runs=100,
                                    simulations=200)
-    assert len(out) >= 3, sorted(out)
+    if len(out) < 3:
+        pytest.fail(f"fewer than three honest engines: {sorted(out)}")  # not the expected failure of top-1
     assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
 
 
@@ -308,7 +309,8 @@ def test_an_honest_greedy_engine_the_calibration_never_saw_passes(k, simulations
     keys = [key for key, _ in cal.first_turns(cal.golden_turns(SHIPPED))]
     out = cal.leave_one_engine_out(cal.load_data(SHIPPED, keys, cal.data_file(cal.GREEDY_DATA_FILE, k)), runs=100,
                                    simulations=simulations, min_widening=cal.GREEDY_MIN_WIDENING)
-    assert len(out) >= 3, sorted(out)
+    if len(out) < 3:
+        pytest.fail(f"fewer than three honest engines: {sorted(out)}")  # not the expected failure of top-1
     assert {engine: h.fpr for engine, h in out.items() if h.fpr > cal.DEFAULT_ALPHA} == {}
 
 
@@ -337,18 +339,20 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
     assert [e.name for e in result.honest] == [e.name for e in shipped.honest]
     assert [e.median_relative for e in result.honest] == [e.median_relative for e in shipped.honest]
     assert result.flip_margin == shipped.flip_margin and result.engine_spread == shipped.engine_spread
+    assert result.widening == shipped.widening == max(cal.MIN_WIDENING, shipped.engine_spread)
     assert result.logodds_boundary.positions == shipped.logodds_boundary.positions
     for ours, theirs in zip(result.logodds_boundary.values, shipped.logodds_boundary.values):
         assert ours == pytest.approx(theirs, rel=0.2)
     assert result.greedy.flip_margin == shipped.greedy.flip_margin
     assert result.greedy.engine_spread == shipped.greedy.engine_spread
+    assert result.greedy.widening == shipped.greedy.widening >= cal.GREEDY_MIN_WIDENING
     assert result.detection == {} and result.pass_after_positions is None
     assert cal.load_data(root, [key for key, _ in cal.golden_turns(root)]) == cal.load_data(SHIPPED)
     for part, theirs in ((result, shipped), (result.greedy, shipped.greedy)):
         assert sorted(part.by_k) == sorted(theirs.by_k) == sorted(cal.TRUNCATIONS)
         for k, sub in part.by_k.items():
             assert sub.top_k == k and sub.flip_margin == theirs.flip_margin
-            assert sub.engine_spread == theirs.by_k[k].engine_spread
+            assert sub.engine_spread == theirs.by_k[k].engine_spread and sub.widening == theirs.by_k[k].widening
             assert [e.median_relative for e in sub.honest] == [e.median_relative for e in theirs.by_k[k].honest]
 
 

@@ -448,10 +448,11 @@ def golden_calibrate(
         model=honest_model, power_against=power_against or [], must_detect=must_detect or [],
         simulations=simulations, saved=saved)
     result = calibrate.calibrate_golden(plan)
-    if len(result.honest) < 2:
-        typer.echo(f"warning: one honest engine cannot show how honest engines differ (the boundary is widened by "
-                   f"the declared minimum {result.widening:.2f}x only); add --honest-dtype or --honest-url so other "
-                   "honest engines are not flagged", err=True)
+    if result.engine_spread == 1.0:
+        typer.echo(f"warning: the honest engines show no step up (one engine, or none within 2x of the loudest), so "
+                   f"they cannot show how honest engines differ: the boundary is widened by the declared minimum "
+                   f"{result.widening:.2f}x only; add --honest-dtype or --honest-url so other honest engines are not "
+                   "flagged", err=True)
     for line in calibrate.report_lines(result):
         typer.echo(line)
     typer.echo(f"calibration: {root / FILE}")

