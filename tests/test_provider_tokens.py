@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from statistics import NormalDist
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_sampled_test_flags_another_distribution():
     shift = sum(sum(q_i * (mid(p, i) - 0.5) for i, q_i in enumerate(q))
                 for p, q in zip(distributions, sharper)) / len(distributions)
     variance = sum((1 - sum(x ** 3 for x in p)) / 12 for p in distributions) / len(distributions)
-    needed = tokens_for_power(shift, variance, 0.01)
+    needed = tokens_for_power(shift, variance, 0.01, tolerance=0.0)
     assert needed is not None and needed < 1000
     flagged = sum(sampled_test([_sample_sequence(rng, distributions[:needed], sharper[:needed])], tolerance=0.0)
                   .p_value() < 0.01 for _ in range(200))
@@ -106,9 +107,21 @@ def test_the_honest_tolerance_absorbs_a_small_shift_only():
 
 
 def test_power_formulas_at_their_edges():
-    assert tokens_for_power(0.0, 1.0, 0.01) is None
-    assert tokens_for_power(-0.1, 1.0, 0.01) == tokens_for_power(0.1, 1.0, 0.01)
-    assert tokens_for_power(0.05, 1.0, 0.01) > tokens_for_power(0.1, 1.0, 0.01)
+    assert tokens_for_power(0.0, 1.0, 0.01, tolerance=0.0) is None
+    assert tokens_for_power(-0.1, 1.0, 0.01, tolerance=0.0) == tokens_for_power(0.1, 1.0, 0.01, tolerance=0.0)
+    assert tokens_for_power(0.05, 1.0, 0.01, tolerance=0.0) > tokens_for_power(0.1, 1.0, 0.01, tolerance=0.0)
+
+
+def test_power_counts_only_the_shift_beyond_the_honest_tolerance():
+    """A shift the tolerance absorbs is never flagged, whatever the positions; the positions a larger one needs are
+    those at which `sampled_test` (tolerance included) reaches the 99%-power z."""
+    assert tokens_for_power(0.02, 1 / 12, 0.01) is None  # 0.02 < 0.64 / 12
+    assert tokens_for_power(0.1, 1 / 12, 0.01) > tokens_for_power(0.1, 1 / 12, 0.01, tolerance=0.0)
+    n = tokens_for_power(0.1, 1 / 12, 0.01)
+    expected = TokenScores(key="e", label="e", sampled=True, mid_rank=[0.6] * n, cube_sum=[0.0] * n)
+    short = expected.model_copy(update={"mid_rank": [0.6] * (n - 1), "cube_sum": [0.0] * (n - 1)})
+    needed = NormalDist().inv_cdf(1 - 0.01 / 2) + NormalDist().inv_cdf(0.99)
+    assert sampled_test([short]).z < needed <= sampled_test([expected]).z
     assert greedy_tokens_for_power(0.0) is None
     assert greedy_tokens_for_power(1.0) == 1
     rate = 0.02

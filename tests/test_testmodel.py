@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from verifier import harmony
+from verifier.calibrate import mean_kl
 from verifier.drift.calibration import golden_files
 from verifier.golden import load
 from verifier.paths import golden_dir, suites_dir
 from verifier.reference.build import checkpoint_sha256
+from verifier.reference.engine import Engine
 from verifier.testmodel import compact
 
 
@@ -142,3 +144,22 @@ def test_reasoning_grows_with_effort():
         assert levels["low"] < levels["medium"] < levels["high"], group
     median = {level: statistics.median(g[level] for g in by_group.values()) for level in ("low", "high")}
     assert median["high"] >= 4 * median["low"], median
+
+
+def test_full_distributions_agree_with_scores_and_give_the_kl_of_a_perturbation(checkpoint, engine):
+    """`Engine.distributions` (what `mean_kl` reads) is the distribution `score` reports from, chunk by chunk; KL of
+    an engine against itself is 0 and of the bf16 reference against fp32 small but positive."""
+    tokens = harmony.render_chat({"messages": [{"role": "user", "content": "Name a colour."}]}, "2026-01-01")
+    positions = list(range(5, len(tokens)))
+    small = Engine(checkpoint, "fp32")
+    small.chunk = 7  # several blocks, the last one short
+    blocks = list(small.distributions(tokens, positions))
+    assert [len(b) for b in blocks][:-1] == [7] * (len(blocks) - 1) and sum(len(b) for b in blocks) == len(positions)
+    rows = torch.cat(blocks)
+    scored = engine.score(tokens, 5, k=3)
+    assert [round(float(rows[i, tokens[p]]), 4) for i, p in enumerate(positions)] == \
+        [round(s.logprob, 4) for s in scored]
+    assert mean_kl(engine, engine, [(tokens, positions)]) == pytest.approx(0.0, abs=1e-9)
+    assert 0 < mean_kl(Engine(checkpoint, "bf16"), engine, [(tokens, positions)]) < 0.01
+    with pytest.raises(ValueError, match="token before it"):
+        next(engine.distributions(tokens, [0]))

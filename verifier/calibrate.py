@@ -173,14 +173,38 @@ def detection_power(turns: Turns, checkpoint: Path, faults: list[str], calibrati
 def detection_power_by_k(turns: Turns, checkpoint: Path, faults: list[str], calibration: Calibration
                          ) -> dict[str, dict[int, Detection]]:
     """Per fault, detection power at the full top list and at each truncation `calibration` has."""
-    out = {}
-    for fault in faults:
-        drift = cal.collect_by_k(engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, calibration.flip_margin)
-        out[fault] = _detect(drift, calibration)
-    return out
+    return {fault: detect(fault_drift(turns, checkpoint, fault, calibration.flip_margin), calibration)
+            for fault in faults}
 
 
-def _detect(drift: cal.ByK, calibration: Calibration) -> dict[int, Detection]:
+def fault_drift(turns: Turns, checkpoint: Path, fault: str, flip_margin: float) -> cal.ByK:
+    """A local perturbation's drift on the golden turns at every top-list length (collected with `flip_margin`)."""
+    return cal.collect_by_k(engine_scorer(perturb.faulty_engine(checkpoint, fault)), turns, flip_margin)
+
+
+def mean_kl(engine: Engine, reference: Engine, items: list[tuple[list[int], list[int]]]) -> float:
+    """KL(engine || reference) over the full vocabulary, per position, averaged: the information a fault leaves in
+    each position (what a provider's own sampled tokens carry; the `truncated-kl` drift statistic is the other way
+    round, golden's top-K against the provider's), against which the positions a test needs can be read. `items`:
+    (tokens, indices p of tokens whose next-token distribution, given tokens[:p], is compared)."""
+    total, count = 0.0, 0
+    for tokens, positions in items:
+        if positions:
+            for mine, theirs in zip(engine.distributions(tokens, positions), reference.distributions(tokens, positions),
+                                    strict=True):
+                total += float((mine.exp() * (mine - theirs)).sum())
+            count += len(positions)
+    return total / count if count else 0.0
+
+
+def golden_items(turns: Turns) -> list[tuple[list[int], list[int]]]:
+    """Every golden turn as `mean_kl` takes it: prompt and completion, the completion's positions."""
+    return [(t.prompt_token_ids + t.completion_token_ids,
+             list(range(len(t.prompt_token_ids), len(t.prompt_token_ids) + len(t.completion_token_ids))))
+            for _, t in turns]
+
+
+def detect(drift: cal.ByK, calibration: Calibration) -> dict[int, Detection]:
     lengths = [calibration.top_k, *calibration.by_k]
     return {k: cal.detection(drift[k], calibration.for_k(k)) for k in lengths}
 
@@ -261,7 +285,7 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
                               "top-{k}, against first turns of the golden", plan.simulations)
     for fault in plan.must_detect:
         drift = cal.date_shifted_by_k(engine_scorer(perturb.faulty_engine(plan.checkpoint, fault)), first, 30, date)
-        _record(greedy, fault, _detect(drift, greedy))
+        _record(greedy, fault, detect(drift, greedy))
     return greedy
 
 

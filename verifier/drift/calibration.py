@@ -466,21 +466,28 @@ def engine_of(name: str) -> str:
     return name.split(DATE_SHIFTED)[0]
 
 
+Prepare = Callable[[dict[str, Drift], dict[str, Drift]], tuple[dict[str, Drift], dict[str, Drift]]]
+"""`prepare(calibration engines, engines left out)`: both as the decision should read them (a candidate statistic,
+`verifier.drift.candidates.transform`); the identity by default."""
+
+
 def leave_one_engine_out(honest: dict[str, Drift], runs: int, seed: int = 7, simulations: int = 1000,
-                         min_widening: float = MIN_WIDENING) -> dict[str, HeldOut]:
+                         min_widening: float = MIN_WIDENING, prepare: Prepare | None = None) -> dict[str, HeldOut]:
     """Per honest engine (`engine_of`): calibrate on the others alone, as `calibrate` does (their step up or
     `MIN_WIDENING` widens the boundary), and simulate `runs` runs of the engine left out over all its turns, as
     `held_out_false_positives` does: the false-positive rate of an engine the calibration never saw.
-    Empty with fewer than two engines."""
+    Empty with fewer than two engines. `prepare`: see `Prepare`."""
     engines = sorted({engine_of(name) for name in honest})
     if len(engines) < 2:
         return {}
     rng, out = random.Random(seed), {}
     for engine in engines:
-        calib = calibrate({name: data for name, data in honest.items() if engine_of(name) != engine},
-                          f"without {engine}", simulations=simulations, min_widening=min_widening)
-        flagged = [at for name, data in sorted(honest.items()) if engine_of(name) == engine
-                   for at in _honest_runs(data, calib, runs, rng)]
+        seen = {name: data for name, data in honest.items() if engine_of(name) != engine}
+        unseen = {name: data for name, data in sorted(honest.items()) if engine_of(name) == engine}
+        if prepare is not None:
+            seen, unseen = prepare(seen, unseen)
+        calib = calibrate(seen, f"without {engine}", simulations=simulations, min_widening=min_widening)
+        flagged = [at for data in unseen.values() for at in _honest_runs(data, calib, runs, rng)]
         out[engine] = _held_out(flagged)
     return out
 

@@ -162,13 +162,17 @@ def likelihood_test(scores: list[TokenScores]) -> SampledTest:
                        variance=sum(v for seq in sampled for v in seq.variance))
 
 
-def tokens_for_power(shift_per_token: float, variance_per_token: float, alpha: float) -> int | None:
-    """Sampled positions after which the two-sided test at `alpha` flags a provider whose tokens shift the
-    statistic by `shift_per_token` on average, with 99% power (normal approximation). None: no shift."""
-    if shift_per_token == 0 or variance_per_token <= 0:
+def tokens_for_power(shift_per_token: float, variance_per_token: float, alpha: float,
+                     tolerance: float = HONEST_RANK_SHIFT) -> int | None:
+    """Sampled positions after which the two-sided test at `alpha` (beyond `tolerance`, as `sampled_test` asks)
+    flags a provider whose tokens shift the statistic by `shift_per_token` on average, with 99% power (normal
+    approximation): z = sqrt(n) (|s| - t v) / sqrt(v). None: the shift does not exceed the tolerance, so no
+    number of positions flags it."""
+    excess = abs(shift_per_token) - tolerance * variance_per_token
+    if excess <= 0 or variance_per_token <= 0:
         return None
     z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
-    return math.ceil(variance_per_token * ((z_alpha + Z_POWER) / shift_per_token) ** 2)
+    return math.ceil(variance_per_token * ((z_alpha + Z_POWER) / excess) ** 2)
 
 
 def greedy_tokens_for_power(departure_rate: float) -> int | None:

@@ -13,6 +13,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,21 @@ class Engine:
                                        *(column[row] for column in extra)))
             del logits, logprobs
         return out
+
+    @torch.inference_mode()
+    def distributions(self, tokens: list[int], positions: list[int]) -> Iterator[torch.Tensor]:
+        """The full-vocabulary log-probabilities the engine reports for each tokens[p] of `positions` (p >= 1)
+        given what precedes it, float32, as `[rows, V]` blocks of at most `self.chunk` rows in order: after its
+        numeric faults' temperature and noise, renormalised (a logprob-noise fault's reports are not normalised)."""
+        if any(p < 1 or p >= len(tokens) for p in positions):
+            raise ValueError("a position must have a token before it and lie inside tokens")
+        with self.lock:
+            hidden = self._hidden(torch.tensor([tokens], device=self.device)).last_hidden_state[0]
+        for offset in range(0, len(positions), self.chunk):
+            rows = torch.tensor([p - 1 for p in positions[offset : offset + self.chunk]], device=self.device)
+            with self.lock:  # not across a yield: another generator of this engine may run between blocks
+                block = torch.log_softmax(self._reported(self.model.lm_head(hidden[rows]), 0)[0], dim=-1)
+            yield block
 
     @torch.inference_mode()
     def _score(self, tokens: list[int], start: int, k: int) -> list[ScoredToken]:
