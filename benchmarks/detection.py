@@ -371,16 +371,14 @@ def no_logprobs(checkpoint: Path, turns: Turns, calibration: Calibration, faults
                 ) -> dict[str, float | NoLogprobsFault | dict[str, float]]:
     """Reference-scored provider output of the honest bf16 reference and of `faults` (`provider_tokens.figures`)."""
     greedy_turns = provider_tokens.free_first_turns(turns)
-    sampled_turns = [(k, t) for k, t in cal.first_turns(turns) if k.startswith(f"{SAMPLING_SUITE}/")]
+    sampled_turns = provider_tokens.sampled_first_turns(turns)
     reference, margin = Engine(checkpoint, "fp32"), provider_tokens.departure_margin(calibration)
 
     def figures(engine: Engine) -> provider_tokens.EngineFigures:
         return provider_tokens.figures(engine, reference, greedy_turns, sampled_turns, samples, margin,
                                        calibration.alpha, NO_LOGPROBS_RUN_SAMPLES)
 
-    honest = figures(Engine(checkpoint, "bf16"))
-    by_method = {"greedy_answers": honest.greedy.answers_with_departure / max(honest.greedy.answers, 1),
-                 "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
+    by_method = provider_tokens.honest_fpr(figures(Engine(checkpoint, "bf16")))
     out: dict[str, float | NoLogprobsFault | dict[str, float]] = {
         "honest_fpr": max(by_method.values()), "honest_fpr_by_method": by_method}
     for fault in faults:

@@ -105,6 +105,17 @@ def free_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
             if not t.request.get("response_format") and t.request.get("tool_choice") in (None, "auto")]
 
 
+def sampled_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
+    """The drift suite's first turns: what the sampled test draws temperature-1 answers of."""
+    return [(key, t) for key, t in cal.first_turns(turns) if key.startswith("drift/")]
+
+
+def honest_fpr(honest: EngineFigures) -> dict[str, float]:
+    """An honest engine's share of answers (greedy) and of sample runs (sampled) flagged."""
+    return {"greedy_answers": honest.greedy.answers_with_departure / max(honest.greedy.answers, 1),
+            "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
+
+
 def scored_positions(prompt_len: int, completion: list[int]) -> list[int]:
     """Indices (into prompt + completion) of what `verifier.rescore` scores: inside each message body that is not a
     tool call, its content and its closing token where one was generated."""
@@ -163,7 +174,7 @@ def main() -> None:
     checkpoint, calibration = default_checkpoint(), cal.load(GOLDEN)
     turns = cal.golden_turns(GOLDEN)
     greedy_turns = free_first_turns(turns)
-    sampled_turns = [(k, t) for k, t in cal.first_turns(turns) if k.startswith("drift/")]
+    sampled_turns = sampled_first_turns(turns)
     reference = Engine(checkpoint, "fp32")
     results = Results(golden=str(GOLDEN), departure_margin=departure_margin(calibration), alpha=calibration.alpha,
                       samples_per_case=args.samples)
@@ -177,10 +188,7 @@ def main() -> None:
               f"(99%: {found.greedy.tokens_for_99pct_power}) sampled shift {found.sampled.shift_per_token:+.4f} "
               f"z {found.sampled.z_all_samples:+.1f} (99%: {found.sampled.tokens_for_99pct_power}) "
               f"kl {found.mean_kl:.4f}", flush=True)
-    honest = results.engines["reference-bf16"]
-    results.honest_fpr = {
-        "greedy_answers": honest.greedy.answers_with_departure / max(honest.greedy.answers, 1),
-        "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
+    results.honest_fpr = honest_fpr(results.engines["reference-bf16"])
     results.seconds = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(results.model_dump_json(indent=2))
