@@ -382,6 +382,7 @@ def test_a_scored_engine_joins_the_teacher_forcing_calibration_at_every_top_list
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # 7.5 minutes; the recalibration from saved data above runs in CI
 def test_the_workflow_reproduces_the_shipped_boundaries_exactly(tmp_path):
     """With the shipped number of simulations and seed, the saved honest data give the shipped
     boundaries to the last digit (7.5 minutes on 2 shared cores on the v2 golden)."""

@@ -73,3 +73,22 @@ def test_a_reply_teacher_forcing_cannot_read_is_a_provider_error(replies, says):
     server, _, transport = _llama(replies)
     with pytest.raises(ProviderError, match=says):
         llama_cpp.teacher_forcing(server, transport=transport)([1, 2], 1)
+
+
+def test_the_llama_cpp_build_leaves_only_the_unused_libraries_unoptimised(tmp_path, monkeypatch):
+    """The compiler launcher appends -O0 to compilations of a source under `UNOPTIMISED` (the argument after -c),
+    never to the model's or the server's own sources, even when their include paths name those folders."""
+    monkeypatch.setenv("GPT_OSS_VERIFY_LLAMA_CPP_CACHE", str(tmp_path))
+    launcher = str(llama_cpp._launcher())
+
+    def compiled(*args: str) -> list[str]:
+        return subprocess.run([launcher, "echo", *args], capture_output=True, text=True, check=True).stdout.split()
+
+    mtmd = ["-O3", "-I/s/tools/mtmd/.", "-o", "tools/mtmd/clip.o", "-c", "/s/tools/mtmd/clip.cpp"]
+    assert compiled(*mtmd) == [*mtmd, "-O0"]
+    httplib = ["-O3", "-c", "/s/vendor/cpp-httplib/httplib.cpp"]
+    assert compiled(*httplib) == [*httplib, "-O0"]
+    for source in ("/s/tools/server/server.cpp", "/s/src/llama-model.cpp", "/s/ggml/src/ggml-cpu/ops.cpp",
+                   "/s/common/chat.cpp"):
+        kept = ["-O3", "-I/s/tools/mtmd/.", "-I/s/vendor/cpp-httplib", "-c", source]
+        assert compiled(*kept) == kept

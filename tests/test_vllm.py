@@ -331,7 +331,8 @@ two-rounds-long-instructions), tool_choice none (2), no response format in the p
 grammar's forced header and control tokens in strings (4, 6, on greeting-json)."""
 
 
-@pytest.mark.parametrize("kind", ["int4-experts", "swapped-checkpoint"])  # no-sinks: undetected on v2 (faults.yaml)
+@pytest.mark.parametrize("kind", ["int4-experts",  # no-sinks: undetected on v2 (faults.yaml)
+                                  pytest.param("swapped-checkpoint", marks=pytest.mark.exhaustive)])
 def test_perturbed_checkpoints_served_by_vllm_are_flagged(kind, checkpoint, tmp_path):
     from verifier.reference import perturb
 
