@@ -85,7 +85,7 @@ def test_greedy_logprobs_that_start_after_the_header_are_scored_against_the_righ
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["rope-theta", "swapped-checkpoint"])
+@pytest.mark.parametrize("fault", ["rope-theta", pytest.param("swapped-checkpoint", marks=pytest.mark.exhaustive)])
 def test_perturbed_checkpoints_behind_string_only_completions_fail_teacher_forcing(tmp_path, fault):
     """Completions take string prompts only and cap logprobs at 5: teacher forcing goes through the
     prompt as text at top-5, with the top-5 calibration, and still catches the perturbed checkpoints.

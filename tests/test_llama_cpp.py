@@ -406,7 +406,7 @@ def test_honest_gguf_passes_drift(kind, checkpoint, tmp_path):
     assert verdicts(result)["drift.greedy_logprobs"] == "pass"
 
 
-@pytest.mark.parametrize("kind", ["q4_0", "mxfp4_moe"])
+@pytest.mark.parametrize("kind", [pytest.param("q4_0", marks=pytest.mark.exhaustive), "mxfp4_moe"])
 def test_quantised_gguf_fails_drift(kind, checkpoint, tmp_path):
     """llama.cpp's Q4_0 and MXFP4_MOE GGUFs fail the greedy fallback (chat only; llama-server has no prompt
     log-probabilities). Until the greedy calibration's widening was the step up among engines of the loudest

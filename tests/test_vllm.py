@@ -352,6 +352,7 @@ def test_vllm_without_the_gpt_oss_tool_flags_is_flagged(checkpoint, tmp_path):
         assert check in fails, check
 
 
+@pytest.mark.exhaustive  # a second misconfiguration (a vLLM start and a run): `make test-all`
 def test_vllm_with_instructions_in_the_system_message_is_flagged(checkpoint, tmp_path):
     """Misconfiguration: VLLM_GPT_OSS_HARMONY_SYSTEM_INSTRUCTIONS=1 moves instructions out of the
     developer message: the harmony cases whose first message is a system (system-instructions, long-instructions)
