@@ -8,7 +8,10 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +24,21 @@ except ImportError:
 # Hermetic: every derived file (vocabulary, tokenizer.json, checkpoint) is rebuilt for the session,
 # as on a clean clone. Subprocesses (CLI tests) inherit it. A cache the session made is removed when it
 # ends (about 0.5 GB each: left behind, a few hundred runs filled the disk CI shares).
+# The reference engines of the whole session (its workers, the servers and runs they start) share one memo of greedy
+# generations and scores on disk (`MEMO_ENV`): a prompt the honest built-in provider answered once is not decoded again.
 if "GPT_OSS_VERIFY_CACHE" not in os.environ:
     os.environ["GPT_OSS_VERIFY_CACHE"] = tempfile.mkdtemp(prefix="gpt-oss-verify-cache-")
+    os.environ.setdefault("GPT_OSS_VERIFY_ENGINE_MEMO", os.path.join(os.environ["GPT_OSS_VERIFY_CACHE"], "engine-memo"))
     atexit.register(shutil.rmtree, os.environ["GPT_OSS_VERIFY_CACHE"], ignore_errors=True)
 if os.environ.get("PYTEST_XDIST_WORKER"):  # each pytest-xdist worker derives its own files, inside the session's cache
     os.environ["GPT_OSS_VERIFY_CACHE"] = os.path.join(os.environ["GPT_OSS_VERIFY_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
+    # Workers share the cores with each other and with the servers and runs they start: one compute thread each (torch's
+    # and the subprocesses'), as oversubscribed OpenMP threads spin against each other. Measured side by side on 2
+    # cores, six fault-matrix runs over two workers: 213 s and 240 s with one thread, 261 s and 339 s without.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 os.environ.pop("TIKTOKEN_ENCODINGS_BASE", None)
 # The OpenAI SDK's variables are defaults of --base-url and the key: a developer's own must not redirect runs.
 for _name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
@@ -41,6 +54,39 @@ were seen on this date, and another day's prompt may take the other branch (on 2
 answer closed before any control token)."""
 
 
+LIVE_SLOW_S = 120.0
+"""In CI, a test phase that took longer than this is named when it ends (`pytest_runtest_logreport`)."""
+LIVE_TRACEBACKS = 10
+"""In CI, this many failures are printed with their traceback's tail when they happen (one with the same last line as
+one printed, such as a module fixture's error, is not); the others in a line."""
+_live: dict = {"config": None, "began": time.monotonic(), "seen": set()}
+
+
+def pytest_configure(config):
+    if os.environ.get("CI") and not hasattr(config, "workerinput"):  # the controller (or a run without workers)
+        _live["config"] = config
+
+
+def pytest_runtest_logreport(report):
+    """In CI, failures, errors and slow phases are written to the log as they happen, with the seconds since the
+    session began: a run killed at CI's time limit never reaches pytest's summary, and still says what failed (with
+    the traceback's tail) and where its time went."""
+    config = _live["config"]
+    terminal = config and config.pluginmanager.get_plugin("terminalreporter")
+    if not terminal:
+        return
+    worker = getattr(getattr(report, "node", None), "gateway", None)  # pytest-xdist: the worker it ran on
+    stamp = f"[ci {time.monotonic() - _live['began']:.0f} s, {getattr(worker, 'id', 'main')}]"
+    if report.failed:
+        lines = report.longreprtext.strip().splitlines() or [""]
+        terminal.write_line(f"\n{stamp} {'FAILED' if report.when == 'call' else 'ERROR'} {report.nodeid} ({report.when})")
+        if len(_live["seen"]) < LIVE_TRACEBACKS and lines[-1] not in _live["seen"]:
+            _live["seen"].add(lines[-1])
+            terminal.write_line("\n".join(lines[-30:]))
+    elif report.duration > LIVE_SLOW_S:
+        terminal.write_line(f"\n{stamp} {report.duration:.0f} s {report.nodeid} ({report.when})")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """`make test` runs two pytest-xdist workers (`--dist loadgroup`). A test that uses a module-scoped fixture
@@ -50,7 +96,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if group := _xdist_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
-            if NodeId is not None and config.getvalue("loadgroup") and "@" not in item.nodeid:
+            if NodeId is not None and getattr(config.option, "loadgroup", False) and "@" not in item.nodeid:
                 # pytest-xdist 3.8 groups by a `@group` suffix it writes to `item._nodeid`, which pytest 9 no longer
                 # reads (`nodeid` comes from `item._id`): write the suffix where pytest 9 reads it
                 item._id = NodeId.parse(f"{item.nodeid}@{group}")
@@ -102,9 +148,6 @@ def provider(server):
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 900):
     """Run the CLI in a subprocess; returns CompletedProcess with text output."""
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "verifier.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
 
@@ -126,6 +169,15 @@ def load_script(name: str):
     return module
 
 
+RUN_AGAINST_TIMEOUT_S = 2700.0
+"""A whole run against a real engine on loopback: about 8 minutes on 2 free cores, several times that beside the
+other worker's engine or build."""
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
 def run_against(server, out: Path, *args: str) -> tuple[int, dict]:
     """`gpt-oss-verify run` against a real engine on loopback: its exit code and result.json (with
     `_run_dir`, the run's directory, added)."""
@@ -134,9 +186,14 @@ def run_against(server, out: Path, *args: str) -> tuple[int, dict]:
     # a server at a pinned date is judged by a verifier whose clock says the same day (the rendering checks
     # accept the verifier's own date and its neighbours where a response carries no date of its own)
     env = pinned_clock(server.date) if server.date else None
-    proc = run_cli("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args, env=env)
+    command = ("run", "--base-url", server.url, "--model", server.model, "--out", str(out), *args)
+    try:
+        proc = run_cli(*command, env=env, timeout=RUN_AGAINST_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"gpt-oss-verify run against {server.name} took over {exc.timeout:.0f} s; its output's tail:\n"
+                    f"{_text(exc.stdout)[-3000:]}\n{_text(exc.stderr)[-3000:]}\n{server.name}'s log:\n{server.log_tail()}")
     report = next((line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")), None)
-    assert report, proc.stdout + proc.stderr
+    assert report, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{server.log_tail()}"
     result = json.loads((Path(report).parent / "result.json").read_text())
     result["_run_dir"] = str(Path(report).parent)
     return proc.returncode, result

@@ -157,8 +157,9 @@ def test_full_distributions_agree_with_scores_and_give_the_kl_of_a_perturbation(
     assert [len(b) for b in blocks][:-1] == [7] * (len(blocks) - 1) and sum(len(b) for b in blocks) == len(positions)
     rows = torch.cat(blocks)
     scored = engine.score(tokens, 5, k=3)
-    assert [round(float(rows[i, tokens[p]]), 4) for i, p in enumerate(positions)] == \
-        [round(s.logprob, 4) for s in scored]
+    # the same numbers up to fp32 rounding (blocks of 7 rows against one of all: other kernel shapes)
+    assert [float(rows[i, tokens[p]]) for i, p in enumerate(positions)] == \
+        pytest.approx([s.logprob for s in scored], abs=1e-4)
     assert mean_kl(engine, engine, [(tokens, positions)]) == pytest.approx(0.0, abs=1e-9)
     assert 0 < mean_kl(Engine(checkpoint, "bf16"), engine, [(tokens, positions)]) < 0.01
     with pytest.raises(ValueError, match="token before it"):

@@ -224,7 +224,7 @@ def _convert(kind: str, checkpoint: Path, out: Path, log) -> Path:
 
 @contextmanager
 def serve(kind: str = "f32", model: str = "gpt-oss-conformance", checkpoint: Path | None = None,
-          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 180.0,
+          args: tuple[str, ...] = (), log_dir: Path | None = None, timeout: float = 600.0,
           date: str | None = None) -> Iterator[LocalServer]:
     """Start llama-server on a GGUF of `kind` on a free loopback port, wait until it answers, always stop it.
     `date`: the day its clock says (`pinned_clock`), so the prompts it renders are the same every day; None: today."""

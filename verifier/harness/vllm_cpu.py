@@ -76,6 +76,7 @@ def _environment(extra: dict | None) -> dict:
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
            "TIKTOKEN_ENCODINGS_BASE": str(harmony.ensure_vocab())}
     env.pop("VIRTUAL_ENV", None)
+    env.pop("OMP_NUM_THREADS", None)  # vLLM binds its own threads, one per core (a test worker's limit is its own)
     env.update(extra or {})
     return env
 
@@ -88,7 +89,7 @@ configured below the model's budgets would."""
 
 @contextmanager
 def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str, ...] = GPT_OSS_FLAGS,
-          env: dict | None = None, log_dir: Path | None = None, timeout: float = 420.0,
+          env: dict | None = None, log_dir: Path | None = None, timeout: float = 1200.0,
           date: str | None = None) -> Iterator[LocalServer]:
     """Start vLLM on a free loopback port, wait until it answers, and always stop it. `date`: the day its clock
     says (`pinned_clock`), so the prompts it renders are the same every day; None: today."""

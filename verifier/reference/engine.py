@@ -9,11 +9,15 @@ vLLM and the OpenAI API report them.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import math
+import os
+import pickle
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,11 @@ MXFP4 = "mxfp4"
 """The dtype label of the `mxfp4-triton` backend: MXFP4 experts, bf16 everything else and activations."""
 SCORE_CHUNK = 256
 """Positions whose logits exist at once: memory O(chunk x vocab), never O(sequence x vocab)."""
+MEMO_ENV = "GPT_OSS_VERIFY_ENGINE_MEMO"
+"""A folder where engines of every process that names it memoise greedy generations and scores on disk as well:
+a test session's workers and the servers and runs they start decode a prompt once. Keyed by the checkpoint's
+content, dtype, backend, device, numeric faults and torch's version; never for an engine handed a model loaded
+elsewhere, nor under logprob-noise (its reports follow the order requests arrive in)."""
 
 
 @dataclass
@@ -157,6 +166,7 @@ class Engine:
         self.logprob_noise = torch.Generator().manual_seed(0) if "logprob-noise" in self.numeric_faults else None
         self.chunk = SCORE_CHUNK
         self._memo: OrderedDict = OrderedDict()
+        self._disk = _disk_memo(self) if model is None else None
 
     def _reported(self, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The log-probabilities [.., V] in fp32 the engine reports for logits, and their top k (values, ids;
@@ -172,8 +182,12 @@ class Engine:
         return logprobs, torch.topk(logprobs, k, dim=-1)
 
     def _recall(self, key):
-        if key is None or key not in self._memo:
+        if key is None:
             return None
+        if key not in self._memo:
+            if self._disk is None or (value := self._disk.recall((self.chunk, key))) is None:
+                return None
+            self._memo[key] = value
         self._memo.move_to_end(key)
         return copy.deepcopy(self._memo[key])
 
@@ -183,6 +197,8 @@ class Engine:
         self._memo[key] = copy.deepcopy(value)
         if len(self._memo) > self.CACHE_SIZE:
             self._memo.popitem(last=False)
+        if self._disk is not None:
+            self._disk.remember((self.chunk, key), value)  # rows of logits at once: their rounding
 
     def _memoised(self, key, compute):
         """compute(), or a copy of its remembered result for `key` (None: never remembered)."""
@@ -326,3 +342,54 @@ class Engine:
             keep = torch.cumsum(sorted_probs, 0) - sorted_probs < top_p
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs / probs.sum(), 1, generator=rng).item())
+
+
+class DiskMemo:
+    """Greedy generations and scores of one engine configuration in a folder shared across processes: one pickle per
+    key, written to a temporary name and renamed into place, so a reader never sees half a file. The configuration
+    (`describe()`, which hashes the checkpoint's files) is read at the first use, not when the engine loads."""
+
+    def __init__(self, folder: Path, describe: Callable[[], str]):
+        self.folder = folder
+        self._describe = describe
+
+    @functools.cached_property
+    def prefix(self) -> str:
+        return self._describe()
+
+    def _path(self, key) -> Path:
+        return self.folder / f"{hashlib.sha256(repr((self.prefix, key)).encode()).hexdigest()}.pickle"
+
+    def recall(self, key):
+        try:
+            return pickle.loads(self._path(key).read_bytes())
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
+
+    def remember(self, key, value) -> None:
+        path = self._path(key)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(pickle.dumps(value))
+            partial.replace(path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+
+
+def _disk_memo(engine: Engine) -> DiskMemo | None:
+    """The engine's memo on disk, where `MEMO_ENV` names a folder (see there)."""
+    folder = os.environ.get(MEMO_ENV)
+    if not folder or "logprob-noise" in engine.numeric_faults or not engine.checkpoint.is_dir():
+        return None
+
+    def describe() -> str:
+        content = hashlib.sha256()
+        for path in sorted(engine.checkpoint.iterdir()):
+            if path.is_file() and path.suffix in (".json", ".safetensors"):
+                with open(path, "rb") as handle:
+                    content.update(f"{path.name}:{hashlib.file_digest(handle, 'sha256').hexdigest()}".encode())
+        return repr((content.hexdigest(), engine.dtype, engine.backend, str(engine.device),
+                     sorted(engine.numeric_faults), torch.__version__))
+
+    return DiskMemo(Path(folder), describe)
