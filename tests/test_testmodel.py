@@ -14,7 +14,7 @@ from verifier.calibrate import mean_kl
 from verifier.drift.calibration import golden_files
 from verifier.golden import load
 from verifier.paths import golden_dir, suites_dir
-from verifier.reference.build import checkpoint_sha256
+from verifier.reference.checkpoints import checkpoint_sha256
 from verifier.reference.engine import Engine
 from verifier.testmodel import compact
 

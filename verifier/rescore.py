@@ -221,7 +221,7 @@ def score_answers(todo: list[Answer], engine, scorer: str, run_dir: Path) -> Ite
 def reference_checkpoint(goldens, checkpoint: Path | None) -> Path:
     """The checkpoint golden came from: `checkpoint` if given (refused unless its hash is golden's), else the
     conformance checkpoint when golden is its."""
-    from verifier.reference.build import checkpoint_sha256
+    from verifier.reference.checkpoints import checkpoint_sha256
     from verifier.testmodel.compact import default_checkpoint
 
     name, sha = goldens[0].provenance.checkpoint, goldens[0].provenance.checkpoint_sha256

@@ -692,7 +692,7 @@ def _check_one_checkpoint(goldens: list[GoldenFile], root: Path, builtin: bool) 
         names = ", ".join(f"{name} ({sha[:12]})" for name, sha in found)
         raise GoldenError(f"{root}: golden files of different checkpoints in one directory: {names}")
     if builtin and found:
-        from verifier.reference.build import checkpoint_sha256
+        from verifier.reference.checkpoints import checkpoint_sha256
         from verifier.testmodel.compact import default_checkpoint
 
         name, sha = found[0]

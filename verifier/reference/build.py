@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -13,9 +12,8 @@ from verifier import __version__, harmony
 from verifier.errors import UsageError
 from verifier.golden import GoldenFile, GoldenMessage, GoldenRecord, GoldenTurn, Provenance, TokenScore, now
 from verifier.observation import ToolCall
-from verifier.paths import cache_dir
 from verifier.reference import constraints
-from verifier.reference.checkpoints import INDEX, resolve
+from verifier.reference.checkpoints import checkpoint_sha256, resolve
 from verifier.reference.engine import Engine
 from verifier.suites import Case, Suite, max_tokens_of
 
@@ -23,34 +21,6 @@ MAX_TURNS = 4
 
 Report = Callable[[str], None]
 """Where `build` reports progress: one line per turn and per suite."""
-
-
-def checkpoint_sha256(checkpoint: Path) -> str:
-    """sha256 over config.json, the shard index where there is one, and the weight files the loader reads
-    (per-file digests cached by size and mtime), of the directory that holds them (`original/` for OpenAI's
-    layout)."""
-    ckpt = resolve(checkpoint)
-    checkpoint = ckpt.path
-    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
-    if (checkpoint / INDEX).is_file():
-        digest.update((checkpoint / INDEX).read_bytes())
-    cache_file = cache_dir() / "checkpoint-hashes.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        cache = {}
-    for path in sorted(ckpt.files):
-        stat = path.stat()
-        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
-            h = hashlib.sha256()
-            with open(path, "rb") as fh:
-                while chunk := fh.read(1 << 24):
-                    h.update(chunk)
-            cache[key] = h.hexdigest()
-        digest.update(f"{path.name}:{cache[key]}".encode())
-    cache_file.write_text(json.dumps(cache))
-    return digest.hexdigest()
 
 
 def checkpoint_name(checkpoint: Path) -> str:

@@ -48,6 +48,7 @@ config's shapes; `load_model` builds the model from it for a backend:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -57,6 +58,7 @@ from pathlib import Path
 import torch
 
 from verifier.errors import CheckpointError, UsageError
+from verifier.paths import cache_dir
 from verifier.reference import memory, mxfp4
 
 HF = "hf"
@@ -588,3 +590,31 @@ def synthetic_packed(config, seed: int = 0, scale_exponent: int = -6) -> dict[st
             std = 1.0 if key.endswith("sinks") else 0.02
             out[key] = (torch.randn(shape, generator=g) * std).to(torch.bfloat16)
     return out
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """sha256 over config.json, the shard index where there is one, and the weight files the loader reads
+    (per-file digests cached by size and mtime), of the directory that holds them (`original/` for OpenAI's
+    layout)."""
+    ckpt = resolve(checkpoint)
+    checkpoint = ckpt.path
+    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    if (checkpoint / INDEX).is_file():
+        digest.update((checkpoint / INDEX).read_bytes())
+    cache_file = cache_dir() / "checkpoint-hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    for path in sorted(ckpt.files):
+        stat = path.stat()
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+            cache[key] = h.hexdigest()
+        digest.update(f"{path.name}:{cache[key]}".encode())
+    cache_file.write_text(json.dumps(cache))
+    return digest.hexdigest()

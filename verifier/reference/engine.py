@@ -19,11 +19,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
+from verifier import __version__
 from verifier.errors import CheckpointError, UsageError
+from verifier.reference import checkpoints
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MXFP4 = "mxfp4"
@@ -32,9 +35,11 @@ SCORE_CHUNK = 256
 """Positions whose logits exist at once: memory O(chunk x vocab), never O(sequence x vocab)."""
 MEMO_ENV = "GPT_OSS_VERIFY_ENGINE_MEMO"
 """A folder where engines of every process that names it memoise greedy generations and scores on disk as well:
-a test session's workers and the servers and runs they start decode a prompt once. Keyed by the checkpoint's
-content, dtype, backend, device, numeric faults and torch's version; never for an engine handed a model loaded
-elsewhere, nor under logprob-noise (its reports follow the order requests arrive in)."""
+a test session's workers and the servers and runs they start decode a prompt once. Meant for one session on one
+machine (the tests make one per session): keyed by the checkpoint's content, dtype, backend, device, numeric
+faults, the verifier's, torch's and transformers' versions, torch's thread count and CPU capability, not by the
+code between releases. Never for an engine handed a model loaded elsewhere, nor under logprob-noise (its
+reports follow the order requests arrive in)."""
 
 
 @dataclass
@@ -80,8 +85,6 @@ class Generation:
 def load_model(checkpoint: Path, dtype: str = "fp32", device: str = "cpu", backend: str = "transformers"):
     """Load a local gpt-oss checkpoint directory (never from a hub) in eval mode: the Hugging Face
     layout (bf16 or MXFP4 experts) or OpenAI's original/ layout (see `verifier.reference.checkpoints`)."""
-    from verifier.reference import checkpoints
-
     if dtype not in DTYPES:
         raise CheckpointError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return checkpoints.load_model(Path(checkpoint), DTYPES[dtype], device, backend)
@@ -184,21 +187,26 @@ class Engine:
     def _recall(self, key):
         if key is None:
             return None
+        key = (self.chunk, key)  # rows of logits at once: their rounding
         if key not in self._memo:
-            if self._disk is None or (value := self._disk.recall((self.chunk, key))) is None:
+            if self._disk is None or (value := self._disk.recall(key)) is None:
                 return None
-            self._memo[key] = value
+            self._store(key, value)
         self._memo.move_to_end(key)
         return copy.deepcopy(self._memo[key])
 
     def _remember(self, key, value) -> None:
         if key is None:
             return
-        self._memo[key] = copy.deepcopy(value)
+        key = (self.chunk, key)
+        self._store(key, copy.deepcopy(value))
+        if self._disk is not None:
+            self._disk.remember(key, value)
+
+    def _store(self, key, value) -> None:
+        self._memo[key] = value
         if len(self._memo) > self.CACHE_SIZE:
             self._memo.popitem(last=False)
-        if self._disk is not None:
-            self._disk.remember((self.chunk, key), value)  # rows of logits at once: their rounding
 
     def _memoised(self, key, compute):
         """compute(), or a copy of its remembered result for `key` (None: never remembered)."""
@@ -346,28 +354,31 @@ class Engine:
 
 class DiskMemo:
     """Greedy generations and scores of one engine configuration in a folder shared across processes: one pickle per
-    key, written to a temporary name and renamed into place, so a reader never sees half a file. The configuration
-    (`describe()`, which hashes the checkpoint's files) is read at the first use, not when the engine loads."""
+    key, written to a temporary name and renamed into place, so a reader never sees half a file; an entry that
+    cannot be read is computed again. The configuration (`describe()`) is read at the first use."""
 
-    def __init__(self, folder: Path, describe: Callable[[], str]):
+    def __init__(self, folder: Path, describe: Callable[[], str | None]):
         self.folder = folder
         self._describe = describe
 
     @functools.cached_property
-    def prefix(self) -> str:
+    def prefix(self) -> str | None:
         return self._describe()
 
-    def _path(self, key) -> Path:
+    def _path(self, key) -> Path | None:
+        if self.prefix is None:
+            return None
         return self.folder / f"{hashlib.sha256(repr((self.prefix, key)).encode()).hexdigest()}.pickle"
 
     def recall(self, key):
         try:
-            return pickle.loads(self._path(key).read_bytes())
-        except (OSError, EOFError, pickle.UnpicklingError):
+            return pickle.loads(path.read_bytes()) if (path := self._path(key)) else None
+        except Exception:  # noqa: BLE001 - torn, foreign or stale: computed again
             return None
 
     def remember(self, key, value) -> None:
-        path = self._path(key)
+        if (path := self._path(key)) is None:
+            return
         partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -380,16 +391,16 @@ class DiskMemo:
 def _disk_memo(engine: Engine) -> DiskMemo | None:
     """The engine's memo on disk, where `MEMO_ENV` names a folder (see there)."""
     folder = os.environ.get(MEMO_ENV)
-    if not folder or "logprob-noise" in engine.numeric_faults or not engine.checkpoint.is_dir():
+    if not folder or "logprob-noise" in engine.numeric_faults:
         return None
 
-    def describe() -> str:
-        content = hashlib.sha256()
-        for path in sorted(engine.checkpoint.iterdir()):
-            if path.is_file() and path.suffix in (".json", ".safetensors"):
-                with open(path, "rb") as handle:
-                    content.update(f"{path.name}:{hashlib.file_digest(handle, 'sha256').hexdigest()}".encode())
-        return repr((content.hexdigest(), engine.dtype, engine.backend, str(engine.device),
-                     sorted(engine.numeric_faults), torch.__version__))
+    def describe() -> str | None:
+        try:
+            content = checkpoints.checkpoint_sha256(engine.checkpoint)
+        except (OSError, CheckpointError, UsageError, ValueError):
+            return None  # no memo for what cannot be identified
+        return repr((content, engine.dtype, engine.backend, str(engine.device), sorted(engine.numeric_faults),
+                     __version__, torch.__version__, version("transformers"), torch.get_num_threads(),
+                     torch.backends.cpu.get_cpu_capability()))
 
     return DiskMemo(Path(folder), describe)

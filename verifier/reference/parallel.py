@@ -280,7 +280,7 @@ def build_sharded(job: ShardedJob, tp: int, echo, progress, backend: str = "tran
     """Run `job` on `tp` processes under torchrun: `echo` gets each golden written, `progress` the
     progress lines. A failing rank raises its own one-line error (torchrun's log is kept on failure)."""
     from verifier.reference import checkpoints as ck
-    from verifier.reference.build import checkpoint_sha256
+    from verifier.reference.checkpoints import checkpoint_sha256
 
     ckpt = ck.resolve(job.checkpoint)
     check_plan(ckpt.config(), tp, job.dtype, job.device, backend)
