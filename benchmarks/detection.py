@@ -12,7 +12,9 @@ in bf16 like a real deployment). Then, at each top-list length the calibration h
 - positions needed: the sequential test of `drift.teacher_forced`, with the shipped calibration for
   that length (`Calibration.for_k`), looks after every scored position of simulated runs (golden turns
   in random order); the figure is the number of positions by which 99% of runs flag the fault (FPR <= 1%
-  is the calibration's design);
+  is the calibration's design). The `teacher-forcing` part scores faults only when `faults` or `candidates`
+  runs with it; otherwise it takes each fault's figures from `calibration.json`, which measured them against
+  the same boundaries (`AtK.measured` says which);
 - honest FPR, out of sample: calibrate on the turns of half the golden cases, then count how many of
   `--runs` simulated honest runs over the other half cross a boundary; the other way round; for three
   random halvings (so 2 x 3 x runs x engines honest runs). At k < 20 each half's boundary is widened by
@@ -27,9 +29,10 @@ Beside positions, each fault's mean KL against the fp32 reference (golden's engi
 and the honest bf16 reference's, so that a fault's figure can be read against the information it leaves
 (`faults.<fault>.mean_kl`, `honest_mean_kl`).
 
-Candidate statistics (`candidates`, `candidates_table`): the same honest and faulty data at top-20, decided by
-each candidate per-position statistic of `verifier.drift.candidates` in place of the relative log-odds error,
-everything else as shipped: positions to flag each fault and leave-one-engine-out FPR, side by side.
+Candidate statistics (`candidates`, `candidates_truncated`, `candidates_table`): the same honest and faulty data at
+each top-list length, decided by each candidate per-position statistic of `verifier.drift.candidates` in place of
+the relative log-odds error, everything else as shipped: positions to flag each fault and leave-one-engine-out FPR,
+side by side.
 
 Without any logprobs (`no_logprobs`): reference-scored provider output (`drift.reference_scored`), as
 `benchmarks/provider_tokens.py` measures it: the honest bf16 reference and faulty engines answer golden first
@@ -85,8 +88,9 @@ FAULTS = ["int4-experts", "no-sinks", "rope-theta", "swapped-checkpoint", "no-ya
           "int8-experts", "fp8-activations", "fp8-kv", "logprobs-after-temperature", "logprob-noise"]
 PARTS = ["faults", "teacher-forcing", "candidates", "greedy", "sampling", "no-logprobs"]
 """What `--parts` may pick (`surfaces` is gathered from the results every time)."""
-SCORES_FAULTS = {"faults", "teacher-forcing", "candidates"}
-"""Parts that score the faulty engines."""
+SCORES_FAULTS = {"faults", "candidates"}
+"""Parts that score the faulty engines (`teacher-forcing` takes their figures when one of them runs too, else
+the calibration's own)."""
 NEEDS_HONEST = {"teacher-forcing", "candidates"}
 """Parts that read the honest engines' teacher-forced drift."""
 SAMPLING_FAULTS = ["int4-experts", "no-sinks", "swapped-checkpoint", "rope-theta"]
@@ -109,7 +113,8 @@ class FaultFigures(Detection):
 
 
 class Candidate(BaseModel):
-    """One candidate per-position statistic, decided as shipped (`verifier.drift.candidates`), at top-20."""
+    """One candidate per-position statistic, decided as shipped (`verifier.drift.candidates`), at one top-list
+    length."""
 
     statistic: str
     honest_engines: list[str]
@@ -143,7 +148,7 @@ class Measured(BaseModel):
     """The faults scored now, at every top-list length (they replace their figures in `teacher_forcing`)."""
     honest_mean_kl: dict[str, float] = Field(default_factory=dict)
     teacher_forcing: dict[int, AtK] | None = None
-    candidates: dict[str, Candidate] | None = None
+    candidates: dict[int, dict[str, Candidate]] | None = None
     greedy: dict[int, AtK] | None = None
     sampling: Sampling | None = None
     no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] | None = None
@@ -229,8 +234,12 @@ class Results(BaseModel):
     no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] = Field(default_factory=dict)
     """`honest_fpr`, `honest_fpr_by_method`, and per fault a `NoLogprobsFault`."""
     candidates: dict[str, Candidate] = Field(default_factory=dict)
+    """At the full top list."""
+    candidates_truncated: dict[int, dict[str, Candidate]] = Field(default_factory=dict)
+    """The same at each truncation (top-5, top-1), each widened by at least the candidate's full widening."""
     candidates_table: list[str] = Field(default_factory=list)
-    """`candidates` as a markdown table: leave-one-engine-out false positives and positions for 99% power."""
+    """Both as a markdown table: leave-one-engine-out false positives and positions for 99% power, per top-list
+    length."""
     surfaces: list[Surface] = Field(default_factory=list)
     parts: dict[str, str] = Field(default_factory=dict)
     """When each part was last measured (`--parts`), against which calibration; absent: before parts were dated."""
@@ -288,12 +297,19 @@ def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int, least: 
 
 def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
                     runs: int) -> dict[int, AtK]:
+    """Honest figures at every top-list length, measured here; per fault, its positions as scored now (`faults`,
+    when the faults part runs too), else as the calibration measured them against these very boundaries
+    (`calibration.json`'s `detection`, as the greedy part reuses its own)."""
     keys = [key for key, _ in turns]
     out = {}
     for k, data in sorted(honest.items(), reverse=True):
         shipped, (widened, unwidened) = calibration.for_k(k), held_out(data, keys, runs, k, calibration)
-        out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data), measured="here",
-                     faults={fault: by_k[k] for fault, by_k in faults.items()},
+        fresh = {fault: by_k[k] for fault, by_k in faults.items() if k in by_k}
+        reused = sorted(set(shipped.detection) - set(fresh))
+        out[k] = AtK(top_k=k, calibration=shipped.source, honest_engines=sorted(data),
+                     measured=f"honest engines here; faults {', '.join(sorted(fresh)) or '-'} scored here, "
+                              f"{', '.join(reused) or '-'} reused from calibration.json (the same boundaries)",
+                     faults={**{fault: shipped.detection[fault] for fault in reused}, **fresh},
                      honest={name: cal.detection(drift, shipped) for name, drift in data.items()},
                      honest_fpr_out_of_sample=widened, honest_fpr_without_widening=unwidened,
                      **engines_held_out(data, keys, runs))
@@ -337,12 +353,16 @@ def scored_faults(turns: Turns, checkpoint: Path, faults: list[str], calibration
     return drift, kl
 
 
-def candidates(honest: dict[str, Drift], faults: dict[str, Drift], runs: int) -> dict[str, Candidate]:
-    """Every candidate statistic at the full top list, on the same honest and faulty drift."""
+def candidates(honest: dict[str, Drift], faults: dict[str, Drift], runs: int, least: dict[str, float] | None = None
+               ) -> dict[str, Candidate]:
+    """Every candidate statistic on the same honest and faulty drift (of one top-list length), each calibration
+    widened by at least `least[name]` (default `MIN_WIDENING`; below the full top list the candidate's full
+    widening, as `truncated` widens the shipped statistic's truncations)."""
     out = {}
     for name in candidate.names(honest):
         fitted, transformed = candidate.transform(name, honest, faults)
-        full = cal.calibrate(fitted, name)
+        widening = (least or {}).get(name, cal.MIN_WIDENING)
+        full = cal.calibrate(fitted, name, min_widening=widening)
         out[name] = Candidate(
             statistic=name, honest_engines=sorted(honest), widening=round(full.widening, 4),
             honest_median={one.name: one.median_relative for one in full.honest},
@@ -353,17 +373,29 @@ def candidates(honest: dict[str, Drift], faults: dict[str, Drift], runs: int) ->
     return out
 
 
-def candidates_table(found: dict[str, Candidate]) -> list[str]:
-    """Markdown: per candidate, leave-one-engine-out false positives per engine, then positions for 99% power."""
-    first = next(iter(found.values()))
+def candidates_by_k(honest: Honest, faults: dict[str, cal.ByK], runs: int) -> dict[int, dict[str, Candidate]]:
+    """`candidates` at the full top list, then at each truncation."""
+    out = {cal.FULL_K: candidates(honest[cal.FULL_K], {f: by_k[cal.FULL_K] for f, by_k in faults.items()}, runs)}
+    least = {name: one.widening for name, one in out[cal.FULL_K].items()}
+    for k in cal.TRUNCATIONS:
+        print(f"candidates at top-{k}", flush=True)
+        out[k] = candidates(honest[k], {f: by_k[k] for f, by_k in faults.items()}, runs, least)
+    return out
+
+
+def candidates_table(found: dict[int, dict[str, Candidate]]) -> list[str]:
+    """Markdown: per top-list length and candidate, leave-one-engine-out false positives per engine, then positions
+    for 99% power."""
+    first = next(iter(found[cal.FULL_K].values()))
     engines, faults = sorted(first.honest_fpr_leave_one_engine_out), sorted(first.faults)
-    rows = [f"| statistic | widening | {' | '.join(f'{e} left out' for e in engines)} | {' | '.join(faults)} |",
-            "| --- " * (2 + len(engines) + len(faults)) + "|"]
-    for name, one in found.items():
-        held = [f"{one.honest_fpr_leave_one_engine_out[e].false_positives}/"
-                f"{one.honest_fpr_leave_one_engine_out[e].honest_runs}" for e in engines]
-        power = [str(one.faults[f].positions_for_99pct_power or "never") for f in faults]
-        rows.append(f"| {name} | {one.widening} | {' | '.join(held)} | {' | '.join(power)} |")
+    rows = [f"| top-k | statistic | widening | {' | '.join(f'{e} left out' for e in engines)} | {' | '.join(faults)} |",
+            "| --- " * (3 + len(engines) + len(faults)) + "|"]
+    for k, by_name in sorted(found.items(), reverse=True):
+        for name, one in by_name.items():
+            held = [f"{one.honest_fpr_leave_one_engine_out[e].false_positives}/"
+                    f"{one.honest_fpr_leave_one_engine_out[e].honest_runs}" for e in engines]
+            power = [str(one.faults[f].positions_for_99pct_power or "never") for f in faults]
+            rows.append(f"| {k} | {name} | {one.widening} | {' | '.join(held)} | {' | '.join(power)} |")
     return rows
 
 
@@ -517,7 +549,7 @@ def measured(args: argparse.Namespace, turns: Turns, checkpoint: Path, calibrati
     if "teacher-forcing" in parts:
         out.teacher_forcing = teacher_forcing(turns, honest, found, calibration, args.runs)
     if "candidates" in parts:
-        out.candidates = candidates(honest[cal.FULL_K], {f: by_k[cal.FULL_K] for f, by_k in drift.items()}, args.runs)
+        out.candidates = candidates_by_k(honest, drift, args.runs)
     if "greedy" in parts:
         out.greedy = greedy(turns, calibration, args.runs)
     if "sampling" in parts:
@@ -561,11 +593,12 @@ def merged(args: argparse.Namespace, base: dict, fresh: Measured, turns: Turns, 
         update["teacher_forcing"] = {k: at.model_copy(update={"faults": {**at.faults, **{
             f: by_k[k] for f, by_k in fresh.fault_detection.items() if k in by_k}}})
             for k, at in results.teacher_forcing.items()}
-    for key in ("candidates", "greedy", "sampling", "no_logprobs"):
+    for key in ("greedy", "sampling", "no_logprobs"):
         if getattr(fresh, key) is not None:
             update[key] = getattr(fresh, key)
     if fresh.candidates is not None:
-        update["candidates_table"] = candidates_table(fresh.candidates)
+        update |= {"candidates": fresh.candidates[cal.FULL_K], "candidates_table": candidates_table(fresh.candidates),
+                   "candidates_truncated": {k: c for k, c in fresh.candidates.items() if k != cal.FULL_K}}
     when = (f"{datetime.date.today().isoformat()}: calibration {calibration.source}; honest {fresh.honest_source or '-'}"
             f"; --runs {args.runs} --faults {args.faults} --samples {args.samples}")
     update["parts"] = {**(results.parts if results else {}), **{part: when for part in parts}}
