@@ -589,6 +589,10 @@ def merged(args: argparse.Namespace, base: dict, fresh: Measured, turns: Turns, 
                    "honest": full.honest, "honest_fpr_out_of_sample": full.honest_fpr_out_of_sample,
                    "honest_fpr_leave_one_engine_out": full.honest_fpr_leave_one_engine_out,
                    "honest_fpr_out_of_sample_single_engine": full.honest_fpr_out_of_sample_single_engine}
+        if fresh.faults is None:  # the top level mirrors teacher_forcing[20]; each fault keeps its measured mean KL
+            kept = results.faults if results else {}
+            update["faults"] = {f: FaultFigures(**d.model_dump(), mean_kl=kept[f].mean_kl if f in kept else None)
+                                for f, d in full.faults.items()}
     elif results is not None and fresh.fault_detection:
         update["teacher_forcing"] = {k: at.model_copy(update={"faults": {**at.faults, **{
             f: by_k[k] for f, by_k in fresh.fault_detection.items() if k in by_k}}})
@@ -600,7 +604,8 @@ def merged(args: argparse.Namespace, base: dict, fresh: Measured, turns: Turns, 
         update |= {"candidates": fresh.candidates[cal.FULL_K], "candidates_table": candidates_table(fresh.candidates),
                    "candidates_truncated": {k: c for k, c in fresh.candidates.items() if k != cal.FULL_K}}
     when = (f"{datetime.date.today().isoformat()}: calibration {calibration.source}; honest {fresh.honest_source or '-'}"
-            f"; --runs {args.runs} --faults {args.faults} --samples {args.samples}")
+            f"; --runs {args.runs} --faults {args.faults if set(parts) & SCORES_FAULTS else 'as calibration.json'}"
+            f" --samples {args.samples}")
     update["parts"] = {**(results.parts if results else {}), **{part: when for part in parts}}
     out = results.model_copy(update=update) if results else Results.model_validate({**base, **update})
     return out.model_copy(update={"surfaces": surfaces(out.teacher_forcing, out.greedy, out.sampling)})
