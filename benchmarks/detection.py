@@ -298,8 +298,8 @@ def engines_held_out(data: dict[str, Drift], keys: list[str], runs: int, least: 
 def teacher_forcing(turns: Turns, honest: Honest, faults: dict[str, dict[int, Detection]], calibration: Calibration,
                     runs: int) -> dict[int, AtK]:
     """Honest figures at every top-list length, measured here; per fault, its positions as scored now (`faults`,
-    when the faults part runs too), else as the calibration measured them against these very boundaries
-    (`calibration.json`'s `detection`, as the greedy part reuses its own)."""
+    when the `faults` or `candidates` part runs too), else as the calibration measured them against these very
+    boundaries (`calibration.json`'s `detection`, as the greedy part reuses its own)."""
     keys = [key for key, _ in turns]
     out = {}
     for k, data in sorted(honest.items(), reverse=True):
@@ -604,8 +604,9 @@ def merged(args: argparse.Namespace, base: dict, fresh: Measured, turns: Turns, 
         update |= {"candidates": fresh.candidates[cal.FULL_K], "candidates_table": candidates_table(fresh.candidates),
                    "candidates_truncated": {k: c for k, c in fresh.candidates.items() if k != cal.FULL_K}}
     when = (f"{datetime.date.today().isoformat()}: calibration {calibration.source}; honest {fresh.honest_source or '-'}"
-            f"; --runs {args.runs} --faults {args.faults if set(parts) & SCORES_FAULTS else 'as calibration.json'}"
-            f" --samples {args.samples}")
+            f"; --runs {args.runs} --faults {args.faults} --samples {args.samples}"
+            + ("; teacher-forcing faults from calibration.json" if "teacher-forcing" in parts
+               and not set(parts) & SCORES_FAULTS else ""))
     update["parts"] = {**(results.parts if results else {}), **{part: when for part in parts}}
     out = results.model_copy(update=update) if results else Results.model_validate({**base, **update})
     return out.model_copy(update={"surfaces": surfaces(out.teacher_forcing, out.greedy, out.sampling)})
