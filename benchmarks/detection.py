@@ -59,13 +59,22 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import provider_tokens  # noqa: E402  (benchmarks/provider_tokens.py, beside this file)
 
-from verifier.calibrate import Honest, Plan, detect, engine_scorer, golden_items, honest_drift, mean_kl  # noqa: E402
+from verifier.calibrate import (  # noqa: E402
+    Honest,
+    Plan,
+    detect,
+    engine_scorer,
+    free_first_turns,
+    golden_items,
+    honest_drift,
+    mean_kl,
+)
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift import candidates as candidate  # noqa: E402
 from verifier.drift.calibration import Calibration, Drift, HeldOut, Scorer, Turns  # noqa: E402
@@ -75,7 +84,8 @@ from verifier.drift.statistics import (  # noqa: E402
     poisson_binomial_two_sided,
     sample_allocation,
 )
-from verifier.harness import vllm_cpu  # noqa: E402
+from verifier.harness import llama_cpp, vllm_cpu  # noqa: E402
+from verifier.harness.local import LocalServer  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
 from verifier.reference.engine import Engine  # noqa: E402
@@ -139,6 +149,28 @@ class NoLogprobsFault(BaseModel):
     """KL(fault || fp32 reference) per sampled position, averaged (nats)."""
 
 
+class NoLogprobs(BaseModel):
+    """Reference-scored provider output: honest engines' false positives, a candidate greedy margin rule, and per
+    fault (the extra keys, as the issue lays them out) a `NoLogprobsFault`."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, NoLogprobsFault] = Field(init=False)
+
+    honest_fpr: float
+    """The largest share of honest answers (greedy) or sample runs (sampled) flagged, over every honest engine."""
+    honest_fpr_by_method: dict[str, float]
+    """The same per method, the largest over the honest engines."""
+    honest_fpr_by_engine: dict[str, dict[str, float]] = Field(default_factory=dict)
+    greedy_margin_rules: list[provider_tokens.MarginRule] = Field(default_factory=list)
+    """Candidate rules (not shipped): a greedy token beyond a widening of the honest engines' largest own-greedy
+    margin (`provider_tokens.margin_rules`)."""
+    engines: dict[str, provider_tokens.EngineFigures] = Field(default_factory=dict)
+    """Every engine's figures as measured (honest and faulty)."""
+
+    def faults(self) -> dict[str, NoLogprobsFault]:
+        return dict(self.__pydantic_extra__ or {})
+
+
 class Measured(BaseModel):
     """The parts one run measured (None: not measured now)."""
 
@@ -151,7 +183,7 @@ class Measured(BaseModel):
     candidates: dict[int, dict[str, Candidate]] | None = None
     greedy: dict[int, AtK] | None = None
     sampling: Sampling | None = None
-    no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] | None = None
+    no_logprobs: NoLogprobs | None = None
 
 
 class AtK(BaseModel):
@@ -231,8 +263,7 @@ class Results(BaseModel):
     teacher_forcing: dict[int, AtK]
     greedy: dict[int, AtK]
     sampling: Sampling
-    no_logprobs: dict[str, float | NoLogprobsFault | dict[str, float]] = Field(default_factory=dict)
-    """`honest_fpr`, `honest_fpr_by_method`, and per fault a `NoLogprobsFault`."""
+    no_logprobs: NoLogprobs | None = None
     candidates: dict[str, Candidate] = Field(default_factory=dict)
     """At the full top list."""
     candidates_truncated: dict[int, dict[str, Candidate]] = Field(default_factory=dict)
@@ -399,28 +430,44 @@ def candidates_table(found: dict[int, dict[str, Candidate]]) -> list[str]:
     return rows
 
 
-def no_logprobs(checkpoint: Path, turns: Turns, calibration: Calibration, faults: list[str], samples: int
-                ) -> dict[str, float | NoLogprobsFault | dict[str, float]]:
-    """Reference-scored provider output of the honest bf16 reference and of `faults` (`provider_tokens.figures`)."""
-    greedy_turns = provider_tokens.free_first_turns(turns)
+def no_logprobs(checkpoint: Path, turns: Turns, calibration: Calibration, faults: list[str], samples: int,
+                vllm_url: str | None = None) -> NoLogprobs:
+    """Reference-scored provider output of honest engines (the reference in bf16, llama-server on a bf16 GGUF and
+    vLLM-CPU in bf16, both started here unless `vllm_url` serves vLLM) and of `faults` (`provider_tokens.figures`)."""
+    greedy_turns = free_first_turns(turns)
     sampled_turns = provider_tokens.sampled_first_turns(turns)
     reference, margin = Engine(checkpoint, "fp32"), provider_tokens.departure_margin(calibration)
 
-    def figures(engine: Engine) -> provider_tokens.EngineFigures:
+    def figures(engine) -> provider_tokens.EngineFigures:
         return provider_tokens.figures(engine, reference, greedy_turns, sampled_turns, samples, margin,
                                        calibration.alpha, NO_LOGPROBS_RUN_SAMPLES)
 
-    by_method = provider_tokens.honest_fpr(figures(Engine(checkpoint, "bf16")))
-    out: dict[str, float | NoLogprobsFault | dict[str, float]] = {
-        "honest_fpr": max(by_method.values()), "honest_fpr_by_method": by_method}
+    honest = {"reference-bf16": figures(Engine(checkpoint, "bf16"))}
+    with llama_cpp.serve("bf16", checkpoint=checkpoint) as server:
+        honest[f"llama.cpp-{llama_cpp.VERSION}-bf16"] = figures(provider_tokens.ServerEngine(server, "llama.cpp"))
+    if vllm_url:
+        served = LocalServer(name="vLLM", url=vllm_url, model="gpt-oss-conformance", process=None, log=Path())
+        honest[VLLM_LABEL] = figures(provider_tokens.ServerEngine(served, "vllm"))
+    else:
+        with vllm_cpu.serve(checkpoint) as server:
+            honest[VLLM_LABEL] = figures(provider_tokens.ServerEngine(server, "vllm"))
+    by_engine = {name: provider_tokens.honest_fpr(found) for name, found in honest.items()}
+    for name, found in by_engine.items():
+        print(f"no logprobs honest {name:28} {found}", flush=True)
+    by_method = {method: max(found[method] for found in by_engine.values()) for method in next(iter(by_engine.values()))}
+    faulty = {}
+    out = NoLogprobs(honest_fpr=max(by_method.values()), honest_fpr_by_method=by_method, honest_fpr_by_engine=by_engine)
     for fault in faults:
-        found = figures(perturb.faulty_engine(checkpoint, fault))
+        found = faulty[fault] = figures(perturb.faulty_engine(checkpoint, fault))
         either = [n for n in (found.greedy.tokens_for_99pct_power, found.sampled.tokens_for_99pct_power) if n]
-        out[fault] = NoLogprobsFault(tokens_for_99pct_power=min(either, default=None),
-                                     greedy_tokens_for_99pct_power=found.greedy.tokens_for_99pct_power,
-                                     sampled_tokens_for_99pct_power=found.sampled.tokens_for_99pct_power,
-                                     mean_kl=found.mean_kl)
-        print(f"no logprobs {fault:20} {out[fault]}", flush=True)
+        setattr(out, fault, NoLogprobsFault(tokens_for_99pct_power=min(either, default=None),
+                                            greedy_tokens_for_99pct_power=found.greedy.tokens_for_99pct_power,
+                                            sampled_tokens_for_99pct_power=found.sampled.tokens_for_99pct_power,
+                                            mean_kl=found.mean_kl))
+        print(f"no logprobs {fault:20} {getattr(out, fault)}", flush=True)
+    out.greedy_margin_rules = provider_tokens.margin_rules({n: f.greedy for n, f in honest.items()},
+                                                           {n: f.greedy for n, f in faulty.items()})
+    out.engines = honest | faulty
     return out
 
 
@@ -556,7 +603,7 @@ def measured(args: argparse.Namespace, turns: Turns, checkpoint: Path, calibrati
         out.sampling = sampling(turns, checkpoint, [f for f in SAMPLING_FAULTS if f in faults], calibration.alpha)
     if "no-logprobs" in parts:
         out.no_logprobs = no_logprobs(checkpoint, turns, calibration, [f for f in NO_LOGPROBS_FAULTS if f in faults],
-                                      args.samples)
+                                      args.samples, args.vllm_url)
     return out
 
 

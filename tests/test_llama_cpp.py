@@ -28,6 +28,7 @@ import pytest
 from conftest import ENGINE_DATE, exchange, failing, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
+from verifier.calibrate import free_first_turns
 from verifier.checks.common import canonical_completion
 from verifier.checks.rendering import provider_dates
 from verifier.drift import calibration as cal
@@ -416,3 +417,18 @@ def test_quantised_gguf_fails_drift(kind, checkpoint, tmp_path):
         code, result = run_against(server, tmp_path, "--suite", "drift")
     assert code == 1
     assert verdicts(result)["drift.greedy_logprobs"] == "fail"
+
+
+def test_generation_from_token_ids_greedy_and_sampled(honest_llama):
+    """`llama_cpp.generate` (the calibration's greedy answers, the detection benchmark's honest samples): on an f32
+    GGUF llama-server computes as the fp32 reference, so its greedy answers to golden's prompts are golden's own
+    completions, stop included; at temperature 1 with every truncation off, one seed draws one answer and other
+    seeds others."""
+    first = free_first_turns(cal.golden_turns(golden_dir() / "gpt-oss-conformance" / "fp32"))
+    for key, turn in first[:4]:
+        answer = llama_cpp.greedy_answerer(honest_llama)(turn.prompt_token_ids, len(turn.completion_token_ids) + 4)
+        assert answer == turn.completion_token_ids, key
+    key, turn = next((key, turn) for key, turn in first if key.startswith("drift/"))
+    draws = [tuple(llama_cpp.generate(honest_llama, turn.prompt_token_ids, 48, harmony.ASSISTANT_STOPS, 1.0, seed))
+             for seed in (1, 2, 3, 1)]
+    assert draws[0] == draws[3] and len(set(draws)) >= 2

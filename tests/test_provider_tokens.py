@@ -10,9 +10,11 @@ from statistics import NormalDist
 
 import pytest
 
-from verifier import harmony
+from verifier import calibrate, harmony
+from verifier.drift import calibration as cal
 from verifier.drift.provider_tokens import (
     TokenScores,
+    departure_margin,
     departures,
     greedy_tokens_for_power,
     sampled_test,
@@ -37,6 +39,29 @@ def test_a_departure_is_a_margin_wider_than_the_flip_margin():
     assert [(d.position, d.token) for d in found] == [(3, "t3"), (4, "t4")]
     sampled = _greedy([5.0]).model_copy(update={"sampled": True})
     assert departures([sampled], 0.9444) == []  # a sampled token may be anything
+
+
+def _answers(*largest: float, names: tuple[str, ...] = ("a", "b", "c")) -> cal.GreedyAnswers:
+    return cal.GreedyAnswers(source="test", engines=[cal.AnswerMargins(name=n, answers=10, positions=100,
+                                                                       largest_margin=m) for n, m in zip(names, largest)])
+
+
+def test_the_departure_margin_is_twice_the_largest_honest_greedy_answer_margin():
+    """Honest engines' own greedy tokens trailed the reference's top-1 by at most their largest margin; twice that
+    is the departure margin, wherever it is below the widest gap an honest engine closed (the flip margins), which
+    stays the margin without greedy answers or with one engine's alone (it cannot say how far another strays)."""
+    shipped = cal.load(GOLDEN)
+    closed = departure_margin(shipped.model_copy(update={"greedy_answers": None}))
+    assert closed >= shipped.flip_margin > 0.5
+
+    def margin(answers: cal.GreedyAnswers) -> float:
+        return departure_margin(shipped.model_copy(update={"greedy_answers": answers}))
+
+    assert margin(_answers(0.1, 0.05, 0.0)) == pytest.approx(0.2)
+    assert margin(_answers(0.1, 0.05).model_copy(update={"widening": 3.0})) == pytest.approx(0.3)
+    assert margin(_answers(closed, 0.0)) == closed  # never above what honest engines closed
+    assert margin(_answers(0.1)) == closed
+    assert margin(_answers(0.1, 0.05, names=("reference-bf16", f"reference-bf16{cal.DATE_SHIFTED}1d"))) == closed
 
 
 def _sample_sequence(rng: random.Random, distributions, draw_from=None) -> TokenScores:
@@ -229,3 +254,18 @@ def test_a_host_on_local_time_is_judged_at_its_own_date():
     assert sample_offset(chosen, {ex.key: ex}) == 1
     steady = best_dates([at_before.model_copy(update={"date": utc}), at_before], margin=1.0)
     assert steady[ex.key].date == utc and sample_offset(steady, {ex.key: ex}) == 0  # a tie: the UTC date
+
+
+def test_golden_answers_as_a_host_returns_them_are_golden_tokens():
+    """The calibration's honest greedy answers are scored as a host's are: parsed into reasoning, answer and tool
+    calls, written back and re-tokenised (`calibrate.as_hosted`). Golden's own answers to its free first turns
+    come back token for token, so the writing back adds no margin of its own, and what is scored is what
+    `verifier.rescore` scores of a host (content and closing tokens; tool arguments not)."""
+    first = calibrate.free_first_turns(cal.golden_turns(GOLDEN))
+    assert len(first) >= 60
+    for key, turn in first:
+        tokens, positions = calibrate.as_hosted(turn.completion_token_ids)
+        assert tokens == turn.completion_token_ids, key
+        spans = harmony.content_spans(tokens)
+        scored = {i for span in spans if "to=functions" not in span.header for i in range(span.start, span.end + 1)}
+        assert positions and set(positions) == scored & set(range(len(tokens))), key

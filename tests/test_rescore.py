@@ -2,7 +2,8 @@
 reference scores its answers offline, and the run's result gains `drift.reference_scored`.
 
 Honest answers (bf16, an engine other than the fp32 reference) pass; a wrong RoPE base fails, on its greedy answers
-and on its samples; scoring resumes where a killed scoring stopped.
+and on its samples; a swapped checkpoint fails on its greedy answers; scoring resumes where a killed scoring
+stopped.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def test_wrong_rope_base_fails_on_its_greedy_answers(tmp_path):
     assert code == 1 and check["verdict"] == "fail"
     failed = [o for o in check["outcomes"] if o["verdict"] == "fail"]
     assert len(failed) >= len(check["outcomes"]) // 2, check["summary"]
+
+
+def test_a_swapped_checkpoint_fails_on_its_greedy_answers(tmp_path):
+    """The shipped checkpoint's parent writes text close to it: its greedy tokens trailed the reference's top-1 by
+    at most 1.104 nats on these answers, inside the widest gap an honest engine closed (1.106), and passed. Honest
+    engines' own greedy answers trail it by at most 0.115, so the calibrated margin (twice that) sees it."""
+    run_dir = _run(tmp_path / "swapped", *QUICK, "--fault", "swapped-checkpoint")
+    code, check = _score(run_dir)
+    assert code == 1 and check["verdict"] == "fail", check["summary"]
+    failed = [o for o in check["outcomes"] if o["verdict"] == "fail"]
+    assert all(o["observed"]["largest_margin"] > 0.2 for o in failed) and "honest engines" in failed[0]["message"]
 
 
 @pytest.mark.slow

@@ -24,10 +24,13 @@ import pytest
 from conftest import ENGINE_DATE, exchange, failing, journal, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
+from verifier.calibrate import free_first_turns
 from verifier.checks.common import canonical_completion
 from verifier.checks.rendering import provider_dates
+from verifier.drift import calibration as cal
 from verifier.harness import vllm_cpu
 from verifier.observation import ToolCall
+from verifier.paths import golden_dir
 
 pytestmark = pytest.mark.vllm
 
@@ -364,3 +367,20 @@ def test_vllm_with_instructions_in_the_system_message_is_flagged(checkpoint, tmp
     fails = failing(result)
     cases = {case for case, _, _ in fails["rendering.prompt_tokens"]}
     assert cases == {"system-instructions", "developer-role", "long-instructions"}
+
+
+def test_generation_from_token_ids_greedy_and_sampled(honest_vllm):
+    """`vllm_cpu.generate` (the calibration's greedy answers, the detection benchmark's honest samples): greedy
+    answers to golden's prompts are token ids that parse as Harmony and end in an assistant stop, the same each time
+    (bf16 may leave golden's path at a near-tie); at temperature 1 one seed draws one answer and other seeds
+    others."""
+    first = free_first_turns(cal.golden_turns(golden_dir() / "gpt-oss-conformance" / "fp32"))
+    for key, turn in first[:4]:
+        budget = len(turn.completion_token_ids) + 4
+        answer = vllm_cpu.greedy_answerer(honest_vllm)(turn.prompt_token_ids, budget)
+        assert answer[-1] in harmony.ASSISTANT_STOPS and not harmony.parse_completion(answer).error, key
+        assert answer == vllm_cpu.greedy_answerer(honest_vllm)(turn.prompt_token_ids, budget), key
+    key, turn = next((key, turn) for key, turn in first if key.startswith("drift/"))
+    draws = [tuple(vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, 48, harmony.ASSISTANT_STOPS, 1.0, seed))
+             for seed in (1, 2, 3, 1)]
+    assert draws[0] == draws[3] and len(set(draws)) >= 2

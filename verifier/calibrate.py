@@ -25,6 +25,7 @@ from verifier.paths import REPO_ROOT
 from verifier.providers import Provider
 from verifier.reference import perturb
 from verifier.reference.engine import Engine
+from verifier.rescore import scores_at
 from verifier.runner import greedy_request
 from verifier.scores import PositionScore
 from verifier.verdict import Detection
@@ -66,6 +67,9 @@ class Plan(BaseModel):
     """Simulated honest runs per engine."""
     saved: bool = False
     """Reuse the honest drift saved by the last calibration instead of scoring again."""
+    answerers: dict[str, Answerer] = Field(default_factory=dict)
+    """Honest greedy engines answering golden's free first turns (`greedy_answers`), besides the local reference in
+    each honest dtype: the engine's name -> its answerer. None given: no `greedy_answers` are measured."""
 
 
 def engine_scorer(engine: Engine, k: int = SCORE_TOP_K) -> Scorer:
@@ -204,6 +208,76 @@ def golden_items(turns: Turns) -> list[tuple[list[int], list[int]]]:
             for _, t in turns]
 
 
+Answerer = Callable[[list[int], int], list[int]]
+"""A greedy engine: (prompt token ids, token budget) -> the tokens it generated after the prompt, its stop included
+(`llama_cpp.greedy_answerer`, `vllm_cpu.greedy_answerer`, `local_answerer`)."""
+ANSWER_SLACK = 4
+"""Tokens an answer may run past golden's length (as a run asks: `Runner.sampling`, `greedy_request`)."""
+
+
+def local_answerer(engine: Engine) -> Answerer:
+    def answer(prompt: list[int], budget: int) -> list[int]:
+        return engine.generate(prompt, budget, harmony.ASSISTANT_STOPS).tokens
+    return answer
+
+
+def free_first_turns(turns: Turns) -> Turns:
+    """First turns whose completion is the model's own free choice (no response format, no forced tool): what
+    `verifier.rescore` scores of a host's answers."""
+    return [(key, t) for key, t in cal.first_turns(turns)
+            if not t.request.get("response_format") and t.request.get("tool_choice") in (None, "auto")]
+
+
+def as_hosted(generated: list[int]) -> tuple[list[int], list[int]]:
+    """A completion as `verifier.rescore` sees a host's: parsed into reasoning, answer and tool calls, written back
+    by `harmony.generated_tokens` (re-tokenised), with the positions it scores."""
+    parsed = harmony.parse_completion(generated)
+    calls = [(m.recipient.removeprefix("functions."), m.text) for m in parsed.tool_calls]
+    preamble = [m.text for m in parsed.messages if m.channel == "commentary" and not m.recipient]
+    answer = parsed.final if parsed.final is not None else ("".join(preamble) if calls and preamble else None)
+    return harmony.generated_tokens(parsed.reasoning or None, answer, calls, closed=parsed.stop_token is not None)
+
+
+def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine) -> cal.AnswerMargins:
+    """`answer`'s greedy answers to `turns`, as hosted (`as_hosted`), scored by `reference` on their own prefix: the
+    largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
+    items = []
+    for _, turn in turns:
+        completion, positions = as_hosted(answer(turn.prompt_token_ids, len(turn.completion_token_ids) + ANSWER_SLACK))
+        if positions:
+            items.append((turn.prompt_token_ids + completion, [len(turn.prompt_token_ids) + i for i in positions]))
+    rows = reference.score_batch([(tokens, positions[0]) for tokens, positions in items], k=1, moments=True)
+    margins = [m for (_, positions), row in zip(items, rows, strict=True)
+               for m in scores_at(name, name, False, positions, row, positions[0]).margin]
+    return cal.AnswerMargins(name=name, answers=len(items), positions=len(margins),
+                             largest_margin=round(max(margins, default=0.0), 6))
+
+
+def greedy_answers(turns: Turns, plan: Plan) -> cal.GreedyAnswers:
+    """Honest engines' greedy answers to golden's free first turns, scored by the fp32 reference: the local reference
+    in each honest dtype and `plan.answerers`; with `plan.saved`, engines the last calibration measured and this one
+    does not (vLLM, which `--saved` does not start) are kept from it."""
+    first = free_first_turns(turns)
+    reference = Engine(plan.checkpoint, "fp32", plan.device)
+    answerers = {f"reference-{d}": local_answerer(Engine(plan.checkpoint, d, plan.device)) for d in _local_dtypes(plan)}
+    engines = [answer_margins(name, answer, first, reference) for name, answer in (answerers | plan.answerers).items()]
+    last = cal.load(plan.golden) if plan.saved else None
+    if last is not None and last.greedy_answers is not None:
+        engines += [e for e in last.greedy_answers.engines if e.name not in {m.name for m in engines}]
+    return cal.GreedyAnswers(source=f"{len(first)} free first turns of {_shown(plan.golden)}, as hosted, scored by "
+                                    f"the reference in fp32", engines=engines)
+
+
+def add_greedy_answers(plan: Plan) -> Calibration:
+    """Measure `greedy_answers` alone and write them into the golden directory's calibration, the rest unchanged."""
+    calibration = cal.load(plan.golden)
+    if calibration is None:
+        raise GoldenError(f"no {cal.FILE} in {plan.golden}: calibrate first")
+    calibration.greedy_answers = greedy_answers(cal.golden_turns(plan.golden), plan)
+    cal.save(calibration, plan.golden)
+    return calibration
+
+
 def detect(drift: cal.ByK, calibration: Calibration) -> dict[int, Detection]:
     lengths = [calibration.top_k, *calibration.by_k]
     return {k: cal.detection(drift[k], calibration.for_k(k)) for k in lengths}
@@ -312,6 +386,8 @@ def calibrate_golden(plan: Plan) -> Calibration:
         _record(result, fault, found)
     _pass_after(result, plan.must_detect)
     result.greedy = greedy_calibration(turns, plan)
+    if plan.answerers:
+        result.greedy_answers = greedy_answers(turns, plan)
     cal.save(result, plan.golden)
     return result
 

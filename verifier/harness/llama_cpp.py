@@ -35,8 +35,9 @@ from pathlib import Path
 
 import httpx
 
+from verifier import harmony
 from verifier.errors import ProviderError
-from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted
+from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted, until_stop
 from verifier.paths import exclusive
 from verifier.scores import PositionScore
 
@@ -277,6 +278,31 @@ def teacher_forcing(server: LocalServer, k: int = 20, timeout: float = 60.0,
             return [position(client, tokens[:j], tokens[j]) for j in range(start, len(tokens))]
 
     return score
+
+
+PURE_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "samplers": ["temperature"]}
+"""Temperature-1 sampling with every truncation off (llama-server's defaults keep top-40, top-p 0.95, min-p 0.05)."""
+
+
+def generate(server: LocalServer, prompt: list[int], max_tokens: int, stop: tuple[int, ...],
+             temperature: float = 0.0, seed: int | None = None, timeout: float = 300.0) -> list[int]:
+    """Tokens llama-server generates after the token ids `prompt` (native `/completion`), greedily or (temperature 1)
+    from the model's own distribution, up to and including the first of `stop`. A reply it cannot read is a
+    `ProviderError`."""
+    sampler = PURE_SAMPLING if temperature > 0 else {"temperature": 0.0}
+    body = {"prompt": prompt, "n_predict": max_tokens, "return_tokens": True, "cache_prompt": False, **sampler,
+            "seed": -1 if seed is None else seed}
+    try:
+        tokens = httpx.post(f"{server.url.removesuffix('/v1')}/completion", json=body,
+                            timeout=timeout).raise_for_status().json()["tokens"]
+        return until_stop([int(t) for t in tokens], stop)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise ProviderError(f"llama-server generation: {exc.__class__.__name__}: {exc}") from None
+
+
+def greedy_answerer(server: LocalServer) -> Callable[[list[int], int], list[int]]:
+    """`calibrate.Answerer` of llama-server: greedy tokens after a prompt, up to an assistant stop."""
+    return lambda prompt, budget: generate(server, prompt, budget, harmony.ASSISTANT_STOPS)
 
 
 def main() -> None:

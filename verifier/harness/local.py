@@ -129,3 +129,11 @@ def until_interrupted(server: LocalServer, what: str) -> None:
         server.process.wait()
     except KeyboardInterrupt:
         pass
+
+
+def until_stop(tokens: list[int], stop: tuple[int, ...]) -> list[int]:
+    """`tokens` up to and including the first of `stop` (a server may run past it or leave it out)."""
+    for i, token in enumerate(tokens):
+        if token in stop:
+            return tokens[: i + 1]
+    return tokens

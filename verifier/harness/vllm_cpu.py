@@ -16,12 +16,15 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from verifier import harmony
-from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted
+from verifier.errors import ProviderError
+from verifier.harness.local import LocalServer, free_port, launched, pinned_clock, until_interrupted, until_stop
 from verifier.paths import exclusive
 
 VERSION = "0.32.0"
@@ -102,6 +105,27 @@ def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str,
                   env=_environment(_with_clock(env, date))) as server:
         server.date = date
         yield server
+
+
+def generate(server: LocalServer, prompt: list[int], max_tokens: int, stop: tuple[int, ...],
+             temperature: float = 0.0, seed: int | None = None, timeout: float = 300.0) -> list[int]:
+    """Tokens vLLM generates after the token ids `prompt` (`/v1/completions`, ids through
+    `return_tokens_as_token_ids`), greedily or (temperature 1, no truncation) from the model's own distribution, up
+    to and including the first of `stop`. A reply it cannot read is a `ProviderError`."""
+    body = {"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "logprobs": 0,
+            "return_tokens_as_token_ids": True, "skip_special_tokens": False, "stop_token_ids": list(stop),
+            "temperature": temperature, "top_p": 1.0, **({} if seed is None else {"seed": seed})}
+    try:
+        reply = httpx.post(f"{server.url}/completions", json=body, timeout=timeout).raise_for_status().json()
+        tokens = [int(text.split(":", 1)[1]) for text in reply["choices"][0]["logprobs"]["tokens"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ProviderError(f"vLLM generation: {exc.__class__.__name__}: {exc}") from None
+    return until_stop(tokens, stop)
+
+
+def greedy_answerer(server: LocalServer) -> Callable[[list[int], int], list[int]]:
+    """`calibrate.Answerer` of vLLM: greedy tokens after a prompt, up to an assistant stop."""
+    return lambda prompt, budget: generate(server, prompt, budget, harmony.ASSISTANT_STOPS)
 
 
 def _with_clock(env: dict | None, date: str | None) -> dict:
