@@ -25,7 +25,8 @@ teacher-forced `PositionScore`s, per-position `TurnDrift`s) and imports no check
                  positives (`held_out_false_positives`), and the saved honest data.
 - `provider_tokens` drift from the provider's own output, scored by the reference on the provider's own
                  prefix (no log-probabilities needed): decisive departures of greedy tokens (wider than
-                 the flip margin) and the likelihood z-test of sampled tokens; `verifier.rescore`
+                 twice the most honest engines' own greedy answers were, `Calibration.greedy_answers`)
+                 and the rank z-test of sampled tokens; `verifier.rescore`
                  gathers the scores after a run (`gpt-oss-verify score`).
 
 Who feeds it: `verifier.calibrate` (the `golden calibrate` workflow, which builds scorers from
