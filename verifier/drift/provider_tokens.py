@@ -147,8 +147,10 @@ def departures(scores: list[TokenScores], flip_margin: float) -> list[Departure]
 HONEST_RANK_SHIFT = 0.64
 """Rank-statistic shift per unit of variance tolerated as honest rounding: twice the largest measured on an honest
 engine (the built-in bf16 provider, 224 samples of the drift suite, 6858 positions: shift 19.8 over variance 61.4,
-0.32; the fp32 reference is exact by construction). One engine only: a provisional tolerance until more honest
-sampled engines are measured (issue 17). Without it the exact null flagged honest bf16 at larger samples."""
+0.32; the fp32 reference is exact by construction). Set on one engine; on 2026-12-03 llama-server (bf16 GGUF) and
+vLLM-CPU (bf16), sampling the drift suite's first turns with every truncation off, flagged none of 7 runs of 8
+samples each against it (`benchmarks/detection.py`, no-logprobs part). Without it the exact null flagged honest bf16
+at larger samples."""
 
 
 def sampled_test(scores: list[TokenScores], tolerance: float = HONEST_RANK_SHIFT) -> SampledTest:
