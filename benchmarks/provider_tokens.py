@@ -35,11 +35,10 @@ from pydantic import BaseModel, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verifier import harmony  # noqa: E402
-from verifier.calibrate import ANSWER_SLACK, as_hosted, free_first_turns, mean_kl  # noqa: E402
+from verifier.calibrate import ANSWER_SLACK, free_first_turns, hosted_answer, mean_kl, scored_answers  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.calibration import AnswerMargins, GreedyAnswers  # noqa: E402
 from verifier.drift.provider_tokens import (  # noqa: E402
-    TokenScores,
     departure_margin,
     departures,
     greedy_tokens_for_power,
@@ -53,7 +52,6 @@ from verifier.harness.local import LocalServer  # noqa: E402
 from verifier.paths import golden_dir  # noqa: E402
 from verifier.reference import perturb  # noqa: E402
 from verifier.reference.engine import Engine  # noqa: E402
-from verifier.rescore import scores_at  # noqa: E402
 from verifier.testmodel.compact import default_checkpoint  # noqa: E402
 
 GOLDEN = golden_dir() / "gpt-oss-conformance" / "fp32"
@@ -116,12 +114,11 @@ def honest_fpr(honest: EngineFigures) -> dict[str, float]:
 
 def answer(engine: Engine | ServerEngine, turn: GoldenTurn, temperature: float, seed: int
            ) -> tuple[list[int], list[int]]:
-    """An engine's answer to a golden first turn, as `verifier.rescore` sees a host's (`calibrate.as_hosted`: parsed,
+    """An engine's answer to a golden first turn, as `verifier.rescore` sees a host's (`calibrate.hosted_answer`: parsed,
     written back, re-tokenised): the tokens after golden's prompt and the positions it scores."""
     limit = len(turn.completion_token_ids) + ANSWER_SLACK
     gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
-    completion, positions = as_hosted(gen.tokens)
-    return turn.prompt_token_ids + completion, [len(turn.prompt_token_ids) + i for i in positions]
+    return hosted_answer(turn.prompt_token_ids, gen.tokens)
 
 
 @dataclass
@@ -144,19 +141,12 @@ class ServerEngine:
         return Generated(tokens=self.generator(self.server, prompt, max_tokens, stop, temperature, seed))
 
 
-def scored(reference: Engine, items: list[tuple[str, list[int], list[int]]], sampled: bool) -> list[TokenScores]:
-    items = [item for item in items if item[2]]
-    rows = reference.score_batch([(tokens, positions[0]) for _, tokens, positions in items], k=1, moments=True)
-    return [scores_at(key, key, sampled, positions, row, positions[0])
-            for (key, _, positions), row in zip(items, rows)]
-
-
 def figures(engine: Engine | ServerEngine, reference: Engine, greedy_turns, sampled_turns, samples: int, margin: float,
             alpha: float, run_samples: int) -> EngineFigures:
     greedy_items = [(key, *answer(engine, t, 0.0, 0)) for key, t in greedy_turns]
     sample_items = [(f"{key}/{i}", *answer(engine, t, 1.0, 1000 + i)) for key, t in sampled_turns for i in range(samples)]
-    g = scored(reference, greedy_items, False)
-    s = scored(reference, sample_items, True)
+    g = scored_answers(reference, greedy_items, False)
+    s = scored_answers(reference, sample_items, True)
     found = departures(g, margin)
     positions = sum(len(x.margin) for x in g)
     rate = len(found) / positions if positions else 0.0

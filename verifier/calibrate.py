@@ -20,6 +20,7 @@ from verifier.checks.rendering import provider_dates
 from verifier.drift import calibration as cal
 from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration, Drift, Scorer, Turns
+from verifier.drift.provider_tokens import TokenScores
 from verifier.errors import GoldenError, ProviderError, UsageError
 from verifier.golden import load as load_golden
 from verifier.paths import REPO_ROOT
@@ -240,18 +241,31 @@ def as_hosted(generated: list[int]) -> tuple[list[int], list[int]]:
     return harmony.generated_tokens(parsed.reasoning or None, answer, calls, closed=parsed.stop_token is not None)
 
 
+def hosted_answer(prompt: list[int], generated: list[int]) -> tuple[list[int], list[int]]:
+    """`generated` after `prompt`, as hosted (`as_hosted`): the whole token sequence and the indices it scores."""
+    completion, positions = as_hosted(generated)
+    return prompt + completion, [len(prompt) + i for i in positions]
+
+
+def scored_answers(reference: Engine, items: list[tuple[str, list[int], list[int]]], sampled: bool
+                   ) -> list[TokenScores]:
+    """(key, tokens, scored indices) answers, scored by `reference` on their own prefix (those with nothing to score
+    left out), as `verifier.rescore` scores a host's."""
+    items = [item for item in items if item[2]]
+    rows = reference.score_batch([(tokens, positions[0]) for _, tokens, positions in items], k=1, moments=True)
+    return [scores_at(key, key, sampled, positions, row, positions[0])
+            for (key, _, positions), row in zip(items, rows, strict=True)]
+
+
 def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine) -> cal.AnswerMargins:
-    """`answer`'s greedy answers to `turns`, as hosted (`as_hosted`), scored by `reference` on their own prefix: the
-    largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
-    items = []
-    for _, turn in turns:
-        completion, positions = as_hosted(answer(turn.prompt_token_ids, len(turn.completion_token_ids) + ANSWER_SLACK))
-        if positions:
-            items.append((turn.prompt_token_ids + completion, [len(turn.prompt_token_ids) + i for i in positions]))
-    rows = reference.score_batch([(tokens, positions[0]) for tokens, positions in items], k=1, moments=True)
-    margins = [m for (_, positions), row in zip(items, rows, strict=True)
-               for m in scores_at(name, name, False, positions, row, positions[0]).margin]
-    return cal.AnswerMargins(name=name, answers=len(items), positions=len(margins),
+    """`answer`'s greedy answers to `turns`, as hosted (`hosted_answer`), scored by `reference` on their own prefix:
+    the largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
+    items = [(key, *hosted_answer(turn.prompt_token_ids,
+                                  answer(turn.prompt_token_ids, len(turn.completion_token_ids) + ANSWER_SLACK)))
+             for key, turn in turns]
+    scored = scored_answers(reference, items, False)
+    margins = [m for seq in scored for m in seq.margin]
+    return cal.AnswerMargins(name=name, answers=len(scored), positions=len(margins),
                              largest_margin=round(max(margins, default=0.0), 6))
 
 
