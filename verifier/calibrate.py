@@ -22,6 +22,7 @@ from verifier.drift.align import greedy_positions
 from verifier.drift.calibration import Calibration, Drift, Scorer, Turns
 from verifier.drift.provider_tokens import TokenScores
 from verifier.errors import GoldenError, ProviderError, UsageError
+from verifier.golden import GoldenTurn
 from verifier.golden import load as load_golden
 from verifier.paths import REPO_ROOT
 from verifier.providers import Provider
@@ -69,10 +70,15 @@ class Plan(BaseModel):
     """Simulated honest runs per engine."""
     saved: bool = False
     """Reuse the honest drift saved by the last calibration instead of scoring again."""
+    answers: bool = False
+    """Measure honest engines' own greedy answers to golden's free first turns (`greedy_answers`, the departure margin
+    of `drift.reference_scored`): the local reference in each honest dtype, each of `endpoints` through token-id
+    completions (`endpoint_answerer`) and `answerers`. False: the last calibration's are kept (with `saved`), or
+    there are none."""
     answerers: dict[str, Answerer] = Field(default_factory=dict)
-    """Honest greedy engines answering golden's free first turns (`greedy_answers`), besides the local reference in
-    each honest dtype: the engine's name -> its answerer. None given: no `greedy_answers` are measured (with
-    `saved`, the last calibration's are kept)."""
+    """Honest greedy engines of `answers` besides those, for engines no endpoint answers token-id prompts through
+    `/v1/completions` (llama-server's native `/completion`, `llama_cpp.greedy_answerer`): the engine's name -> its
+    answerer."""
 
 
 def engine_scorer(engine: Engine, k: int = SCORE_TOP_K) -> Scorer:
@@ -213,14 +219,43 @@ def golden_items(turns: Turns) -> list[tuple[list[int], list[int]]]:
 
 Answerer = Callable[[list[int], int], list[int]]
 """A greedy engine: (prompt token ids, token budget) -> the tokens it generated after the prompt, its stop included
-(`llama_cpp.greedy_answerer`, `vllm_cpu.greedy_answerer`, `local_answerer`)."""
+(`local_answerer`, `endpoint_answerer`, `llama_cpp.greedy_answerer`)."""
 ANSWER_SLACK = 4
 """Tokens an answer may run past golden's length (as a run asks: `Runner.sampling`, `greedy_request`)."""
+ANSWER_DATE_SHIFTS = (0, 30)
+"""Days by which the greedy answers' prompts move golden's date: golden's own, and a month on. A host renders its own
+date, answers after that prompt, and `verifier.rescore` scores the answer after it; a shifted prompt leads an honest
+engine down other paths, past other near-ties, than golden's. A shifted engine is named `cal.DATE_SHIFTED`."""
+
+
+def answer_budget(turn: GoldenTurn) -> int:
+    """Tokens an honest answer may take: the request's own `max_tokens`, as a host's answer to the case may (golden's
+    length + `ANSWER_SLACK` where the request sets none, as a run's greedy and sampled requests ask)."""
+    return turn.request.get("max_tokens") or len(turn.completion_token_ids) + ANSWER_SLACK
+
+
+def answer_prompt(turn: GoldenTurn, days: int, date: str) -> list[int]:
+    """The turn's prompt with golden's `date` moved by `days`: golden's own prompt at 0."""
+    if not days:
+        return turn.prompt_token_ids
+    return harmony.render_chat(turn.request, cal.shifted_date(date, days))
 
 
 def local_answerer(engine: Engine) -> Answerer:
     def answer(prompt: list[int], budget: int) -> list[int]:
         return engine.generate(prompt, budget, harmony.ASSISTANT_STOPS).tokens
+    return answer
+
+
+def endpoint_answerer(provider: Provider) -> Answerer:
+    """An honest endpoint's greedy answers to token-id prompts, as a run's raw-Harmony completions ask for them
+    (`Provider.completions_harmony`). An endpoint that returns no tokens is a `ProviderError`."""
+    def answer(prompt: list[int], budget: int) -> list[int]:
+        obs = provider.completions_harmony(prompt, budget)
+        if not obs.ok or not obs.token_ids:
+            why = obs.failure.message if obs.failure else "no tokens in the answer"
+            raise ProviderError(f"{provider.base_url}: a greedy answer for the calibration failed: {why}")
+        return obs.token_ids
     return answer
 
 
@@ -257,33 +292,47 @@ def scored_answers(reference: Engine, items: list[tuple[str, list[int], list[int
             for (key, _, positions), row in zip(items, rows, strict=True)]
 
 
-def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine) -> cal.AnswerMargins:
-    """`answer`'s greedy answers to `turns`, as hosted (`hosted_answer`), scored by `reference` on their own prefix:
-    the largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
-    items = [(key, *hosted_answer(turn.prompt_token_ids,
-                                  answer(turn.prompt_token_ids, len(turn.completion_token_ids) + ANSWER_SLACK)))
-             for key, turn in turns]
+def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine, days: int = 0, date: str = ""
+                   ) -> cal.AnswerMargins:
+    """`answer`'s greedy answers to `turns` after their prompts at golden's `date` moved by `days` (`answer_prompt`),
+    each with its request's budget (`answer_budget`), as hosted (`hosted_answer`) and scored by `reference` on their
+    own prefix: the largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
+    prompts = [(key, answer_prompt(turn, days, date), answer_budget(turn)) for key, turn in turns]
+    items = [(key, *hosted_answer(prompt, answer(prompt, budget))) for key, prompt, budget in prompts]
     scored = scored_answers(reference, items, False)
     margins = [m for seq in scored for m in seq.margin]
-    return cal.AnswerMargins(name=name, answers=len(scored), positions=len(margins),
+    shifted = f"{name}{cal.DATE_SHIFTED}{days}d" if days else name
+    return cal.AnswerMargins(name=shifted, answers=len(scored), positions=len(margins),
                              largest_margin=round(max(margins, default=0.0), 6))
 
 
 def greedy_answers(turns: Turns, plan: Plan) -> cal.GreedyAnswers:
-    """Honest engines' greedy answers to golden's free first turns, scored by the reference in golden's dtype (as
-    `verifier.rescore` scores a host's): the local reference
-    in each honest dtype and `plan.answerers`; with `plan.saved`, engines the last calibration measured and this one
-    does not (vLLM, which `--saved` does not start) are kept from it."""
-    first = free_first_turns(turns)
+    """Honest engines' greedy answers to golden's free first turns, after golden's date and the same date moved
+    (`ANSWER_DATE_SHIFTS`), each up to its request's `max_tokens`, scored by the reference in golden's dtype (as
+    `verifier.rescore` scores a host's): the local reference in each honest dtype, `plan.endpoints` and
+    `plan.answerers`; with
+    `plan.saved`, engines the last calibration measured and this one does not (vLLM, which `--saved` does not start)
+    are kept from it."""
+    first, date = free_first_turns(turns), cal.golden_date(plan.golden)
     dtype = golden_dtype(plan.golden)
     reference = Engine(plan.checkpoint, dtype, plan.device)
     answerers = {f"reference-{d}": local_answerer(Engine(plan.checkpoint, d, plan.device)) for d in _local_dtypes(plan)}
-    engines = [answer_margins(name, answer, first, reference) for name, answer in (answerers | plan.answerers).items()]
+    providers = {label: Provider(url, plan.model or "") for url, label in plan.endpoints.items()}
+    try:
+        answerers |= {label: endpoint_answerer(provider) for label, provider in providers.items()} | plan.answerers
+        engines = [answer_margins(name, answer, first, reference, days, date)
+                   for name, answer in answerers.items() for days in ANSWER_DATE_SHIFTS]
+    finally:
+        for provider in providers.values():
+            provider.close()
     kept = saved_greedy_answers(plan)
     if kept is not None:
-        engines += [e for e in kept.engines if e.name not in {m.name for m in engines}]
-    return cal.GreedyAnswers(source=f"{len(first)} free first turns of {_shown(plan.golden)}, as hosted, scored by "
-                                    f"the reference in {dtype}", engines=engines)
+        measured = {cal.engine_of(m.name) for m in engines}
+        engines += [e for e in kept.engines if cal.engine_of(e.name) not in measured]
+    shifts = " and ".join(f"+{d}d" if d else "golden's date" for d in ANSWER_DATE_SHIFTS)
+    return cal.GreedyAnswers(source=f"{len(first)} free first turns of {_shown(plan.golden)} at {shifts}, each up to "
+                                    f"its request's max_tokens, as hosted, scored by the reference in {dtype}",
+                             engines=engines)
 
 
 def golden_dtype(golden: Path) -> str:
@@ -300,6 +349,7 @@ def saved_greedy_answers(plan: Plan) -> cal.GreedyAnswers | None:
 
 def add_greedy_answers(plan: Plan) -> Calibration:
     """Measure `greedy_answers` alone and write them into the golden directory's calibration, the rest unchanged."""
+    _check(plan)
     calibration = cal.load(plan.golden)
     if calibration is None:
         raise GoldenError(f"no {cal.FILE} in {plan.golden}: calibrate first")
@@ -393,15 +443,20 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
     return greedy
 
 
+def _check(plan: Plan) -> None:
+    """Refuse a plan whose endpoints cannot be asked (no model name to ask them for)."""
+    if plan.endpoints and not plan.model and not plan.saved:
+        raise UsageError("--honest-model is required with --honest-url")
+    if (plan.greedy_endpoints or (plan.answers and plan.endpoints)) and not plan.model:
+        raise UsageError("--honest-model is required with --greedy-url, and with --honest-url for --greedy-answers")
+
+
 def calibrate_golden(plan: Plan) -> Calibration:
     """Calibrate a golden directory; writes calibration.json and the honest data files there."""
     turns = cal.golden_turns(plan.golden)
     if not turns:
         raise GoldenError(f"no golden files in {plan.golden}")
-    if plan.endpoints and not plan.model and not plan.saved:
-        raise UsageError("--honest-model is required with --honest-url")
-    if plan.greedy_endpoints and not plan.model:
-        raise UsageError("a model name is required with greedy endpoints")
+    _check(plan)
     keys = [key for key, _ in turns]
     honest = _honest(plan, keys, cal.DATA_FILE, lambda: honest_drift(turns, plan, local_only=plan.saved),
                      lambda: scored_drift(turns, plan))
@@ -416,7 +471,7 @@ def calibrate_golden(plan: Plan) -> Calibration:
         _record(result, fault, found)
     _pass_after(result, plan.must_detect)
     result.greedy = greedy_calibration(turns, plan)
-    result.greedy_answers = greedy_answers(turns, plan) if plan.answerers else saved_greedy_answers(plan)
+    result.greedy_answers = greedy_answers(turns, plan) if plan.answers else saved_greedy_answers(plan)
     cal.save(result, plan.golden)
     return result
 
@@ -432,6 +487,18 @@ def _shown(golden: Path) -> Path:
     """The golden directory as the calibration's source names it: relative to the repository if inside."""
     where = golden.resolve()
     return where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+
+
+def answer_lines(answers: cal.GreedyAnswers | None) -> list[str]:
+    """The greedy answers a calibration measured, a line per engine, and the departure margin they set."""
+    if answers is None:
+        return []
+    lines = [f"greedy answers of {engine.name}: {engine.answers} answers, {engine.positions} positions, largest "
+             f"margin {engine.largest_margin:.4f}" for engine in answers.engines]
+    margin = answers.margin
+    return lines + [f"greedy departure margin {margin:.3f} nats" if margin is not None else
+                    f"greedy departure margin: none (answers of fewer than {cal.MIN_ANSWER_ENGINES} engines; the flip "
+                    "margin applies)"]
 
 
 def report_lines(result: Calibration) -> list[str]:
@@ -451,4 +518,4 @@ def report_lines(result: Calibration) -> list[str]:
             caught = {fault: figures.positions_for_99pct_power for fault, figures in sub.detection.items()}
             lines.append(f"{name} top-{k}: boundary {[round(v, 5) for v in sub.logodds_boundary.values]}, pass after "
                          f"{sub.pass_after_positions}; positions for 99% power {caught}")
-    return lines
+    return lines + answer_lines(result.greedy_answers)

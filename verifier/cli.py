@@ -433,6 +433,15 @@ def golden_calibrate(
     saved: Annotated[bool, typer.Option("--saved", help="Reuse the honest engines' scores saved by the last "
                                         "calibration (calibration-data.json.gz, calibration-greedy-data.json.gz) "
                                         "instead of scoring again.")] = False,
+    greedy_answers: Annotated[bool, typer.Option("--greedy-answers", help="Measure honest engines' own greedy "
+                                                 "answers to golden's free first turns, which set the departure "
+                                                 "margin of drift.reference_scored (hosts without logprobs): the "
+                                                 "local reference in each --honest-dtype and each --honest-url "
+                                                 "through token-id completions. Without it the last calibration's "
+                                                 "are kept (with --saved).")] = False,
+    answers_only: Annotated[bool, typer.Option("--answers-only", help="With --greedy-answers: measure only them "
+                                               "and write them into the golden's calibration.json, the rest as "
+                                               "it is.")] = False,
 ):
     """Calibrate drift thresholds on honest engines; write calibration.json into the golden directory."""
     from verifier import calibrate
@@ -446,7 +455,15 @@ def golden_calibrate(
         golden=root, checkpoint=checkpoint or default_checkpoint(), honest_dtypes=honest_dtype or None, device=device,
         endpoints=_labelled(honest_url, honest_label), greedy_endpoints=_labelled(greedy_url, greedy_label),
         model=honest_model, power_against=power_against or [], must_detect=must_detect or [],
-        simulations=simulations, saved=saved)
+        simulations=simulations, saved=saved, answers=greedy_answers)
+    if answers_only:
+        if not greedy_answers:
+            _fail("--answers-only needs --greedy-answers")
+        answered = calibrate.add_greedy_answers(plan).greedy_answers
+        for line in calibrate.answer_lines(answered):
+            typer.echo(line)
+        typer.echo(f"calibration: {root / FILE}")
+        return
     result = calibrate.calibrate_golden(plan)
     if result.engine_spread == 1.0:
         typer.echo(f"warning: the honest engines show no step up (one engine, or none within 2x of the loudest), so "

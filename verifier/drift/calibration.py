@@ -333,11 +333,16 @@ def collect(score: Scorer, turns: Turns, flip_margin: float = float("inf")) -> D
     return collect_by_k(score, turns, flip_margin)[FULL_K]
 
 
+def shifted_date(date: str, days: int) -> str:
+    """An ISO date moved by `days`."""
+    return (datetime.date.fromisoformat(date) + datetime.timedelta(days=days)).isoformat()
+
+
 def date_shifted_by_k(score: Scorer, turns: Turns, days: int, golden_date: str) -> ByK:
     """Drift of a scorer on golden completions after each turn's request rendered with golden's date
     moved by `days`: what an honest chat provider, which renders today's date, shows; at each top-list
     length."""
-    date = (datetime.date.fromisoformat(golden_date) + datetime.timedelta(days=days)).isoformat()
+    date = shifted_date(golden_date, days)
     out: ByK = {}
     for key, turn in turns:
         prompt = harmony.render_chat(turn.request, date)

@@ -16,7 +16,7 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,11 +122,6 @@ def generate(server: LocalServer, prompt: list[int], max_tokens: int, stop: tupl
     except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ProviderError(f"vLLM generation: {exc.__class__.__name__}: {exc}") from None
     return until_stop(tokens, stop)
-
-
-def greedy_answerer(server: LocalServer) -> Callable[[list[int], int], list[int]]:
-    """`calibrate.Answerer` of vLLM: greedy tokens after a prompt, up to an assistant stop."""
-    return lambda prompt, budget: generate(server, prompt, budget, harmony.ASSISTANT_STOPS)
 
 
 def _with_clock(env: dict | None, date: str | None) -> dict:
