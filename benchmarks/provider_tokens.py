@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verifier import harmony  # noqa: E402
-from verifier.calibrate import ANSWER_SLACK, answer_budget, free_first_turns, hosted_answer, mean_kl, scored_answers  # noqa: E402
+from verifier.calibrate import ANSWER_SLACK, free_first_turns, hosted_answer, mean_kl, scored_answers  # noqa: E402
 from verifier.drift import calibration as cal  # noqa: E402
 from verifier.drift.calibration import AnswerMargins, GreedyAnswers  # noqa: E402
 from verifier.drift.provider_tokens import (  # noqa: E402
@@ -115,10 +115,12 @@ def honest_fpr(honest: EngineFigures) -> dict[str, float]:
 def answer(engine: Engine | ServerEngine, turn: GoldenTurn, temperature: float, seed: int
            ) -> tuple[list[int], list[int]]:
     """An engine's answer to a golden first turn, as `verifier.rescore` sees a host's (`calibrate.hosted_answer`: parsed,
-    written back, re-tokenised): the tokens after golden's prompt and the positions it scores. Greedy answers run up
-    to the request's own `max_tokens` (`calibrate.answer_budget`: a host's answer to the case), samples up to golden's
-    length + `ANSWER_SLACK` (what a run's sampling requests ask)."""
-    limit = answer_budget(turn) if temperature <= 0 else len(turn.completion_token_ids) + ANSWER_SLACK
+    written back, re-tokenised): the tokens after golden's prompt and the positions it scores. Answers stop at golden's
+    length + `ANSWER_SLACK`, as a run's greedy-logprobs and sampling requests ask; a host's chat answers may run to
+    the request's `max_tokens` (the calibration's budget, `calibrate.answer_budget`), but honest greedy answers after
+    golden's prompt end within golden's length (2542 positions at either budget), so the cap only bounds the
+    faults' rambling (a wrong RoPE base would otherwise write up to 8192 tokens an answer)."""
+    limit = len(turn.completion_token_ids) + ANSWER_SLACK
     gen = engine.generate(turn.prompt_token_ids, limit, harmony.ASSISTANT_STOPS, temperature=temperature, seed=seed)
     return hosted_answer(turn.prompt_token_ids, gen.tokens)
 

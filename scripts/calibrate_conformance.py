@@ -11,9 +11,11 @@ use builds llama.cpp). Both llama-servers run at ENGINE_DATE. Detection power is
 fault zoo; a passing run may stop once it could have caught int4 experts, removed sinks, a wrong RoPE base and
 a swapped checkpoint (about six minutes on 2 cores, plus vLLM's start). The same workflow as
 `gpt-oss-verify golden calibrate` (verifier.calibrate). The honest engines in bf16 (the reference, llama-server,
-vLLM) also answer golden's free first turns greedily, scored by the fp32 reference as a host's answers are: the
-margin a host's greedy token may take (`greedy_answers`; with --saved vLLM's figures are kept from the last
-calibration). `--greedy-answers` measures only those and writes them into the calibration as it is.
+vLLM through token-id completions) also answer golden's free first turns greedily, after golden's prompts and after
+the same requests a month on, each up to its request's max_tokens, scored by the fp32 reference as a host's answers
+are: the margin a host's greedy token may take (`greedy_answers`, about 25 minutes with the servers' start; with
+--saved vLLM's figures are kept from the last calibration). `--greedy-answers` measures only those and writes them
+into the calibration as it is.
 """
 
 from __future__ import annotations

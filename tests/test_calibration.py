@@ -288,20 +288,39 @@ def test_greedy_answers_are_asked_at_golden_date_and_a_month_on_with_each_reques
     plan = calibrate.Plan(golden=SHIPPED, checkpoint=checkpoint, honest_dtypes=[], answers=True,
                           answerers={"fp32": recording})
     found = calibrate.greedy_answers(turns, plan)
-    month = cal.shifted_date(cal.golden_date(SHIPPED), 30)
-    assert month != cal.golden_date(SHIPPED)
+    month = "2025-09-04"  # golden's date, 2025-08-05, a month on
+    assert cal.golden_date(SHIPPED) == "2025-08-05"
     assert asked == [(t.prompt_token_ids, t.request["max_tokens"]) for _, t in turns] + [
         (harmony.render_chat(t.request, month), t.request["max_tokens"]) for _, t in turns]
     assert all(t.request["max_tokens"] > len(t.completion_token_ids) + calibrate.ANSWER_SLACK for _, t in turns)
-    assert [e.name for e in found.engines] == ["fp32", f"fp32{cal.DATE_SHIFTED}30d"]
+    assert [e.name for e in found.engines] == ["fp32", "fp32-date+30d"]
     assert all(e.answers == len(turns) and e.positions > 0 for e in found.engines)
     assert max(e.largest_margin for e in found.engines) == pytest.approx(0, abs=1e-3)
     assert found.margin is None
 
 
+def test_greedy_answers_measured_again_replace_an_engine_with_its_twins_and_keep_the_rest():
+    """A recalibration that measures some engines' greedy answers again keeps the others' from the calibration
+    before (`--saved` does not start vLLM; `--answers-only` with the local reference alone): an engine measured
+    again is replaced with its date-shifted twins, and an engine's twin alone is not kept beside it."""
+    def margins(name: str, largest: float) -> cal.AnswerMargins:
+        return cal.AnswerMargins(name=name, answers=66, positions=2542, largest_margin=largest)
+
+    earlier = cal.GreedyAnswers(source="before", engines=[
+        margins("reference-bf16", 0.2), margins("reference-bf16-date+30d", 0.3), margins("vllm", 0.1),
+        margins("vllm-date+30d", 0.05), margins("llama.cpp", 0.0)])
+    measured = [margins("reference-bf16", 0.11), margins("reference-bf16-date+30d", 0.1)]
+    assert [e.name for e in cal.kept_answers(measured, earlier)] == ["vllm", "vllm-date+30d", "llama.cpp"]
+    assert cal.kept_answers(measured, None) == []
+    merged = earlier.model_copy(update={"engines": measured + cal.kept_answers(measured, earlier)})
+    assert merged.margin == pytest.approx(0.22)
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--answers-only"], "--answers-only needs --greedy-answers"),
-    (["--greedy-answers", "--answers-only", "--honest-url", "http://127.0.0.1:9/v1"], "--honest-model is required"),
+    (["--greedy-answers", "--answers-only", "--must-detect", "int4-experts"], "leave out --must-detect"),
+    (["--greedy-answers", "--answers-only", "--saved", "--honest-url", "http://127.0.0.1:9/v1"],
+     "--honest-model is required with --honest-url for --greedy-answers"),
 ])
 def test_golden_calibrate_refuses_greedy_answers_it_cannot_measure(args, needle, tmp_path):
     root = _golden_copy(tmp_path)

@@ -379,13 +379,15 @@ def test_generation_from_token_ids_greedy_and_sampled(honest_vllm):
     first = free_first_turns(cal.golden_turns(golden_dir() / "gpt-oss-conformance" / "fp32"))
     provider = Provider(honest_vllm.url, honest_vllm.model)
     answer = endpoint_answerer(provider)
-    for key, turn in first[:4]:
-        budget = turn.request["max_tokens"]
-        tokens = answer(turn.prompt_token_ids, budget)
-        assert tokens[-1] in harmony.ASSISTANT_STOPS and not harmony.parse_completion(tokens).error, key
-        assert tokens == answer(turn.prompt_token_ids, budget), key
-        assert tokens == vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, budget, harmony.ASSISTANT_STOPS), key
-    provider.close()
+    try:
+        for key, turn in first[:4]:
+            budget = turn.request["max_tokens"]
+            tokens = answer(turn.prompt_token_ids, budget)
+            assert tokens[-1] in harmony.ASSISTANT_STOPS and not harmony.parse_completion(tokens).error, key
+            assert tokens == answer(turn.prompt_token_ids, budget), key
+            assert tokens == vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, budget, harmony.ASSISTANT_STOPS), key
+    finally:
+        provider.close()
     key, turn = next((key, turn) for key, turn in first if key.startswith("drift/"))
     draws = [tuple(vllm_cpu.generate(honest_vllm, turn.prompt_token_ids, 48, harmony.ASSISTANT_STOPS, 1.0, seed))
              for seed in (1, 2, 3, 1)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from verifier import harmony
 from verifier.checks.rendering import provider_dates
@@ -24,6 +24,7 @@ from verifier.drift.provider_tokens import TokenScores
 from verifier.errors import GoldenError, ProviderError, UsageError
 from verifier.golden import GoldenTurn
 from verifier.golden import load as load_golden
+from verifier.harness.local import until_stop
 from verifier.paths import REPO_ROOT
 from verifier.providers import Provider
 from verifier.reference import perturb
@@ -79,6 +80,13 @@ class Plan(BaseModel):
     """Honest greedy engines of `answers` besides those, for engines no endpoint answers token-id prompts through
     `/v1/completions` (llama-server's native `/completion`, `llama_cpp.greedy_answerer`): the engine's name -> its
     answerer."""
+
+
+    @model_validator(mode="after")
+    def _answerers_answer(self) -> Plan:
+        if self.answerers and not self.answers:
+            raise ValueError("answerers are measured only with answers=True")
+        return self
 
 
 def engine_scorer(engine: Engine, k: int = SCORE_TOP_K) -> Scorer:
@@ -255,7 +263,7 @@ def endpoint_answerer(provider: Provider) -> Answerer:
         if not obs.ok or not obs.token_ids:
             why = obs.failure.message if obs.failure else "no tokens in the answer"
             raise ProviderError(f"{provider.base_url}: a greedy answer for the calibration failed: {why}")
-        return obs.token_ids
+        return until_stop(obs.token_ids, harmony.ASSISTANT_STOPS)
     return answer
 
 
@@ -292,7 +300,7 @@ def scored_answers(reference: Engine, items: list[tuple[str, list[int], list[int
             for (key, _, positions), row in zip(items, rows, strict=True)]
 
 
-def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine, days: int = 0, date: str = ""
+def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine, date: str, days: int = 0
                    ) -> cal.AnswerMargins:
     """`answer`'s greedy answers to `turns` after their prompts at golden's `date` moved by `days` (`answer_prompt`),
     each with its request's budget (`answer_budget`), as hosted (`hosted_answer`) and scored by `reference` on their
@@ -301,38 +309,36 @@ def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine,
     items = [(key, *hosted_answer(prompt, answer(prompt, budget))) for key, prompt, budget in prompts]
     scored = scored_answers(reference, items, False)
     margins = [m for seq in scored for m in seq.margin]
-    shifted = f"{name}{cal.DATE_SHIFTED}{days}d" if days else name
-    return cal.AnswerMargins(name=shifted, answers=len(scored), positions=len(margins),
+    return cal.AnswerMargins(name=cal.shifted_name(name, days), answers=len(scored), positions=len(margins),
                              largest_margin=round(max(margins, default=0.0), 6))
 
 
-def greedy_answers(turns: Turns, plan: Plan) -> cal.GreedyAnswers:
+def greedy_answers(turns: Turns, plan: Plan, earlier: cal.GreedyAnswers | None = None) -> cal.GreedyAnswers:
     """Honest engines' greedy answers to golden's free first turns, after golden's date and the same date moved
     (`ANSWER_DATE_SHIFTS`), each up to its request's `max_tokens`, scored by the reference in golden's dtype (as
-    `verifier.rescore` scores a host's): the local reference in each honest dtype, `plan.endpoints` and
-    `plan.answerers`; with
-    `plan.saved`, engines the last calibration measured and this one does not (vLLM, which `--saved` does not start)
-    are kept from it."""
+    `verifier.rescore` scores a host's): `plan.endpoints` and `plan.answerers` first (a bad endpoint fails before
+    the slow local work), then the local reference in each honest dtype; the engines of `earlier` not measured again
+    (vLLM, which `--saved` does not start) are kept from it."""
     first, date = free_first_turns(turns), cal.golden_date(plan.golden)
     dtype = golden_dtype(plan.golden)
     reference = Engine(plan.checkpoint, dtype, plan.device)
-    answerers = {f"reference-{d}": local_answerer(Engine(plan.checkpoint, d, plan.device)) for d in _local_dtypes(plan)}
     providers = {label: Provider(url, plan.model or "") for url, label in plan.endpoints.items()}
     try:
-        answerers |= {label: endpoint_answerer(provider) for label, provider in providers.items()} | plan.answerers
-        engines = [answer_margins(name, answer, first, reference, days, date)
+        answerers = {label: endpoint_answerer(provider) for label, provider in providers.items()} | plan.answerers
+        answerers |= {f"reference-{d}": local_answerer(Engine(plan.checkpoint, d, plan.device))
+                      for d in _local_dtypes(plan)}
+        engines = [answer_margins(name, answer, first, reference, date, days)
                    for name, answer in answerers.items() for days in ANSWER_DATE_SHIFTS]
     finally:
         for provider in providers.values():
             provider.close()
-    kept = saved_greedy_answers(plan)
-    if kept is not None:
-        measured = {cal.engine_of(m.name) for m in engines}
-        engines += [e for e in kept.engines if cal.engine_of(e.name) not in measured]
+    kept = cal.kept_answers(engines, earlier)
     shifts = " and ".join(f"+{d}d" if d else "golden's date" for d in ANSWER_DATE_SHIFTS)
-    return cal.GreedyAnswers(source=f"{len(first)} free first turns of {_shown(plan.golden)} at {shifts}, each up to "
-                                    f"its request's max_tokens, as hosted, scored by the reference in {dtype}",
-                             engines=engines)
+    source = (f"{len(first)} free first turns of {_shown(plan.golden)} at {shifts}, each up to its request's "
+              f"max_tokens, as hosted, scored by the reference in {dtype}")
+    if kept:
+        source += f"; kept from the calibration before: {', '.join(e.name for e in kept)}"
+    return cal.GreedyAnswers(source=source, engines=engines + kept)
 
 
 def golden_dtype(golden: Path) -> str:
@@ -348,12 +354,13 @@ def saved_greedy_answers(plan: Plan) -> cal.GreedyAnswers | None:
 
 
 def add_greedy_answers(plan: Plan) -> Calibration:
-    """Measure `greedy_answers` alone and write them into the golden directory's calibration, the rest unchanged."""
+    """Measure `greedy_answers` alone and write them into the golden directory's calibration, the rest unchanged
+    (engines it does not measure again kept)."""
     _check(plan)
     calibration = cal.load(plan.golden)
     if calibration is None:
         raise GoldenError(f"no {cal.FILE} in {plan.golden}: calibrate first")
-    calibration.greedy_answers = greedy_answers(cal.golden_turns(plan.golden), plan)
+    calibration.greedy_answers = greedy_answers(cal.golden_turns(plan.golden), plan, calibration.greedy_answers)
     cal.save(calibration, plan.golden)
     return calibration
 
@@ -427,7 +434,7 @@ def greedy_calibration(turns: Turns, plan: Plan) -> Calibration:
         for dtype in GREEDY_DTYPES:
             scorer = engine_scorer(Engine(plan.checkpoint, dtype))
             for days in cal.DATE_SHIFTS:
-                _add(honest, f"reference-{dtype}{cal.DATE_SHIFTED}{days}d", cal.date_shifted_by_k(scorer, first, days, date))
+                _add(honest, cal.shifted_name(f"reference-{dtype}", days), cal.date_shifted_by_k(scorer, first, days, date))
         return honest
 
     honest = _honest(plan, keys, cal.GREEDY_DATA_FILE, score, lambda: greedy_endpoints_drift(first, plan))
@@ -447,8 +454,10 @@ def _check(plan: Plan) -> None:
     """Refuse a plan whose endpoints cannot be asked (no model name to ask them for)."""
     if plan.endpoints and not plan.model and not plan.saved:
         raise UsageError("--honest-model is required with --honest-url")
-    if (plan.greedy_endpoints or (plan.answers and plan.endpoints)) and not plan.model:
-        raise UsageError("--honest-model is required with --greedy-url, and with --honest-url for --greedy-answers")
+    if plan.greedy_endpoints and not plan.model:
+        raise UsageError("--honest-model is required with --greedy-url")
+    if plan.answers and plan.endpoints and not plan.model:
+        raise UsageError("--honest-model is required with --honest-url for --greedy-answers")
 
 
 def calibrate_golden(plan: Plan) -> Calibration:
@@ -471,7 +480,8 @@ def calibrate_golden(plan: Plan) -> Calibration:
         _record(result, fault, found)
     _pass_after(result, plan.must_detect)
     result.greedy = greedy_calibration(turns, plan)
-    result.greedy_answers = greedy_answers(turns, plan) if plan.answers else saved_greedy_answers(plan)
+    saved = saved_greedy_answers(plan)
+    result.greedy_answers = greedy_answers(turns, plan, saved) if plan.answers else saved
     cal.save(result, plan.golden)
     return result
 

@@ -450,6 +450,12 @@ def golden_calibrate(
     from verifier.runner import DEFAULT_GOLDEN
     from verifier.testmodel.compact import default_checkpoint
 
+    if answers_only and not greedy_answers:
+        _fail("--answers-only needs --greedy-answers")
+    if answers_only and (unused := [flag for flag, given in (("--greedy-url", greedy_url), ("--power-against",
+                                                                  power_against), ("--must-detect", must_detect))
+                                    if given]):
+        _fail(f"--answers-only measures the greedy answers alone; leave out {', '.join(unused)}")
     root = golden or golden_dir() / DEFAULT_GOLDEN
     plan = calibrate.Plan(
         golden=root, checkpoint=checkpoint or default_checkpoint(), honest_dtypes=honest_dtype or None, device=device,
@@ -457,8 +463,6 @@ def golden_calibrate(
         model=honest_model, power_against=power_against or [], must_detect=must_detect or [],
         simulations=simulations, saved=saved, answers=greedy_answers)
     if answers_only:
-        if not greedy_answers:
-            _fail("--answers-only needs --greedy-answers")
         answered = calibrate.add_greedy_answers(plan).greedy_answers
         for line in calibrate.answer_lines(answered):
             typer.echo(line)

