@@ -242,13 +242,6 @@ def answer_budget(turn: GoldenTurn) -> int:
     return turn.request.get("max_tokens") or len(turn.completion_token_ids) + ANSWER_SLACK
 
 
-def answer_prompt(turn: GoldenTurn, days: int, date: str) -> list[int]:
-    """The turn's prompt with golden's `date` moved by `days`: golden's own prompt at 0."""
-    if not days:
-        return turn.prompt_token_ids
-    return harmony.render_chat(turn.request, cal.shifted_date(date, days))
-
-
 def local_answerer(engine: Engine) -> Answerer:
     def answer(prompt: list[int], budget: int) -> list[int]:
         return engine.generate(prompt, budget, harmony.ASSISTANT_STOPS).tokens
@@ -302,10 +295,10 @@ def scored_answers(reference: Engine, items: list[tuple[str, list[int], list[int
 
 def answer_margins(name: str, answer: Answerer, turns: Turns, reference: Engine, date: str, days: int = 0
                    ) -> cal.AnswerMargins:
-    """`answer`'s greedy answers to `turns` after their prompts at golden's `date` moved by `days` (`answer_prompt`),
+    """`answer`'s greedy answers to `turns` after their prompts at golden's `date` moved by `days` (`cal.shifted_prompt`),
     each with its request's budget (`answer_budget`), as hosted (`hosted_answer`) and scored by `reference` on their
     own prefix: the largest margin (reference top-1 log-probability minus the chosen token's) any of its tokens took."""
-    prompts = [(key, answer_prompt(turn, days, date), answer_budget(turn)) for key, turn in turns]
+    prompts = [(key, cal.shifted_prompt(turn, days, date), answer_budget(turn)) for key, turn in turns]
     items = [(key, *hosted_answer(prompt, answer(prompt, budget))) for key, prompt, budget in prompts]
     scored = scored_answers(reference, items, False)
     margins = [m for seq in scored for m in seq.margin]

@@ -452,9 +452,8 @@ def golden_calibrate(
 
     if answers_only and not greedy_answers:
         _fail("--answers-only needs --greedy-answers")
-    if answers_only and (unused := [flag for flag, given in (("--greedy-url", greedy_url), ("--power-against",
-                                                                  power_against), ("--must-detect", must_detect))
-                                    if given]):
+    ignored = {"--greedy-url": greedy_url, "--power-against": power_against, "--must-detect": must_detect}
+    if answers_only and (unused := [flag for flag, given in ignored.items() if given]):
         _fail(f"--answers-only measures the greedy answers alone; leave out {', '.join(unused)}")
     root = golden or golden_dir() / DEFAULT_GOLDEN
     plan = calibrate.Plan(

@@ -340,14 +340,20 @@ def shifted_date(date: str, days: int) -> str:
     return (datetime.date.fromisoformat(date) + datetime.timedelta(days=days)).isoformat()
 
 
+def shifted_prompt(turn: GoldenTurn, days: int, golden_date: str) -> list[int]:
+    """The turn's prompt with `golden_date` moved by `days`: golden's own prompt at 0."""
+    if not days:
+        return turn.prompt_token_ids
+    return harmony.render_chat(turn.request, shifted_date(golden_date, days))
+
+
 def date_shifted_by_k(score: Scorer, turns: Turns, days: int, golden_date: str) -> ByK:
     """Drift of a scorer on golden completions after each turn's request rendered with golden's date
     moved by `days`: what an honest chat provider, which renders today's date, shows; at each top-list
     length."""
-    date = shifted_date(golden_date, days)
     out: ByK = {}
     for key, turn in turns:
-        prompt = harmony.render_chat(turn.request, date)
+        prompt = shifted_prompt(turn, days, golden_date)
         _by_k(key, turn, score(prompt + turn.completion_token_ids, len(prompt)), float("inf"), out)
     return out
 
